@@ -1,0 +1,20 @@
+//! kubeforge: turns an inventory file into a production Kubernetes cluster on machines the user
+//! owns, and keeps it there.
+//!
+//! The library holds all behaviour; the `kubeforge` binary parses the command line and maps
+//! errors to exit codes.
+
+pub mod inventory;
+pub mod model;
+pub mod release;
+pub mod templates;
+pub mod util;
+
+/// kubeforge's own version and the git revision it was built from.
+pub fn version_string() -> String {
+    format!(
+        "{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("KUBEFORGE_GIT_REV")
+    )
+}
