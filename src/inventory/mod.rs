@@ -1,0 +1,439 @@
+//! Reading an inventory file: YAML → typed inventory → `${ENV}` expansion → semantic checks →
+//! the desired-state model. Every problem comes back as a `Diagnostic` with the file, line,
+//! column and field path, and a hint.
+
+pub mod diag;
+pub mod expand;
+pub mod locate;
+pub mod types;
+pub mod validate;
+
+use crate::model::Cluster;
+use crate::release::{Catalog, ReleaseError, ReleaseManifest};
+use crate::util::suggest;
+use diag::{Diagnostic, Severity};
+use locate::LocationIndex;
+use serde_saphyr::MessageFormatter as _;
+use std::path::{Path, PathBuf};
+use types::Inventory;
+
+/// Inventory files larger than this are refused (a real one is a few KiB).
+pub const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {} error{}", file.display(), count_errors(diagnostics), if count_errors(diagnostics) == 1 { "" } else { "s" })]
+    Invalid {
+        file: PathBuf,
+        source_text: String,
+        /// Errors and warnings, errors first.
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("the built-in release manifests are broken: {0}")]
+    Builtin(#[from] ReleaseError),
+}
+
+fn count_errors(d: &[Diagnostic]) -> usize {
+    d.iter().filter(|d| d.is_error()).count()
+}
+
+impl InventoryError {
+    /// The diagnostics rendered against the file, for stderr.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            InventoryError::Invalid {
+                file,
+                source_text,
+                diagnostics,
+            } => diag::render(diagnostics, &file.display().to_string(), source_text, color),
+            other => format!("{other}\n"),
+        }
+    }
+}
+
+/// A valid inventory, ready to use.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub file: PathBuf,
+    pub source: String,
+    pub inventory: Inventory,
+    pub cluster: Cluster,
+    pub catalog: Catalog,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn render_warnings(&self, color: bool) -> String {
+        diag::render(
+            &self.warnings,
+            &self.file.display().to_string(),
+            &self.source,
+            color,
+        )
+    }
+}
+
+/// Reads and validates an inventory file.
+pub fn load(path: &Path) -> Result<Loaded, InventoryError> {
+    let read = || -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        if meta.len() > MAX_INVENTORY_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the file is {} bytes; an inventory is at most {MAX_INVENTORY_BYTES}",
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(path)?;
+        String::from_utf8(bytes).map_err(|_| std::io::Error::other("the file is not UTF-8 text"))
+    };
+    let text = read().map_err(|source| InventoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    load_str(path, &text, &base, &expand::process_env)
+}
+
+/// Validates inventory text. `file` names it in messages, `base` resolves relative paths, and
+/// `env` answers `${VAR}` lookups.
+pub fn load_str(
+    file: &Path,
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, InventoryError> {
+    let invalid = |diagnostics: Vec<Diagnostic>| InventoryError::Invalid {
+        file: file.to_path_buf(),
+        source_text: text.to_string(),
+        diagnostics,
+    };
+    let ix = LocationIndex::build(text);
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(invalid(vec![Diagnostic::error("", "the inventory is empty").hint(
+            "start from `kubeforge init > cluster.yaml`, or copy one of the examples in inventories/",
+        )]));
+    }
+    let mut inv: Inventory = match serde_saphyr::from_str(text) {
+        Ok(inv) => inv,
+        Err(e) => return Err(invalid(vec![yaml_error(&e, &ix)])),
+    };
+    let mut diags = Vec::new();
+    let failed_paths = expand_inventory(&mut inv, &ix, env, &mut diags);
+
+    let mut catalog = Catalog::builtin()?;
+    let home = dirs::home_dir();
+    if let Some(m) = &inv.spec.artifacts.manifest {
+        let p = expand::resolve_path(m, base, home.as_deref());
+        match ReleaseManifest::load(&p) {
+            Ok(manifest) => catalog.add(&p.display().to_string(), manifest),
+            Err(e) => diags.push(
+                Diagnostic::error("spec.artifacts.manifest", e.to_string())
+                    .hint("point it at a release manifest in the format of images/*.yaml")
+                    .at(ix.value_pos("spec.artifacts.manifest")),
+            ),
+        }
+    }
+    diags.extend(
+        validate::validate(&inv, &ix, &catalog)
+            .into_iter()
+            .filter(|d| !failed_paths.contains(&d.path)),
+    );
+    diags.sort_by_key(|d| (d.severity, d.pos.map(|p| (p.line, p.column))));
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(invalid(diags));
+    }
+    let cluster = Cluster::from_inventory(&inv, base).map_err(|what| {
+        invalid(vec![Diagnostic::error(
+            "",
+            format!("internal error: a validated inventory did not convert ({what})"),
+        )])
+    })?;
+    Ok(Loaded {
+        file: file.to_path_buf(),
+        source: text.to_string(),
+        inventory: inv,
+        cluster,
+        catalog,
+        warnings: diags,
+    })
+}
+
+/// Expands `${VAR}` in every string value. The inventory is walked as JSON, whose keys are the
+/// YAML's own (camelCase), so the paths match the location index. Returns the paths that failed.
+fn expand_inventory(
+    inv: &mut Inventory,
+    ix: &LocationIndex,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let Ok(mut value) = serde_json::to_value(&*inv) else {
+        return Vec::new();
+    };
+    let mut failed = Vec::new();
+    walk_strings(
+        &mut value,
+        String::new(),
+        &mut |path, s| match expand::expand_env(s, env) {
+            Ok(v) => *s = v,
+            Err(e) => {
+                let hint = match e {
+                    expand::ExpandError::Undefined(_) => {
+                        "export the variable before running kubeforge, use ${NAME:-default}, or write $$ for a literal $"
+                    }
+                    _ => "write ${NAME} or ${NAME:-default}; $$ is a literal $",
+                };
+                diags.push(
+                    Diagnostic::error(path.clone(), e.to_string())
+                        .hint(hint)
+                        .at(ix.value_pos(&path)),
+                );
+                failed.push(path);
+            }
+        },
+    );
+    if let Ok(expanded) = serde_json::from_value(value) {
+        *inv = expanded;
+    }
+    failed
+}
+
+fn walk_strings(v: &mut serde_json::Value, path: String, f: &mut dyn FnMut(String, &mut String)) {
+    match v {
+        serde_json::Value::String(s) => f(path, s),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                walk_strings(item, locate::join_index(&path, i), f);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                walk_strings(item, locate::join_key(&path, k), f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Turns a YAML or type error into a diagnostic with a field path and a hint.
+fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex) -> Diagnostic {
+    let inner = e.without_snippet();
+    let raw = serde_saphyr::DefaultMessageFormatter
+        .format_message(inner)
+        .to_string();
+    let raw: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let loc = e.location().filter(|l| l.line() > 0);
+    let pos = loc.map(|l| locate::Pos {
+        line: l.line() as usize,
+        column: l.column() as usize,
+        len: l.span().len() as usize,
+    });
+    let mut at = pos
+        .and_then(|p| ix.path_at(p.line, p.column))
+        .unwrap_or_default();
+    let mut pos = pos;
+    if raw.starts_with("missing field") {
+        // reported at a key of the mapping that lacks the field: name the mapping itself, and
+        // point at its own key
+        if let Some(p) = pos
+            && ix.is_key_at(&at, p.line, p.column)
+        {
+            at = locate::parent(&at).unwrap_or_default();
+        }
+        if !at.is_empty() {
+            pos = ix.key_pos(&at).or(pos);
+        }
+    }
+    let (path, message, hint) = explain(&raw, &at);
+    Diagnostic {
+        severity: Severity::Error,
+        path,
+        message,
+        hint,
+        pos,
+    }
+}
+
+/// The wording of serde's and the YAML parser's messages, made actionable.
+fn explain(raw: &str, at: &str) -> (String, String, Option<String>) {
+    let backticked = |s: &str| -> Option<String> {
+        let a = s.find('`')?;
+        let b = s[a + 1..].find('`')?;
+        Some(s[a + 1..a + 1 + b].to_string())
+    };
+    let expected_list = |s: &str| -> Vec<String> {
+        let Some(i) = s.find("expected ") else {
+            return Vec::new();
+        };
+        let list = &s[i + "expected ".len()..];
+        let list = list.strip_prefix("one of ").unwrap_or(list);
+        list.split(", ")
+            .flat_map(|p| p.split(" or "))
+            .map(|p| p.trim().trim_matches('`').to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    if raw.starts_with("unknown field") || raw.starts_with("unknown variant") {
+        let what = if raw.starts_with("unknown field") {
+            "field"
+        } else {
+            "value"
+        };
+        let given = backticked(raw).unwrap_or_default();
+        let allowed = expected_list(raw);
+        let refs: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        let list = if refs.is_empty() {
+            "none".to_string()
+        } else {
+            refs.join(", ")
+        };
+        let hint = match suggest(&given, &refs) {
+            Some(s) => format!("did you mean `{s}`? Allowed here: {list}"),
+            None => format!("allowed here: {list}"),
+        };
+        // An unknown field is reported at its key, so `at` already names it.
+        return (
+            at.to_string(),
+            format!("unknown {what} `{given}`"),
+            Some(hint),
+        );
+    }
+    if raw.starts_with("missing field") {
+        let field = backticked(raw).unwrap_or_default();
+        let path = locate::join_key(at, &field);
+        let example = match field.as_str() {
+            "version" => "version: 1.33.5",
+            "name" => "name: cp1",
+            "address" => "address: 10.0.0.11",
+            "role" => "role: control-plane (or worker)",
+            "kubernetes" => "kubernetes: {version: 1.33.5}",
+            "metadata" => "metadata: {name: prod}",
+            "apiVersion" => "apiVersion: kubeforge.io/v1alpha1",
+            "kind" => "kind: Cluster",
+            "spec" => "spec: {kubernetes: {version: 1.33.5}, hosts: [...]}",
+            "image" => "image: ubuntu-24.04",
+            "flavor" => "flavor: m1.large",
+            "count" => "count: 3",
+            "host" => "host: 10.0.0.10",
+            _ => "",
+        };
+        let hint = if example.is_empty() {
+            format!("add `{field}` here")
+        } else {
+            format!("add `{example}` here")
+        };
+        return (
+            path,
+            format!("missing required field `{field}`"),
+            Some(hint),
+        );
+    }
+    if raw.starts_with("duplicate mapping key") {
+        let key = raw
+            .trim_start_matches("duplicate mapping key:")
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return (
+            at.to_string(),
+            format!("duplicate key `{key}`"),
+            Some("a key may appear only once in a mapping; merge the two entries".into()),
+        );
+    }
+    if let Some(t) = raw.strip_prefix("invalid ") {
+        let range = match t {
+            "u8" => Some("0 to 255"),
+            "u16" => Some("0 to 65535"),
+            "u32" => Some("0 to 4294967295"),
+            "u64" => Some("0 to 18446744073709551615"),
+            _ => None,
+        };
+        if let Some(r) = range {
+            return (
+                at.to_string(),
+                format!("expected a whole number from {r}"),
+                Some("write a plain number without quotes or units".into()),
+            );
+        }
+    }
+    if raw.starts_with("cannot deserialize null") {
+        return (
+            at.to_string(),
+            "a value is required here".into(),
+            Some("write the value after the colon, or remove the key to use the default".into()),
+        );
+    }
+    if raw == "expected mapping start"
+        || raw.contains("expected a map")
+        || raw.contains("expected struct")
+    {
+        return (
+            at.to_string(),
+            "expected a mapping (key: value entries) here".into(),
+            Some("indent the entries below the key, or write {key: value}".into()),
+        );
+    }
+    if raw == "expected sequence start" || raw.contains("expected a sequence") {
+        return (
+            at.to_string(),
+            "expected a list here".into(),
+            Some("write one `- item` per line below the key, or [a, b]".into()),
+        );
+    }
+    if raw.starts_with("invalid type") {
+        return (
+            at.to_string(),
+            raw.to_string(),
+            Some("quote the value if it is text, e.g. \"1.30\"".into()),
+        );
+    }
+    let hint = if raw.contains("tab") {
+        "YAML indentation must use spaces, not tabs"
+    } else {
+        "check the indentation, quoting and brackets on this line and the one above"
+    };
+    (at.to_string(), raw.to_string(), Some(hint.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_unknown_field() {
+        let (p, m, h) = explain(
+            "unknown field `controlPlan`, expected one of `kubernetes`, `controlPlane`, `ssh`",
+            "spec.controlPlan",
+        );
+        assert_eq!(p, "spec.controlPlan");
+        assert_eq!(m, "unknown field `controlPlan`");
+        assert!(h.unwrap().starts_with("did you mean `controlPlane`?"));
+        let (_, _, h) = explain("unknown field `x`, expected `a` or `b`", "x");
+        assert_eq!(h.unwrap(), "allowed here: a, b");
+    }
+
+    #[test]
+    fn explain_missing_field_extends_the_path() {
+        let (p, m, _) = explain("missing field `version`", "spec.kubernetes");
+        assert_eq!(p, "spec.kubernetes.version");
+        assert_eq!(m, "missing required field `version`");
+    }
+}
