@@ -1,0 +1,106 @@
+//! The command line: clap types only, no behaviour.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str =
+    "Turn an inventory file into a production Kubernetes cluster on machines you own";
+
+const LONG_ABOUT: &str = "\
+kubeforge turns an inventory file into a production Kubernetes cluster on machines you own \
+(bare metal reached over SSH, or VMs it creates on OpenStack) and keeps it there: upgrades, \
+node additions and removals are driven by editing the same file.
+
+Start with:
+  kubeforge init > cluster.yaml        # a commented example inventory
+  kubeforge validate -f cluster.yaml   # check it: every problem with file, line, column and a hint";
+
+#[derive(Debug, Parser)]
+#[command(name = "kubeforge", version = crate::VERSION, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an inventory file without touching any host
+    ///
+    /// Reports every problem at once, each with its file, line, column, field path and a hint.
+    /// Exits 0 with a one-line summary when the file is valid (warnings go to stderr), and 1
+    /// when it is not.
+    Validate(ValidateArgs),
+
+    /// Print a commented example inventory to start from
+    ///
+    /// Example: kubeforge init --name prod > prod.yaml
+    Init(InitArgs),
+
+    /// Print kubeforge's version and the Kubernetes releases it can install
+    Version(VersionArgs),
+
+    /// Print a shell completion script
+    ///
+    /// Example (bash): kubeforge completion bash > /etc/bash_completion.d/kubeforge
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people
+    Text,
+    /// For programs (stable field names)
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The inventory file
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        env = "KUBEFORGE_FILE"
+    )]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Cluster name (a DNS label)
+    #[arg(long, default_value = "prod")]
+    pub name: String,
+
+    /// Kubernetes release (default: the newest kubeforge knows)
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to generate completions for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
