@@ -1,13 +1,48 @@
 #!/usr/bin/env bash
-# Runs kubeforge's whole test suite on a fresh Debian 12 machine (as root): installs what the
-# tests need, then builds and runs every test. Safe to re-run.
+# Runs kubeforge's whole test suite on a fresh Debian 12 machine, as root: installs what the
+# tests need (Debian packages for the test hosts), brings up harness hosts (systemd-nspawn
+# machines with a real sshd, ../shared/harness), builds and runs every test, and always tears
+# the hosts down. Safe to re-run.
+#
+# Env: KUBEFORGE_SHARED (default ../shared), HARNESS_DIR (default /tmp/harness),
+#      KEEP_HOSTS=1 leaves the hosts up afterwards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
+ROOT=$PWD
+export KUBEFORGE_SHARED=${KUBEFORGE_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
+export HARNESS_DIR=${HARNESS_DIR:-/tmp/harness}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export INSTA_UPDATE=no          # a changed message must be a reviewed snapshot, never rewritten here
+NODES=$KUBEFORGE_SHARED/harness/nodes.sh
 
-echo "== build"
+say() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
+
+[[ $(id -u) == 0 ]] || { echo "scripts/test.sh needs root (the test hosts are systemd-nspawn machines)" >&2; exit 1; }
+[[ -x $NODES || -f $NODES ]] || { echo "harness not found at $NODES (set KUBEFORGE_SHARED)" >&2; exit 1; }
+
+say "install test prerequisites"
+PKGS=(debootstrap systemd-container btrfs-progs zstd bridge-utils iproute2 openssh-client util-linux
+      python3 python3-yaml curl dpkg iptables)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if ((${#missing[@]})); then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+say "build"
 cargo build --locked --all-targets
-echo "== tests"
-cargo test --locked --no-fail-fast
+
+say "harness hosts up"
+# nodes.sh expects these directories to exist on a fresh machine
+mkdir -p "$HARNESS_DIR/debs"
+cleanup() {
+  if [[ ${KEEP_HOSTS:-0} != 1 ]]; then bash "$NODES" down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+bash "$NODES" up 3
+
+say "tests"
+# unit and integration tests; the harness tests are #[ignore]d in a plain `cargo test`
+cargo test --locked --no-fail-fast -- --include-ignored
+say "all tests passed"

@@ -4,9 +4,15 @@
 //! The library holds all behaviour; the `kubeforge` binary parses the command line and maps
 //! errors to exit codes.
 
+pub mod facts;
+pub mod fleet;
 pub mod inventory;
 pub mod model;
+pub mod preflight;
+pub mod progress;
 pub mod release;
+pub mod ssh;
+pub mod status;
 pub mod templates;
 pub mod util;
 

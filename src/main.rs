@@ -40,7 +40,7 @@ fn init_logging(verbose: u8) {
         kubeforge::inventory::diag::use_color(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(kubeforge::progress::LogWriter)
         .with_ansi(color)
         .with_target(false)
         .try_init();

@@ -116,7 +116,8 @@ pub struct ArtifactSettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSettings {
-    pub known_hosts: PathBuf,
+    /// The known_hosts file from the inventory; None: ~/.ssh/config's, else ~/.ssh/known_hosts.
+    pub known_hosts: Option<PathBuf>,
     /// The OpenSSH client config to honour; None when disabled.
     pub config: Option<PathBuf>,
 }
@@ -259,12 +260,7 @@ impl Cluster {
             },
             hosts,
             ssh: SshSettings {
-                known_hosts: path(
-                    spec.ssh
-                        .known_hosts
-                        .as_deref()
-                        .unwrap_or("~/.ssh/known_hosts"),
-                ),
+                known_hosts: spec.ssh.known_hosts.as_deref().map(path),
                 config: match spec.ssh.config.as_deref() {
                     Some("none") => None,
                     Some(p) => Some(path(p)),
@@ -385,7 +381,7 @@ spec:
             (w.ssh.user.as_deref(), w.ssh.port),
             (Some("admin"), Some(2222))
         );
-        assert!(c.ssh.known_hosts.ends_with(".ssh/known_hosts"));
+        assert_eq!(c.ssh.known_hosts, None);
         assert!(c.artifacts.cache_dir.ends_with("kubeforge"));
         assert_eq!(c.role_counts(), (1, 1));
     }

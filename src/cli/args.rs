@@ -41,6 +41,17 @@ pub enum Command {
     /// Example: kubeforge init --name prod > prod.yaml
     Init(InitArgs),
 
+    /// Connect to every host and show its facts and preflight results (read-only)
+    ///
+    /// Prints a table of reachability, OS, kernel, installed versions, cluster membership and
+    /// preflight results. Exits 1 when a host is unreachable or fails a blocking check.
+    Status(StatusArgs),
+
+    /// Run a shell command on hosts of the inventory, as root (sudo -n for other users)
+    ///
+    /// Example: kubeforge exec -f cluster.yaml --role worker -- systemctl is-active kubelet
+    Exec(ExecArgs),
+
     /// Print kubeforge's version and the Kubernetes releases it can install
     Version(VersionArgs),
 
@@ -78,6 +89,68 @@ pub struct ValidateArgs {
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Record the keys of hosts not yet in known_hosts (like OpenSSH's accept-new); a changed
+    /// key is still refused
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+
+    /// Seconds to wait for a host's SSH handshake
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub connect_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Preflight checks to skip, by name (or `all`); see `kubeforge status --list-checks`
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub ignore_preflight: Vec<String>,
+
+    /// List the preflight checks and exit
+    #[arg(long)]
+    pub list_checks: bool,
+
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Only these hosts (inventory names)
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+
+    /// Only hosts with this role
+    #[arg(long, value_parser = ["control-plane", "worker"])]
+    pub role: Option<String>,
+
+    /// Seconds the command may run on each host
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// The command (a POSIX shell command line)
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! Data goes to stdout; diagnostics, logs and progress go to stderr.
 
 pub mod args;
+mod remote;
 
 use anyhow::{Context, Result, bail};
 use args::{Cli, Command, OutputFormat};
@@ -17,16 +18,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate(a) => validate(a),
         Command::Init(a) => init(a),
+        Command::Status(a) => remote::status(a),
+        Command::Exec(a) => remote::exec(a),
         Command::Version(a) => version(a),
         Command::Completion(a) => completion(a),
     }
 }
 
-fn stderr_color() -> bool {
+pub(crate) fn stderr_color() -> bool {
     diag::use_color(std::io::stderr().is_terminal())
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;

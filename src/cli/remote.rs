@@ -1,0 +1,392 @@
+//! Commands that connect to hosts: status, exec.
+
+use super::args::{ConnectArgs, ExecArgs, OutputFormat, StatusArgs};
+use super::{EXIT_FAILED, print_json, stderr_color};
+use anyhow::{Context, Result, bail};
+use kubeforge::inventory::{self, Loaded};
+use kubeforge::preflight::{self, Severity};
+use kubeforge::ssh::ConnectOptions;
+use kubeforge::status::StatusReport;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads and validates the inventory; prints its diagnostics on failure.
+pub(crate) fn load(path: &std::path::Path) -> Result<Loaded> {
+    match inventory::load(path) {
+        Ok(l) => {
+            eprint!("{}", l.render_warnings(stderr_color()));
+            Ok(l)
+        }
+        Err(e @ inventory::InventoryError::Invalid { .. }) => {
+            eprint!("{}", e.render(stderr_color()));
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn connect_options(a: &ConnectArgs) -> ConnectOptions {
+    ConnectOptions {
+        accept_new_host_keys: a.accept_new_host_keys,
+        connect_timeout: Duration::from_secs(a.connect_timeout.max(1)),
+        interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        ..ConnectOptions::default()
+    }
+}
+
+pub(crate) fn bars() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+pub fn status(a: StatusArgs) -> Result<ExitCode> {
+    if a.list_checks {
+        for (name, what) in preflight::CHECKS {
+            println!("{name:22} {what}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let unknown = preflight::unknown_names(&a.ignore_preflight);
+    if !unknown.is_empty() {
+        bail!(
+            "--ignore-preflight: unknown check {} (see --list-checks)",
+            unknown.join(", ")
+        );
+    }
+    let loaded = load(&a.file.file)?;
+    let report = runtime()?.block_on(kubeforge::status::gather(
+        &loaded,
+        connect_options(&a.connect),
+        &a.ignore_preflight,
+        bars() && a.output == OutputFormat::Text,
+    ))?;
+    if a.output == OutputFormat::Json {
+        print_json(&report)?;
+    } else {
+        print!("{}", render_status(&report));
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render_status(r: &StatusReport) -> String {
+    let dash = || "-".to_string();
+    let mut rows = vec![
+        [
+            "HOST",
+            "ADDRESS",
+            "ROLE",
+            "SSH",
+            "OS",
+            "KERNEL",
+            "ARCH",
+            "CGROUP",
+            "CONTAINERD",
+            "KUBELET",
+            "MEMBER",
+            "PREFLIGHT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
+    ];
+    for h in &r.hosts {
+        let findings: Vec<_> = r.preflight.iter().filter(|f| f.host == h.name).collect();
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let warnings = findings.len() - errors;
+        let pre = match (h.facts.is_some(), errors, warnings) {
+            (false, _, _) => dash(),
+            (true, 0, 0) => "ok".to_string(),
+            (true, e, w) => {
+                let mut p = Vec::new();
+                if e > 0 {
+                    p.push(format!("{e} error{}", if e == 1 { "" } else { "s" }));
+                }
+                if w > 0 {
+                    p.push(format!("{w} warning{}", if w == 1 { "" } else { "s" }));
+                }
+                p.join(", ")
+            }
+        };
+        let mut row = vec![h.name.clone(), h.address.clone(), h.role.to_string()];
+        match &h.facts {
+            Some(f) => {
+                let ver = |c: &str| {
+                    f.installed
+                        .get(c)
+                        .and_then(|i| i.version.clone())
+                        .unwrap_or_else(dash)
+                };
+                let member = match (f.membership.role(), f.membership.cluster()) {
+                    (Some(role), Some(c)) => format!(
+                        "{} of {c}",
+                        serde_json::to_value(role)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ),
+                    (Some(_), None) => "yes (not kubeforge)".to_string(),
+                    (None, _) => "no".to_string(),
+                };
+                row.extend([
+                    "ok".to_string(),
+                    format!("{} {}", f.os_id, f.os_version),
+                    f.kernel.clone(),
+                    f.arch.clone(),
+                    format!("v{}", f.cgroup_version),
+                    ver("containerd"),
+                    ver("kubelet"),
+                    member,
+                    pre,
+                ]);
+            }
+            None => {
+                row.push(if h.reachable {
+                    "ok".into()
+                } else {
+                    "FAILED".into()
+                });
+                row.extend((0..7).map(|_| dash()));
+                row.push(pre);
+            }
+        }
+        rows.push(row);
+    }
+    let mut out = table(&rows);
+    if !r.preflight.is_empty() {
+        out.push_str("\nPreflight:\n");
+        for f in &r.preflight {
+            let sev = match f.severity {
+                Severity::Error => "error  ",
+                Severity::Warning => "warning",
+            };
+            out.push_str(&format!(
+                "  {sev}  {}  {}: {}\n",
+                f.host, f.check, f.message
+            ));
+        }
+    }
+    let unreachable: Vec<_> = r.unreachable().collect();
+    if !unreachable.is_empty() {
+        out.push_str("\nUnreachable:\n");
+        for h in &unreachable {
+            out.push_str(&format!(
+                "  {}\n",
+                h.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    let errors = r.blocking().count();
+    out.push_str(&format!(
+        "\n{} host{}: {} reachable, {} unreachable; {} preflight error{}, {} warning{} ({:.1}s)\n",
+        r.hosts.len(),
+        if r.hosts.len() == 1 { "" } else { "s" },
+        r.hosts.len() - unreachable.len(),
+        unreachable.len(),
+        errors,
+        if errors == 1 { "" } else { "s" },
+        r.preflight.len() - errors,
+        if r.preflight.len() - errors == 1 {
+            ""
+        } else {
+            "s"
+        },
+        r.elapsed.as_secs_f64()
+    ));
+    out
+}
+
+#[derive(serde::Serialize)]
+struct ExecResult {
+    host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u32>,
+    stdout: String,
+    stderr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    elapsed: f64,
+}
+
+pub fn exec(a: ExecArgs) -> Result<ExitCode> {
+    let loaded = load(&a.file.file)?;
+    let cluster = &loaded.cluster;
+    for h in &a.hosts {
+        if cluster.host(h).is_none() {
+            bail!("--hosts: {h} is not in {}", a.file.file.display());
+        }
+    }
+    let hosts: Vec<&kubeforge::model::Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| a.hosts.is_empty() || a.hosts.contains(&h.name))
+        .filter(|h| a.role.as_deref().is_none_or(|r| h.role.as_str() == r))
+        .collect();
+    if hosts.is_empty() {
+        bail!("no host matches --hosts/--role");
+    }
+    let command = a.command.join(" ");
+    let timeout = a.timeout.map(Duration::from_secs);
+    let results = runtime()?.block_on(async {
+        let (connector, resolver) =
+            kubeforge::status::connect_setup(&loaded, connect_options(&a.connect))?;
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let progress = Arc::new(kubeforge::progress::Progress::new(
+            "exec",
+            &names,
+            bars() && a.output == OutputFormat::Text,
+        ));
+        let start = std::time::Instant::now();
+        let fleet =
+            kubeforge::fleet::Fleet::connect(cluster, &hosts, connector, &resolver, &progress)
+                .await;
+        let sessions: Vec<(String, Arc<kubeforge::ssh::Session>)> = fleet
+            .sessions
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let ran = kubeforge::fleet::fan_out(sessions, cluster.options.concurrency, |(name, s)| {
+            let command = command.clone();
+            let progress = progress.clone();
+            async move {
+                progress.set(&name, "running");
+                let r = s
+                    .exec_with(
+                        &command,
+                        kubeforge::ssh::session::Exec {
+                            timeout,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                match &r {
+                    Ok(o) => progress.finish(&name, o.success(), &format!("exit {}", o.status)),
+                    Err(_) => progress.finish(&name, false, "error"),
+                }
+                (r, start.elapsed())
+            }
+        })
+        .await;
+        let mut by_host: std::collections::BTreeMap<String, ExecResult> =
+            std::collections::BTreeMap::new();
+        for ((name, _), (r, at), _) in ran {
+            let res = match r {
+                Ok(o) => ExecResult {
+                    host: name.clone(),
+                    status: Some(o.status),
+                    stdout: o.stdout(),
+                    stderr: o.stderr(),
+                    error: None,
+                    elapsed: at.as_secs_f64(),
+                },
+                Err(e) => ExecResult {
+                    host: name.clone(),
+                    status: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    error: Some(e.to_string()),
+                    elapsed: at.as_secs_f64(),
+                },
+            };
+            by_host.insert(name, res);
+        }
+        for (name, e) in &fleet.unreachable {
+            by_host.insert(
+                name.clone(),
+                ExecResult {
+                    host: name.clone(),
+                    status: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    error: Some(e.to_string()),
+                    elapsed: start.elapsed().as_secs_f64(),
+                },
+            );
+        }
+        fleet.close().await;
+        anyhow::Ok(
+            names
+                .into_iter()
+                .filter_map(|n| by_host.remove(&n))
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    let failed: Vec<&ExecResult> = results.iter().filter(|r| r.status != Some(0)).collect();
+    if a.output == OutputFormat::Json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            let how = match (&r.status, &r.error) {
+                (Some(s), _) => format!("exit {s}"),
+                (None, Some(_)) => "FAILED".to_string(),
+                _ => "?".to_string(),
+            };
+            println!("--- {} ({how}, {:.1}s)", r.host, r.elapsed);
+            print!("{}", r.stdout);
+            if !r.stderr.is_empty() {
+                eprint!(
+                    "{}",
+                    r.stderr
+                        .lines()
+                        .map(|l| format!("{}: {l}\n", r.host))
+                        .collect::<String>()
+                );
+            }
+        }
+        if !failed.is_empty() {
+            eprintln!("\n{} of {} hosts failed:", failed.len(), results.len());
+            for r in &failed {
+                match &r.error {
+                    Some(e) => eprintln!("  - {e}"),
+                    None => eprintln!(
+                        "  - {}: exit status {}",
+                        r.host,
+                        r.status.unwrap_or_default()
+                    ),
+                }
+            }
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}

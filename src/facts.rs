@@ -1,0 +1,507 @@
+//! Facts: what read-only probes observe on a host, gathered by one script in one round trip.
+//! Observed state only; never mixed into the desired state (`model`).
+//!
+//! The script prints raw sources (os-release, /proc files, `--version` lines) in sections
+//! marked `@@kf:<name>`, and the parsing happens here, where it is unit-tested on output
+//! captured from real hosts.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The probe script. POSIX sh; reads only.
+pub const SCRIPT: &str = r#"s() { printf '\n@@kf:%s\n' "$1"; }
+s time; date +%s.%N
+s os-release; cat /etc/os-release 2>/dev/null
+s uname; uname -r; uname -m
+s init; cat /proc/1/comm 2>/dev/null
+s cgroupfs; stat -fc %T /sys/fs/cgroup 2>/dev/null
+s nproc; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN
+s meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
+s swaps; tail -n +2 /proc/swaps 2>/dev/null
+s hostname; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
+s machine-id; cat /etc/machine-id 2>/dev/null
+s product-uuid; cat /sys/class/dmi/id/product_uuid 2>/dev/null
+s tcp-listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{print $2}'
+s kernel
+for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/ipv4/ip_forward; do echo "$f=$(cat $f 2>/dev/null || echo missing)"; done
+grep -qw overlay /proc/filesystems 2>/dev/null && echo "fs-overlay=yes"
+m=/lib/modules/$(uname -r)
+for mod in overlay br_netfilter; do
+  if [ -d /sys/module/$mod ]; then st=loaded
+  elif grep -q "/$mod\.ko" $m/modules.builtin 2>/dev/null; then st=builtin
+  elif grep -q "/$mod\.ko" $m/modules.dep 2>/dev/null; then st=loadable
+  else st=missing; fi
+  echo "module-$mod=$st"
+done
+s versions
+for b in containerd runc kubelet kubeadm kubectl crictl; do
+  p=$(command -v $b 2>/dev/null) || continue
+  case $b in
+    kubeadm) v=$($p version -o short 2>/dev/null) ;;
+    kubectl) v=$($p version --client 2>/dev/null | head -n1) ;;
+    *) v=$($p --version 2>/dev/null | head -n1) ;;
+  esac
+  echo "$b=$p|$v"
+done
+s membership
+for f in admin.conf super-admin.conf kubelet.conf bootstrap-kubelet.conf controller-manager.conf scheduler.conf; do [ -f /etc/kubernetes/$f ] && echo "conf=$f"; done
+for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /etc/kubernetes/manifests/$p.yaml ] && echo "manifest=$p"; done
+[ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
+[ -f /etc/kubernetes/kubelet.conf ] && echo "server=$(grep -m1 'server:' /etc/kubernetes/kubelet.conf | awk '{print $2}')"
+[ -f /etc/kubeforge/cluster ] && sed -n 's/^\([a-z-]*\)=\(.*\)$/marker-\1=\2/p' /etc/kubeforge/cluster
+for u in kubelet containerd; do echo "active-$u=$(systemctl is-active $u 2>/dev/null)"; done
+s end
+"#;
+
+/// A kernel feature: compiled in, loaded, loadable as a module, or absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Feature {
+    Loaded,
+    Builtin,
+    Loadable,
+    Missing,
+}
+
+impl Feature {
+    pub fn available(self) -> bool {
+        self != Feature::Missing
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelFeatures {
+    pub overlay: Feature,
+    pub br_netfilter: Feature,
+    /// `/proc/sys/net/bridge/bridge-nf-call-iptables`: None when the file is absent.
+    pub bridge_nf_call_iptables: Option<bool>,
+    pub ip_forward: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Installed {
+    pub path: String,
+    /// The version as `x.y.z` when it could be read.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberRole {
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub kubeconfigs: Vec<String>,
+    pub static_pods: Vec<String>,
+    /// sha256 of /etc/kubernetes/pki/ca.crt: identifies the cluster the host belongs to.
+    pub ca_sha256: Option<String>,
+    /// The API server the kubelet talks to.
+    pub server: Option<String>,
+    /// /etc/kubeforge/cluster, written when kubeforge installs a node.
+    pub marker: BTreeMap<String, String>,
+    pub kubelet_active: bool,
+    pub containerd_active: bool,
+}
+
+impl Membership {
+    /// The role the host plays in a cluster, if it is in one.
+    pub fn role(&self) -> Option<MemberRole> {
+        if self.static_pods.iter().any(|p| p == "kube-apiserver") {
+            Some(MemberRole::ControlPlane)
+        } else if self.kubeconfigs.iter().any(|c| c == "kubelet.conf") {
+            Some(MemberRole::Worker)
+        } else {
+            None
+        }
+    }
+
+    /// The cluster name kubeforge recorded on the host.
+    pub fn cluster(&self) -> Option<&str> {
+        self.marker.get("cluster").map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub os_id: String,
+    pub os_version: String,
+    pub os_like: Vec<String>,
+    pub os_pretty: String,
+    pub kernel: String,
+    /// As Kubernetes names it: amd64, arm64, ... (raw `uname -m` when unknown).
+    pub arch: String,
+    pub init: String,
+    pub cgroup_version: u8,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    /// Active swap (sum of /proc/swaps).
+    pub swap_mib: u64,
+    pub hostname: String,
+    pub machine_id: String,
+    pub product_uuid: Option<String>,
+    /// Host clock minus the operator's clock, in milliseconds (round-trip corrected).
+    pub clock_offset_ms: i64,
+    pub listening_ports: BTreeSet<u16>,
+    pub kernel_features: KernelFeatures,
+    pub installed: BTreeMap<String, Installed>,
+    pub membership: Membership,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read the facts output: {0}")]
+pub struct ParseError(pub String);
+
+fn sections(text: &str) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut cur: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("@@kf:") {
+            cur = Some(name.trim());
+            out.entry(name.trim()).or_default();
+        } else if let Some(c) = cur
+            && !line.is_empty()
+        {
+            out.entry(c).or_default().push(line);
+        }
+    }
+    out
+}
+
+fn kv<'a>(lines: &[&'a str]) -> BTreeMap<&'a str, &'a str> {
+    lines.iter().filter_map(|l| l.split_once('=')).collect()
+}
+
+fn unquote(v: &str) -> String {
+    let v = v.trim();
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+        .unwrap_or(v)
+        .to_string()
+}
+
+pub fn normalize_arch(machine: &str) -> String {
+    match machine {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" => "arm64",
+        "armv7l" | "armv7" => "arm",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The first `x.y.z` in a `--version` line (`containerd github.com/containerd/containerd v1.6.20
+/// ...`, `Kubernetes v1.33.5`, `runc version 1.1.5`).
+pub fn version_in(line: &str) -> Option<String> {
+    line.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.trim_start_matches('v'))
+        .find(|w| {
+            let parts: Vec<&str> = w.split(['.', '-', '+', '~']).collect();
+            parts.len() >= 3
+                && parts[..3]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|w| {
+            // keep x.y.z and a pre-release tag; drop distro suffixes such as ~ds1
+            let end = w.find(['~', '+']).unwrap_or(w.len());
+            w[..end].to_string()
+        })
+}
+
+/// Parses the probe script's output. `sent` and `received` are the operator's clock (seconds
+/// since the epoch) just before the command was sent and after its answer arrived.
+pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> {
+    let s = sections(text);
+    if !s.contains_key("end") {
+        return Err(ParseError(
+            "the output is incomplete (no end marker)".into(),
+        ));
+    }
+    let get = |name: &str| s.get(name).cloned().unwrap_or_default();
+    let one = |name: &str| {
+        get(name)
+            .first()
+            .map(|l| l.trim().to_string())
+            .unwrap_or_default()
+    };
+
+    let os = kv(&get("os-release"));
+    let os_id = os.get("ID").map(|v| unquote(v)).unwrap_or_default();
+    if os_id.is_empty() {
+        return Err(ParseError("no ID in /etc/os-release".into()));
+    }
+    let uname = get("uname");
+    let kernel = uname
+        .first()
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    let arch = normalize_arch(uname.get(1).map(|l| l.trim()).unwrap_or_default());
+    let cgroup_version = if one("cgroupfs") == "cgroup2fs" { 2 } else { 1 };
+    let cpus = one("nproc")
+        .parse()
+        .map_err(|_| ParseError(format!("nproc said {:?}", one("nproc"))))?;
+    let mut memory_mib = 0;
+    for l in get("meminfo") {
+        let mut w = l.split_whitespace();
+        if w.next() == Some("MemTotal:") {
+            memory_mib = w.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) / 1024;
+        }
+    }
+    // /proc/swaps: Filename Type Size(KiB) Used Priority
+    let swap_mib = get("swaps")
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum::<u64>()
+        / 1024;
+    let remote: f64 = one("time")
+        .parse()
+        .map_err(|_| ParseError(format!("date said {:?}", one("time"))))?;
+    let clock_offset_ms = ((remote - (sent + received) / 2.0) * 1000.0).round() as i64;
+    let listening_ports = get("tcp-listen")
+        .iter()
+        .filter_map(|a| a.rsplit_once(':'))
+        .filter_map(|(_, p)| u16::from_str_radix(p.trim(), 16).ok())
+        .collect();
+    let k = kv(&get("kernel"));
+    let feature = |name: &str| match k.get(name).copied() {
+        Some("loaded") => Feature::Loaded,
+        Some("builtin") => Feature::Builtin,
+        Some("loadable") => Feature::Loadable,
+        _ => Feature::Missing,
+    };
+    let mut overlay = feature("module-overlay");
+    if k.get("fs-overlay") == Some(&"yes") && overlay == Feature::Missing {
+        overlay = Feature::Loaded;
+    }
+    let bridge_nf = k
+        .get("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .copied();
+    let mut br_netfilter = feature("module-br_netfilter");
+    if bridge_nf.is_some_and(|v| v != "missing") && br_netfilter == Feature::Missing {
+        br_netfilter = Feature::Loaded;
+    }
+    let kernel_features = KernelFeatures {
+        overlay,
+        br_netfilter,
+        bridge_nf_call_iptables: match bridge_nf {
+            Some("missing") | None => None,
+            Some(v) => Some(v.trim() == "1"),
+        },
+        ip_forward: k.get("/proc/sys/net/ipv4/ip_forward").map(|v| v.trim()) == Some("1"),
+    };
+    let installed = get("versions")
+        .iter()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('=')?;
+            let (path, ver) = rest.split_once('|').unwrap_or((rest, ""));
+            Some((
+                name.to_string(),
+                Installed {
+                    path: path.to_string(),
+                    version: version_in(ver),
+                },
+            ))
+        })
+        .collect();
+    let mut membership = Membership::default();
+    for (key, value) in get("membership").iter().filter_map(|l| l.split_once('=')) {
+        match key {
+            "conf" => membership.kubeconfigs.push(value.to_string()),
+            "manifest" => membership.static_pods.push(value.to_string()),
+            "ca-sha256" if value.len() == 64 => membership.ca_sha256 = Some(value.to_string()),
+            "server" if !value.is_empty() => membership.server = Some(value.to_string()),
+            "active-kubelet" => membership.kubelet_active = value == "active",
+            "active-containerd" => membership.containerd_active = value == "active",
+            k => {
+                if let Some(m) = k.strip_prefix("marker-") {
+                    membership.marker.insert(m.to_string(), value.to_string());
+                }
+            }
+        }
+    }
+    Ok(Facts {
+        os_pretty: os
+            .get("PRETTY_NAME")
+            .map(|v| unquote(v))
+            .unwrap_or_else(|| os_id.clone()),
+        os_version: os.get("VERSION_ID").map(|v| unquote(v)).unwrap_or_default(),
+        os_like: os
+            .get("ID_LIKE")
+            .map(|v| unquote(v).split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+        os_id,
+        kernel,
+        arch,
+        init: one("init"),
+        cgroup_version,
+        cpus,
+        memory_mib,
+        swap_mib,
+        hostname: one("hostname"),
+        machine_id: one("machine-id"),
+        product_uuid: Some(one("product-uuid"))
+            .filter(|u| !u.is_empty())
+            .map(|u| u.to_ascii_lowercase()),
+        clock_offset_ms,
+        listening_ports,
+        kernel_features,
+        installed,
+        membership,
+    })
+}
+
+/// Gathers the facts of one host over its session.
+pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::SshError> {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let sent = now();
+    let out = session
+        .exec_with(
+            SCRIPT,
+            crate::ssh::session::Exec {
+                display: Some("gather facts"),
+                timeout: Some(std::time::Duration::from_secs(60)),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let received = now();
+    parse(&out.stdout(), sent, received).map_err(|e| crate::ssh::SshError::Config {
+        host: session.name().to_string(),
+        message: format!("{e} (stderr: {})", out.stderr().trim()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_version_lines() {
+        assert_eq!(
+            version_in("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1")
+                .as_deref(),
+            Some("1.6.20")
+        );
+        assert_eq!(
+            version_in("containerd github.com/containerd/containerd v2.1.5 abc").as_deref(),
+            Some("2.1.5")
+        );
+        assert_eq!(
+            version_in("runc version 1.1.5+ds1").as_deref(),
+            Some("1.1.5")
+        );
+        assert_eq!(version_in("Kubernetes v1.33.5").as_deref(), Some("1.33.5"));
+        assert_eq!(
+            version_in("Client Version: v1.34.0-rc.1").as_deref(),
+            Some("1.34.0-rc.1")
+        );
+        assert_eq!(
+            version_in("crictl version v1.33.0").as_deref(),
+            Some("1.33.0")
+        );
+        assert_eq!(version_in("no version here 1.2").as_deref(), None);
+    }
+
+    #[test]
+    fn incomplete_output_is_an_error() {
+        assert!(parse("@@kf:time\n1.0\n", 0.0, 0.0).is_err());
+    }
+
+    #[test]
+    fn arch_names() {
+        assert_eq!(normalize_arch("x86_64"), "amd64");
+        assert_eq!(normalize_arch("aarch64"), "arm64");
+        assert_eq!(normalize_arch("mips"), "mips");
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
+    /// `ssh node1 sh -s < script`.
+    const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
+
+    #[test]
+    fn bare_harness_host() {
+        let sent = 1795308982.0;
+        let f = parse(BARE, sent, sent + 0.2).unwrap();
+        assert_eq!((f.os_id.as_str(), f.os_version.as_str()), ("debian", "12"));
+        assert_eq!(f.os_pretty, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(
+            (f.kernel.as_str(), f.arch.as_str()),
+            ("6.18.44-fc-v657", "amd64")
+        );
+        assert_eq!(
+            (f.init.as_str(), f.cgroup_version, f.cpus),
+            ("systemd", 1, 2)
+        );
+        assert_eq!(f.memory_mib, 24684092 / 1024);
+        assert_eq!(f.swap_mib, 0);
+        assert_eq!(f.hostname, "node1");
+        assert_eq!(f.machine_id, "24690c86641cdc5d185617b88656f239");
+        assert_eq!(f.product_uuid, None);
+        assert_eq!(f.clock_offset_ms, 2);
+        assert_eq!(f.listening_ports, BTreeSet::from([22]));
+        assert_eq!(
+            f.kernel_features,
+            KernelFeatures {
+                overlay: Feature::Builtin,
+                br_netfilter: Feature::Builtin,
+                bridge_nf_call_iptables: Some(true),
+                ip_forward: false,
+            }
+        );
+        assert!(f.installed.is_empty());
+        assert_eq!(f.membership.role(), None);
+        assert!(!f.membership.kubelet_active);
+    }
+
+    #[test]
+    fn swap_ports_modules_and_membership() {
+        let text = BARE
+            .replace(
+                "@@kf:swaps\n",
+                "@@kf:swaps\n/swap.img                               file\t\t2097148\t\t0\t\t-2\n/dev/zram0 partition 1048572 0 100\n",
+            )
+            .replace("00000000:0016\n", "00000000:0016\n0100007F:1A0B\n00000000:2B67\n")
+            .replace("module-br_netfilter=builtin", "module-br_netfilter=loadable")
+            .replace("/proc/sys/net/bridge/bridge-nf-call-iptables=1", "/proc/sys/net/bridge/bridge-nf-call-iptables=missing")
+            .replace("fs-overlay=yes\nmodule-overlay=builtin", "module-overlay=missing")
+            .replace("@@kf:cgroupfs\ntmpfs", "@@kf:cgroupfs\ncgroup2fs")
+            .replace(
+                "@@kf:versions\n",
+                "@@kf:versions\ncontainerd=/usr/local/bin/containerd|containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\nkubelet=/usr/local/bin/kubelet|Kubernetes v1.33.5\n",
+            )
+            .replace(
+                "@@kf:membership\n",
+                "@@kf:membership\nconf=admin.conf\nconf=kubelet.conf\nmanifest=kube-apiserver\nmanifest=etcd\nca-sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nserver=https://node1:6443\nmarker-cluster=prod\n",
+            )
+            .replace("active-kubelet=inactive", "active-kubelet=active");
+        let f = parse(&text, 0.0, 0.0).unwrap();
+        assert_eq!(f.swap_mib, (2097148 + 1048572) / 1024);
+        assert_eq!(f.listening_ports, BTreeSet::from([22, 6667, 11111]));
+        assert_eq!(f.kernel_features.br_netfilter, Feature::Loadable);
+        assert_eq!(f.kernel_features.bridge_nf_call_iptables, None);
+        assert_eq!(f.kernel_features.overlay, Feature::Missing);
+        assert_eq!(f.cgroup_version, 2);
+        assert_eq!(f.installed["containerd"].version.as_deref(), Some("1.6.20"));
+        assert_eq!(f.installed["kubelet"].path, "/usr/local/bin/kubelet");
+        assert_eq!(f.membership.role(), Some(MemberRole::ControlPlane));
+        assert_eq!(f.membership.cluster(), Some("prod"));
+        assert_eq!(f.membership.server.as_deref(), Some("https://node1:6443"));
+        assert!(f.membership.kubelet_active);
+    }
+}

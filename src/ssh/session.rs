@@ -1,0 +1,633 @@
+//! One SSH connection to one host (russh), reused for every command and file of a run.
+
+use super::auth::Credentials;
+use super::known_hosts::{self, KnownHosts, Verdict};
+use super::resolve::Target;
+use super::{ConnectOptions, SshError};
+use crate::util::shell_quote;
+use russh::client::{self, Handle};
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, Disconnect};
+use russh_sftp::client::SftpSession;
+use russh_sftp::protocol::OpenFlags;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Checks the server's host key against known_hosts and records why it refused.
+struct ClientHandler {
+    name: String,
+    host: String,
+    port: u16,
+    known: Arc<KnownHosts>,
+    record_to: Option<PathBuf>,
+    accept_new: bool,
+    problem: Arc<std::sync::Mutex<Option<SshError>>>,
+}
+
+impl ClientHandler {
+    fn refuse(&self, e: SshError) -> Result<bool, russh::Error> {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        Ok(false)
+    }
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let addr = known_hosts::host_name(&self.host, self.port);
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return self.refuse(SshError::Protocol {
+                host: self.name.clone(),
+                message: format!(
+                    "{addr} presented a host certificate; kubeforge verifies plain host keys"
+                ),
+            });
+        };
+        let algorithm = key.algorithm().to_string();
+        let fingerprint = known_hosts::fingerprint(key);
+        match self.known.check(&self.host, self.port, key) {
+            Verdict::Trusted(_) => Ok(true),
+            Verdict::Unknown if self.accept_new => {
+                let Some(file) = self.record_to.clone() else {
+                    return self.refuse(SshError::Config {
+                        host: self.name.clone(),
+                        message: "no known_hosts file to record new host keys in".into(),
+                    });
+                };
+                match known_hosts::append(&file, &self.host, self.port, key) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            "{}: recorded new host key of {addr} in {}: {algorithm} {fingerprint}",
+                            self.name,
+                            file.display()
+                        );
+                        Ok(true)
+                    }
+                    Err(e) => self.refuse(SshError::RecordHostKey {
+                        host: self.name.clone(),
+                        addr,
+                        file,
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            Verdict::Unknown => self.refuse(SshError::UnknownHostKey {
+                host: self.name.clone(),
+                addr,
+                algorithm,
+                fingerprint,
+                known_hosts: self.record_to.clone().unwrap_or_default(),
+            }),
+            Verdict::Changed {
+                line,
+                known_algorithms,
+            } => self.refuse(SshError::HostKeyChanged {
+                host: self.name.clone(),
+                addr,
+                algorithm,
+                fingerprint,
+                line: line.to_string(),
+                known: known_algorithms.join(", "),
+            }),
+            Verdict::Revoked(line) => self.refuse(SshError::HostKeyRevoked {
+                host: self.name.clone(),
+                addr,
+                fingerprint,
+                line: line.to_string(),
+            }),
+        }
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// How to run one command.
+#[derive(Debug, Clone, Default)]
+pub struct Exec<'a> {
+    /// Run as root (through `sudo -n` for other users). Default: true.
+    pub unprivileged: bool,
+    pub stdin: Option<&'a [u8]>,
+    /// Default: the connector's command timeout.
+    pub timeout: Option<Duration>,
+    /// What to call the command in messages, when the script itself holds something secret.
+    pub display: Option<&'a str>,
+}
+
+/// The environment every script runs in: a PATH that finds /usr/local and sbin tools, and the
+/// C locale so output can be parsed.
+const PRELUDE: &str =
+    "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C; ";
+
+/// An open connection to one host.
+pub struct Session {
+    pub target: Target,
+    handle: Handle<ClientHandler>,
+    /// Keeps the bastion connection alive while this one tunnels through it.
+    _jump: Option<Arc<Session>>,
+    sftp: tokio::sync::OnceCell<SftpSession>,
+    command_timeout: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("target", &self.target.describe())
+            .finish()
+    }
+}
+
+fn short(script: &str) -> String {
+    let first = script.trim().lines().next().unwrap_or_default();
+    let mut s: String = first.chars().take(100).collect();
+    if s.len() < first.len() || script.trim().lines().count() > 1 {
+        s.push_str(" …");
+    }
+    s
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    hex::encode(b)
+}
+
+/// Opens connections: owns the run's options, credentials, and the bastion connections that
+/// several hosts share.
+pub struct Connector {
+    pub options: ConnectOptions,
+    creds: Credentials,
+    jumps: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Session>>>>>,
+}
+
+impl Connector {
+    pub fn new(options: ConnectOptions) -> Self {
+        Connector {
+            creds: Credentials::new(options.interactive),
+            options,
+            jumps: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client_config(&self, preferred_keys: Vec<russh::keys::Algorithm>) -> Arc<client::Config> {
+        let mut preferred = russh::Preferred::default();
+        if !preferred_keys.is_empty() {
+            let mut keys = preferred_keys;
+            for a in preferred.key.iter() {
+                if !keys.contains(a) {
+                    keys.push(a.clone());
+                }
+            }
+            preferred.key = keys.into();
+        }
+        Arc::new(client::Config {
+            keepalive_interval: Some(self.options.keepalive_interval),
+            keepalive_max: self.options.keepalive_max,
+            inactivity_timeout: None,
+            nodelay: true,
+            preferred,
+            ..Default::default()
+        })
+    }
+
+    /// The shared connection to a bastion, opened once.
+    fn jump<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Arc<Session>, SshError>> + Send + 'a>> {
+        Box::pin(async move {
+            let cell = {
+                let mut map = self.jumps.lock().await;
+                map.entry(target.describe()).or_default().clone()
+            };
+            cell.get_or_try_init(|| async { self.connect(target).await.map(Arc::new) })
+                .await
+                .cloned()
+        })
+    }
+
+    /// Connects and authenticates; for a non-root user, also checks that `sudo -n` works.
+    pub async fn connect(&self, target: &Target) -> Result<Session, SshError> {
+        let name = target.name.clone();
+        let addr = format!("{}:{}", target.host, target.port);
+        let known = KnownHosts::load(&target.known_hosts).map_err(|e| SshError::Config {
+            host: name.clone(),
+            message: e.to_string(),
+        })?;
+        for skipped in &known.skipped {
+            tracing::debug!("known_hosts line {skipped} skipped (unsupported key type or format)");
+        }
+        let config = self.client_config(known.algorithms_for(&target.host, target.port));
+        let problem = Arc::new(std::sync::Mutex::new(None));
+        let handler = ClientHandler {
+            name: name.clone(),
+            host: target.host.clone(),
+            port: target.port,
+            known: Arc::new(known),
+            record_to: target.known_hosts.first().cloned(),
+            accept_new: self.options.accept_new_host_keys,
+            problem: problem.clone(),
+        };
+        let timeout = target.connect_timeout;
+        let jump = match &target.jump {
+            Some(j) => Some(self.jump(j).await.map_err(|e| SshError::Connect {
+                host: name.clone(),
+                addr: addr.clone(),
+                message: format!("through {}: {e}", j.name),
+            })?),
+            None => None,
+        };
+        let handshake = async {
+            match &jump {
+                Some(j) => {
+                    let ch = j
+                        .handle
+                        .channel_open_direct_tcpip(
+                            target.host.clone(),
+                            target.port as u32,
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| {
+                            format!("{} cannot open a tunnel to it: {e}", j.target.name)
+                        })?;
+                    client::connect_stream(config, ch.into_stream(), handler)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                None => {
+                    let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let _ = tcp.set_nodelay(true);
+                    client::connect_stream(config, tcp, handler)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+        let result = tokio::time::timeout(timeout, handshake).await;
+        let taken = problem.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(p) = taken {
+            return Err(p);
+        }
+        let mut handle = match result {
+            Err(_) => {
+                return Err(SshError::ConnectTimeout {
+                    host: name,
+                    addr,
+                    timeout,
+                });
+            }
+            Ok(Err(message)) => {
+                return Err(SshError::Connect {
+                    host: name,
+                    addr,
+                    message,
+                });
+            }
+            Ok(Ok(h)) => h,
+        };
+        self.creds.authenticate(&mut handle, target).await?;
+        let session = Session {
+            target: target.clone(),
+            handle,
+            _jump: jump,
+            sftp: tokio::sync::OnceCell::new(),
+            command_timeout: self.options.command_timeout,
+        };
+        if session.needs_sudo() {
+            let out = session
+                .exec_raw(
+                    "sudo -n true",
+                    None,
+                    Duration::from_secs(30),
+                    "sudo -n true",
+                )
+                .await?;
+            if !out.success() {
+                let said = out.stderr().trim().to_string();
+                let message = if said.contains("password") {
+                    format!(
+                        "passwordless sudo is required (sudo -n said: {said}); allow it with a line `{} ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/",
+                        target.user
+                    )
+                } else {
+                    format!("`sudo -n true` failed: {said}")
+                };
+                return Err(SshError::Sudo {
+                    host: session.target.name.clone(),
+                    user: target.user.clone(),
+                    message,
+                });
+            }
+        }
+        Ok(session)
+    }
+}
+
+impl Session {
+    pub fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    fn needs_sudo(&self) -> bool {
+        self.target.user != "root"
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Runs a command line as given (no wrapping), collecting stdout, stderr and exit status.
+    pub async fn exec_raw(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+        display: &str,
+    ) -> Result<ExecOutput, SshError> {
+        let host = self.name().to_string();
+        let lost = |_| SshError::Disconnected {
+            host: host.clone(),
+            command: Some(display.to_string()),
+        };
+        let work = async {
+            let mut ch = self.handle.channel_open_session().await.map_err(lost)?;
+            ch.exec(true, command).await.map_err(lost)?;
+            if let Some(data) = stdin {
+                ch.data(data).await.map_err(lost)?;
+            }
+            ch.eof().await.map_err(lost)?;
+            let mut out = ExecOutput::default();
+            let mut status = None;
+            let mut signal = None;
+            // OpenSSH may send the exit status after EOF: read until the channel closes
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        signal = Some(format!("{signal_name:?}"))
+                    }
+                    _ => {}
+                }
+            }
+            match status {
+                Some(s) => {
+                    out.status = s;
+                    Ok(out)
+                }
+                None if self.handle.is_closed() => Err(SshError::Disconnected {
+                    host: host.clone(),
+                    command: Some(display.to_string()),
+                }),
+                None => Err(SshError::NoExitStatus {
+                    host: host.clone(),
+                    command: display.to_string(),
+                    signal,
+                }),
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::CommandTimeout {
+                host,
+                command: display.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Runs a shell script (POSIX sh), as root unless `opts.unprivileged`.
+    pub async fn exec_with(&self, script: &str, opts: Exec<'_>) -> Result<ExecOutput, SshError> {
+        let body = shell_quote(&format!("{PRELUDE}{script}"));
+        let command = if !opts.unprivileged && self.needs_sudo() {
+            format!("sudo -n -- sh -c {body}")
+        } else {
+            format!("sh -c {body}")
+        };
+        let shown = opts
+            .display
+            .map(str::to_string)
+            .unwrap_or_else(|| short(script));
+        tracing::debug!("{}: run {}", self.name(), shown);
+        self.exec_raw(
+            &command,
+            opts.stdin,
+            opts.timeout.unwrap_or(self.command_timeout),
+            &shown,
+        )
+        .await
+    }
+
+    /// Runs a script as root; any exit status is returned.
+    pub async fn exec(&self, script: &str) -> Result<ExecOutput, SshError> {
+        self.exec_with(script, Exec::default()).await
+    }
+
+    /// Runs a script as root and requires exit status 0; returns stdout.
+    pub async fn run(&self, script: &str) -> Result<String, SshError> {
+        self.run_with(script, Exec::default()).await
+    }
+
+    pub async fn run_with(&self, script: &str, opts: Exec<'_>) -> Result<String, SshError> {
+        let display = opts
+            .display
+            .map(str::to_string)
+            .unwrap_or_else(|| short(script));
+        let out = self.exec_with(script, opts).await?;
+        if !out.success() {
+            return Err(SshError::CommandFailed {
+                host: self.name().to_string(),
+                command: display,
+                status: out.status,
+                stderr: out.stderr(),
+            });
+        }
+        Ok(out.stdout())
+    }
+
+    async fn sftp(&self) -> Result<&SftpSession, SshError> {
+        self.sftp
+            .get_or_try_init(|| async {
+                let err = |m: String| SshError::File {
+                    host: self.name().to_string(),
+                    op: "open SFTP session for",
+                    path: String::new(),
+                    message: m,
+                };
+                let ch = self
+                    .handle
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                ch.request_subsystem(true, "sftp")
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let s = SftpSession::new(ch.into_stream())
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                s.set_timeout(30);
+                Ok(s)
+            })
+            .await
+    }
+
+    /// Uploads a file atomically: written to a temporary file beside (or, for sudo users, in
+    /// /tmp and copied beside) the destination, given its mode and owner, then renamed over it.
+    /// A reader never sees a partial file.
+    pub async fn upload(
+        &self,
+        source: Upload<'_>,
+        dest: &str,
+        mode: u32,
+        owner: &str,
+    ) -> Result<(), SshError> {
+        let host = self.name().to_string();
+        let file_err = |op: &'static str, message: String| SshError::File {
+            host: host.clone(),
+            op,
+            path: dest.to_string(),
+            message,
+        };
+        let (dir, base) = match dest.rsplit_once('/') {
+            Some((d, b)) if !b.is_empty() => (if d.is_empty() { "/" } else { d }, b),
+            _ => {
+                return Err(file_err(
+                    "upload",
+                    "destination must be an absolute file path".into(),
+                ));
+            }
+        };
+        let sftp = self.sftp().await?;
+        let tmp = if self.needs_sudo() {
+            format!("/tmp/.kubeforge-{}", random_suffix())
+        } else {
+            format!("{dir}/.{base}.kubeforge-{}", random_suffix())
+        };
+        let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE | OpenFlags::EXCLUDE;
+        let mut file = match sftp.open_with_flags(tmp.clone(), flags).await {
+            Ok(f) => f,
+            Err(_) if !self.needs_sudo() => {
+                self.run(&format!("mkdir -p {}", shell_quote(dir))).await?;
+                sftp.open_with_flags(tmp.clone(), flags)
+                    .await
+                    .map_err(|e| file_err("create", e.to_string()))?
+            }
+            Err(e) => return Err(file_err("create", e.to_string())),
+        };
+        let written = async {
+            match source {
+                Upload::Bytes(b) => file.write_all(b).await?,
+                Upload::File(p) => {
+                    let mut f = tokio::fs::File::open(p).await?;
+                    tokio::io::copy(&mut f, &mut file).await?;
+                }
+            }
+            file.shutdown().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = sftp.remove_file(tmp.clone()).await;
+            return Err(file_err("write", e.to_string()));
+        }
+        let (q_tmp, q_dest, q_dir) = (shell_quote(&tmp), shell_quote(dest), shell_quote(dir));
+        let owner = shell_quote(owner);
+        let script = if self.needs_sudo() {
+            let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{}", random_suffix()));
+            format!(
+                "mkdir -p {q_dir} && cp {q_tmp} {staged} && chmod {mode:o} {staged} && chown {owner} {staged} && mv -f {staged} {q_dest}; rc=$?; rm -f {q_tmp} {staged}; exit $rc"
+            )
+        } else {
+            format!(
+                "chmod {mode:o} {q_tmp} && chown {owner} {q_tmp} && mv -f {q_tmp} {q_dest} || {{ rc=$?; rm -f {q_tmp}; exit $rc; }}"
+            )
+        };
+        self.run_with(
+            &script,
+            Exec {
+                display: Some(&format!("install {dest}")),
+                ..Exec::default()
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads a whole file (as root).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, SshError> {
+        if self.needs_sudo() {
+            let out = self
+                .exec_with(
+                    &format!("cat -- {}", shell_quote(path)),
+                    Exec {
+                        display: Some(&format!("read {path}")),
+                        ..Exec::default()
+                    },
+                )
+                .await?;
+            if !out.success() {
+                return Err(SshError::File {
+                    host: self.name().to_string(),
+                    op: "read",
+                    path: path.to_string(),
+                    message: out.stderr().trim().to_string(),
+                });
+            }
+            return Ok(out.stdout);
+        }
+        self.sftp()
+            .await?
+            .read(path.to_string())
+            .await
+            .map_err(|e| SshError::File {
+                host: self.name().to_string(),
+                op: "read",
+                path: path.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "kubeforge done", "en")
+            .await;
+    }
+}
+
+/// What to upload.
+#[derive(Debug, Clone, Copy)]
+pub enum Upload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}

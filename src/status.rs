@@ -1,0 +1,141 @@
+//! `kubeforge status`: reach every host, gather its facts, run preflight. Read-only.
+
+use crate::facts::{self, Facts};
+use crate::fleet::{Fleet, fan_out};
+use crate::inventory::Loaded;
+use crate::model::Role;
+use crate::preflight::{self, Finding, Severity};
+use crate::progress::Progress;
+use crate::ssh::{ConnectOptions, Connector, Resolver};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub cluster: String,
+    pub hosts: Vec<HostReport>,
+    pub preflight: Vec<Finding>,
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl StatusReport {
+    /// Hosts that could not be reached, or whose facts could not be read.
+    pub fn unreachable(&self) -> impl Iterator<Item = &HostReport> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.reachable || h.facts.is_none())
+    }
+
+    pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
+        self.preflight
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+
+    pub fn ok(&self) -> bool {
+        self.unreachable().next().is_none() && self.blocking().next().is_none()
+    }
+}
+
+/// The connector and resolver for a run over an inventory's hosts.
+pub fn connect_setup(
+    loaded: &Loaded,
+    mut options: ConnectOptions,
+) -> anyhow::Result<(Arc<Connector>, Resolver)> {
+    options.command_timeout = loaded.cluster.options.command_timeout;
+    let resolver = Resolver::new(&loaded.cluster, options.connect_timeout)?;
+    Ok((Arc::new(Connector::new(options)), resolver))
+}
+
+/// Connects to every host, gathers facts and runs preflight.
+pub async fn gather(
+    loaded: &Loaded,
+    options: ConnectOptions,
+    ignore: &[String],
+    bars: bool,
+) -> anyhow::Result<StatusReport> {
+    let cluster = &loaded.cluster;
+    let (connector, resolver) = connect_setup(loaded, options)?;
+    let names: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
+    let progress = Arc::new(Progress::new("status", &names, bars));
+    let hosts: Vec<&crate::model::Host> = cluster.hosts.iter().collect();
+    let fleet = Fleet::connect(cluster, &hosts, connector, &resolver, &progress).await;
+    let sessions: Vec<(String, Arc<crate::ssh::Session>)> = fleet
+        .sessions
+        .iter()
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .collect();
+    let gathered = fan_out(sessions, cluster.options.concurrency, |(name, s)| {
+        let progress = progress.clone();
+        async move {
+            progress.set(&name, "gathering facts");
+            let r = facts::gather(&s).await;
+            match &r {
+                Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
+                Err(_) => progress.finish(&name, false, "facts"),
+            }
+            r
+        }
+    })
+    .await;
+    let mut facts_by_host: BTreeMap<String, Facts> = BTreeMap::new();
+    let mut errors: BTreeMap<String, String> = fleet
+        .unreachable
+        .iter()
+        .map(|(h, e)| (h.clone(), e.to_string()))
+        .collect();
+    for ((name, _), r, _) in gathered {
+        match r {
+            Ok(f) => {
+                facts_by_host.insert(name, f);
+            }
+            Err(e) => {
+                errors.insert(name, e.to_string());
+            }
+        }
+    }
+    fleet.close().await;
+    let arches = loaded
+        .catalog
+        .get(&cluster.version)
+        .map(|m| m.arches())
+        .unwrap_or_default();
+    let findings = preflight::run(cluster, &facts_by_host, ignore, &arches);
+    let hosts = cluster
+        .hosts
+        .iter()
+        .map(|h| HostReport {
+            name: h.name.clone(),
+            address: h.ssh.address.clone(),
+            role: h.role,
+            reachable: !fleet.unreachable.iter().any(|(n, _)| n == &h.name),
+            error: errors.get(&h.name).cloned(),
+            facts: facts_by_host.remove(&h.name),
+        })
+        .collect();
+    Ok(StatusReport {
+        cluster: cluster.name.clone(),
+        hosts,
+        preflight: findings,
+        elapsed: progress.elapsed(),
+    })
+}

@@ -1,0 +1,157 @@
+//! Shared helpers for the tests that run against harness hosts (shared/harness/nodes.sh):
+//! systemd-nspawn machines with a real sshd on a private bridge.
+//!
+//! These tests are `#[ignore]`d in a plain `cargo test`; `scripts/test.sh` brings the hosts up
+//! and runs them with `--include-ignored`. They change hosts, so they take a global lock and run
+//! one at a time.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct Harness {
+    pub dir: PathBuf,
+    pub nodes_sh: PathBuf,
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Harness {
+    pub fn get() -> Harness {
+        let dir =
+            PathBuf::from(std::env::var("HARNESS_DIR").unwrap_or_else(|_| "/tmp/harness".into()));
+        let shared = std::env::var("KUBEFORGE_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        let nodes_sh = shared.join("harness/nodes.sh");
+        assert!(
+            nodes_sh.exists(),
+            "{} not found: set KUBEFORGE_SHARED to the shared/ directory",
+            nodes_sh.display()
+        );
+        Harness { dir, nodes_sh }
+    }
+
+    /// Makes sure nodes 1..=n run (starting missing ones; nodes.sh up is idempotent).
+    pub fn up(&self, n: usize) -> &Self {
+        let running =
+            (1..=n).all(|i| self.dir.join(format!("state/node{i}/pid")).exists() && self.ssh_ok(i));
+        if !running {
+            let out = Command::new("bash")
+                .arg(&self.nodes_sh)
+                .args(["up", &n.to_string()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "nodes.sh up {n} failed:\n{}",
+                text(&out.stderr)
+            );
+        }
+        self
+    }
+
+    fn ssh_ok(&self, i: usize) -> bool {
+        self.nodes(&["ssh", &i.to_string(), "true"])
+            .status
+            .success()
+    }
+
+    /// Runs nodes.sh with arguments.
+    pub fn nodes(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(&self.nodes_sh)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command on node i as root over the harness's own ssh client; must succeed.
+    pub fn sh(&self, i: usize, cmd: &str) -> String {
+        let out = self.nodes(&["ssh", &i.to_string(), cmd]);
+        assert!(
+            out.status.success(),
+            "node{i}: `{cmd}` failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Runs a command inside node i without the network (nsenter).
+    pub fn exec(&self, i: usize, cmd: &str) -> Output {
+        self.nodes(&["exec", &i.to_string(), "sh", "-c", cmd])
+    }
+
+    pub fn ip(&self, i: usize) -> String {
+        format!("10.123.0.{}", 10 + i)
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("state/known_hosts")
+    }
+
+    pub fn ssh_config(&self) -> PathBuf {
+        self.dir.join("state/ssh_config")
+    }
+}
+
+/// An inventory for harness nodes: `hosts` are (node index, role). `ssh` is the body of
+/// spec.ssh (indented by 4), `extra` more spec lines (indented by 2).
+pub fn inventory(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    hosts: &[(usize, &str)],
+    ssh: &str,
+    extra: &str,
+) -> PathBuf {
+    let mut s = format!(
+        "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  kubernetes: {{version: {version}}}\n  ssh:\n{ssh}  hosts:\n"
+    );
+    for (i, role) in hosts {
+        s.push_str(&format!(
+            "    - {{name: node{i}, address: 10.123.0.{}, role: {role}}}\n",
+            10 + i
+        ));
+    }
+    s.push_str(extra);
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Runs the kubeforge binary.
+pub fn kubeforge(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kubeforge"));
+    c.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("KUBEFORGE_FILE");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Restores a harness link when dropped (even when the test fails).
+pub struct Healer<'a>(pub &'a Harness, pub usize);
+
+impl Drop for Healer<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.nodes(&["heal", &self.1.to_string()]);
+    }
+}
