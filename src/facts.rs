@@ -10,32 +10,34 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The probe script. POSIX sh; reads only.
 pub const SCRIPT: &str = r#"s() { printf '\n@@kf:%s\n' "$1"; }
+r() { [ -r "$1" ] || return 0; while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }
 s time; date +%s.%N
-s os-release; cat /etc/os-release 2>/dev/null
-s uname; uname -r; uname -m
-s init; cat /proc/1/comm 2>/dev/null
-s cgroupfs; stat -fc %T /sys/fs/cgroup 2>/dev/null
-s nproc; nproc 2>/dev/null || getconf _NPROCESSORS_ONLN
-s meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
-s swaps; tail -n +2 /proc/swaps 2>/dev/null
-s hostname; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
-s machine-id; cat /etc/machine-id 2>/dev/null
-s product-uuid; cat /sys/class/dmi/id/product_uuid 2>/dev/null
-s tcp-listen; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4=="0A"{print $2}'
+s os-release; r /etc/os-release
+s uname; read -r kr < /proc/sys/kernel/osrelease; if [ -r /proc/sys/kernel/arch ]; then read -r ma < /proc/sys/kernel/arch; else ma=$(uname -m); fi; echo "$kr $ma"
+s init; r /proc/1/comm
+s cgroupfs; [ -f /sys/fs/cgroup/cgroup.controllers ] && echo cgroup2fs || echo tmpfs
+s nproc; n=0; read -r o < /sys/devices/system/cpu/online; IFS=,; for c in $o; do case $c in *-*) n=$((n + ${c#*-} - ${c%-*} + 1));; *) n=$((n + 1));; esac; done; unset IFS; echo $n
+s meminfo; while read -r k v u; do case $k in MemTotal:|SwapTotal:) echo "$k $v $u";; esac; done < /proc/meminfo
+s swaps; { read -r _; while IFS= read -r l; do printf '%s\n' "$l"; done; } < /proc/swaps
+s hostname; r /proc/sys/kernel/hostname
+s machine-id; r /etc/machine-id
+s product-uuid; r /sys/class/dmi/id/product_uuid 2>/dev/null
+s tcp-listen; awk '$4=="0A"{print $2}' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 s kernel
-for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/ipv4/ip_forward; do echo "$f=$(cat $f 2>/dev/null || echo missing)"; done
-grep -qw overlay /proc/filesystems 2>/dev/null && echo "fs-overlay=yes"
-m=/lib/modules/$(uname -r)
+for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/ipv4/ip_forward; do v=missing; [ -r $f ] && read -r v < $f; echo "$f=$v"; done
+while read -r a b; do [ "$b" = overlay ] || [ "$a" = overlay ] && echo "fs-overlay=yes"; done < /proc/filesystems
+m=/lib/modules/$kr
+found=
+[ -d /sys/module/overlay ] && [ -d /sys/module/br_netfilter ] || found=$(grep -oE '/(overlay|br_netfilter)\.ko' $m/modules.builtin $m/modules.dep 2>/dev/null)
 for mod in overlay br_netfilter; do
   if [ -d /sys/module/$mod ]; then st=loaded
-  elif grep -q "/$mod\.ko" $m/modules.builtin 2>/dev/null; then st=builtin
-  elif grep -q "/$mod\.ko" $m/modules.dep 2>/dev/null; then st=loadable
-  else st=missing; fi
+  else case "$found" in *"builtin:/$mod.ko"*) st=builtin;; *"dep:/$mod.ko"*) st=loadable;; *) st=missing;; esac; fi
   echo "module-$mod=$st"
 done
 s versions
 for b in containerd runc kubelet kubeadm kubectl crictl; do
-  p=$(command -v $b 2>/dev/null) || continue
+  p=; for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /opt/bin; do [ -x $d/$b ] && { p=$d/$b; break; }; done
+  [ -n "$p" ] || continue
   case $b in
     kubeadm) v=$($p version -o short 2>/dev/null) ;;
     kubectl) v=$($p version --client 2>/dev/null | head -n1) ;;
@@ -47,9 +49,13 @@ s membership
 for f in admin.conf super-admin.conf kubelet.conf bootstrap-kubelet.conf controller-manager.conf scheduler.conf; do [ -f /etc/kubernetes/$f ] && echo "conf=$f"; done
 for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /etc/kubernetes/manifests/$p.yaml ] && echo "manifest=$p"; done
 [ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
-[ -f /etc/kubernetes/kubelet.conf ] && echo "server=$(grep -m1 'server:' /etc/kubernetes/kubelet.conf | awk '{print $2}')"
-[ -f /etc/kubeforge/cluster ] && sed -n 's/^\([a-z-]*\)=\(.*\)$/marker-\1=\2/p' /etc/kubeforge/cluster
-for u in kubelet containerd; do echo "active-$u=$(systemctl is-active $u 2>/dev/null)"; done
+[ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
+[ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
+set -- inactive inactive
+for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+  [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] && { set -- $(systemctl is-active kubelet containerd 2>/dev/null); break; }
+done
+echo "active-kubelet=${1:-unknown}"; echo "active-containerd=${2:-unknown}"
 s end
 "#;
 
@@ -236,12 +242,13 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
     if os_id.is_empty() {
         return Err(ParseError("no ID in /etc/os-release".into()));
     }
-    let uname = get("uname");
-    let kernel = uname
-        .first()
-        .map(|l| l.trim().to_string())
-        .unwrap_or_default();
-    let arch = normalize_arch(uname.get(1).map(|l| l.trim()).unwrap_or_default());
+    // `uname -r -m`: "6.1.0-13-amd64 x86_64"
+    let uname: Vec<&str> = get("uname")
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    let kernel = uname.first().map(|w| w.to_string()).unwrap_or_default();
+    let arch = normalize_arch(uname.get(1).copied().unwrap_or_default());
     let cgroup_version = if one("cgroupfs") == "cgroup2fs" { 2 } else { 1 };
     let cpus = one("nproc")
         .parse()
@@ -427,17 +434,23 @@ mod tests {
 }
 
 #[cfg(test)]
-mod fixture_tests {
+pub(crate) mod fixture_tests {
     use super::*;
 
     /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
     /// `ssh node1 sh -s < script`.
     const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
 
+    /// The host's clock in the capture.
+    pub fn captured_at() -> f64 {
+        BARE.lines().nth(2).unwrap().parse().unwrap()
+    }
+
     #[test]
     fn bare_harness_host() {
-        let sent = 1795308982.0;
-        let f = parse(BARE, sent, sent + 0.2).unwrap();
+        // sent 0.1 s before the host read its clock, answered 0.3 s after that
+        let sent = captured_at() - 0.1;
+        let f = parse(BARE, sent, sent + 0.4).unwrap();
         assert_eq!((f.os_id.as_str(), f.os_version.as_str()), ("debian", "12"));
         assert_eq!(f.os_pretty, "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(
@@ -451,9 +464,9 @@ mod fixture_tests {
         assert_eq!(f.memory_mib, 24684092 / 1024);
         assert_eq!(f.swap_mib, 0);
         assert_eq!(f.hostname, "node1");
-        assert_eq!(f.machine_id, "24690c86641cdc5d185617b88656f239");
+        assert_eq!(f.machine_id, "fe87e41b970f181be90949a8fcca5e52");
         assert_eq!(f.product_uuid, None);
-        assert_eq!(f.clock_offset_ms, 2);
+        assert_eq!(f.clock_offset_ms, -100);
         assert_eq!(f.listening_ports, BTreeSet::from([22]));
         assert_eq!(
             f.kernel_features,

@@ -62,16 +62,61 @@ impl Fleet {
         resolver: &Resolver,
         progress: &Arc<Progress>,
     ) -> Fleet {
+        let (fleet, _) = Self::connect_and(
+            cluster,
+            hosts,
+            connector,
+            resolver,
+            progress,
+            |_, _| async { Ok(()) },
+        )
+        .await;
+        fleet
+    }
+
+    /// Connects to each host and runs `work` on it as soon as its own connection is up (no
+    /// barrier between the hosts' connections and their work). Returns the connections and,
+    /// per connected host, the work's result, in inventory order.
+    pub async fn connect_and<T, F, Fut>(
+        cluster: &Cluster,
+        hosts: &[&Host],
+        connector: Arc<Connector>,
+        resolver: &Resolver,
+        progress: &Arc<Progress>,
+        work: F,
+    ) -> (Fleet, Vec<(String, Result<T, SshError>)>)
+    where
+        T: Send + 'static,
+        F: Fn(String, Arc<Session>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, SshError>> + Send + 'static,
+    {
         let targets: Vec<(String, crate::ssh::Target)> = hosts
             .iter()
             .map(|h| (h.name.clone(), resolver.target(&h.name, &h.ssh)))
             .collect();
+        let work = Arc::new(work);
         let results = fan_out(targets, cluster.options.concurrency, |(name, target)| {
             let connector = connector.clone();
             let progress = progress.clone();
+            let work = work.clone();
             async move {
                 progress.set(&name, &format!("connecting to {}", target.describe()));
-                connector.connect(&target).await.map(Arc::new)
+                let started = Instant::now();
+                match connector.connect(&target).await {
+                    Ok(s) => {
+                        tracing::debug!(
+                            "{name}: connected in {:.2}s",
+                            started.elapsed().as_secs_f64()
+                        );
+                        let s = Arc::new(s);
+                        let r = work(name.clone(), s.clone()).await;
+                        (Ok(s), Some(r))
+                    }
+                    Err(e) => {
+                        progress.finish(&name, false, "unreachable");
+                        (Err(e), None)
+                    }
+                }
             }
         })
         .await;
@@ -79,19 +124,19 @@ impl Fleet {
             sessions: BTreeMap::new(),
             unreachable: Vec::new(),
         };
-        for ((name, _), result, elapsed) in results {
-            match result {
+        let mut out = Vec::new();
+        for ((name, _), (conn, r), _) in results {
+            match conn {
                 Ok(s) => {
-                    tracing::debug!("{name}: connected in {:.2}s", elapsed.as_secs_f64());
-                    fleet.sessions.insert(name, s);
+                    fleet.sessions.insert(name.clone(), s);
                 }
-                Err(e) => {
-                    progress.finish(&name, false, "unreachable");
-                    fleet.unreachable.push((name, e));
-                }
+                Err(e) => fleet.unreachable.push((name.clone(), e)),
+            }
+            if let Some(r) = r {
+                out.push((name, r));
             }
         }
-        fleet
+        (fleet, out)
     }
 
     pub fn session(&self, host: &str) -> Option<&Arc<Session>> {

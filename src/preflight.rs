@@ -460,7 +460,8 @@ mod tests {
     }
 
     fn facts_with(edit: impl Fn(&mut Facts)) -> Facts {
-        let mut f = facts::parse(BARE, 1795308982.0, 1795308982.2).unwrap();
+        let t = facts::fixture_tests::captured_at();
+        let mut f = facts::parse(BARE, t - 0.1, t + 0.1).unwrap();
         edit(&mut f);
         f
     }

@@ -1,7 +1,7 @@
 //! `kubeforge status`: reach every host, gather its facts, run preflight. Read-only.
 
 use crate::facts::{self, Facts};
-use crate::fleet::{Fleet, fan_out};
+use crate::fleet::Fleet;
 use crate::inventory::Loaded;
 use crate::model::Role;
 use crate::preflight::{self, Finding, Severity};
@@ -78,22 +78,19 @@ pub async fn gather(
     let names: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
     let progress = Arc::new(Progress::new("status", &names, bars));
     let hosts: Vec<&crate::model::Host> = cluster.hosts.iter().collect();
-    let fleet = Fleet::connect(cluster, &hosts, connector, &resolver, &progress).await;
-    let sessions: Vec<(String, Arc<crate::ssh::Session>)> = fleet
-        .sessions
-        .iter()
-        .map(|(n, s)| (n.clone(), s.clone()))
-        .collect();
-    let gathered = fan_out(sessions, cluster.options.concurrency, |(name, s)| {
+    let (fleet, gathered) = Fleet::connect_and(cluster, &hosts, connector, &resolver, &progress, {
         let progress = progress.clone();
-        async move {
-            progress.set(&name, "gathering facts");
-            let r = facts::gather(&s).await;
-            match &r {
-                Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
-                Err(_) => progress.finish(&name, false, "facts"),
+        move |name, s| {
+            let progress = progress.clone();
+            async move {
+                progress.set(&name, "gathering facts");
+                let r = facts::gather(&s).await;
+                match &r {
+                    Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
+                    Err(_) => progress.finish(&name, false, "facts"),
+                }
+                r
             }
-            r
         }
     })
     .await;
@@ -103,7 +100,7 @@ pub async fn gather(
         .iter()
         .map(|(h, e)| (h.clone(), e.to_string()))
         .collect();
-    for ((name, _), r, _) in gathered {
+    for (name, r) in gathered {
         match r {
             Ok(f) => {
                 facts_by_host.insert(name, f);
