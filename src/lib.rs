@@ -4,6 +4,7 @@
 //! The library holds all behaviour; the `kubeforge` binary parses the command line and maps
 //! errors to exit codes.
 
+pub mod artifacts;
 pub mod facts;
 pub mod fleet;
 pub mod inventory;

@@ -1,0 +1,206 @@
+//! The artifact store against a real HTTP server on loopback (written here, so faults can be
+//! injected): streaming sha256, resume with Range, retries, mismatches, mirrors, the cache.
+
+use kubeforge::artifacts::{ArtifactError, Store};
+use kubeforge::model::Mirror;
+use kubeforge::release::Artifact;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Log {
+    requests: Vec<(String, Option<String>)>,
+}
+
+/// Serves `body` under a few paths with different behaviours.
+fn server(body: Vec<u8>) -> (String, Arc<Mutex<Log>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Log::default()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut flaky_served = false;
+        let mut unavailable_served = false;
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = Some(v.trim().trim_end_matches('-').to_string());
+                }
+            }
+            log2.lock().unwrap().requests.push((path.clone(), range.clone()));
+            let from: usize = range.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
+            let send = |s: &mut std::net::TcpStream, status: &str, data: &[u8], len: usize| {
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(data);
+            };
+            let name = path.rsplit('/').next().unwrap_or("");
+            match name {
+                "missing" => send(&mut s, "404 Not Found", b"", 0),
+                "unavailable" if !unavailable_served => {
+                    unavailable_served = true;
+                    send(&mut s, "503 Service Unavailable", b"", 0)
+                }
+                "corrupt" => {
+                    let mut bad = body.clone();
+                    bad[10] ^= 0xff;
+                    send(&mut s, "200 OK", &bad, bad.len())
+                }
+                "flaky" if !flaky_served => {
+                    // headers announce everything, the connection dies half way
+                    flaky_served = true;
+                    let half = body.len() / 2;
+                    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = s.write_all(&body[..half]);
+                    let _ = s.flush();
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+                _ if from > 0 && from < body.len() => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len() - 1,
+                        body.len(),
+                        body.len() - from
+                    );
+                    let _ = s.write_all(&body[from..]);
+                }
+                _ => send(&mut s, "200 OK", &body, body.len()),
+            }
+            let mut rest = Vec::new();
+            let _ = s.set_read_timeout(Some(Duration::from_millis(10)));
+            let _ = s.read_to_end(&mut rest);
+        }
+    });
+    (format!("http://{addr}"), log)
+}
+
+fn body() -> Vec<u8> {
+    (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect()
+}
+
+fn artifact(url: &str, path: &str, data: &[u8]) -> Artifact {
+    Artifact {
+        component: "containerd".into(),
+        version: "1.7.27".into(),
+        arch: "amd64".into(),
+        url: url.into(),
+        path: path.into(),
+        sha256: kubeforge::artifacts::sha256_hex(data),
+        source: None,
+        size: Some(data.len() as u64),
+    }
+}
+
+fn store(dir: &std::path::Path, mirror: Option<Mirror>) -> Store {
+    let mut s = Store::new(&dir.join("cache"), mirror).unwrap();
+    s.backoff = Duration::from_millis(20);
+    s
+}
+
+#[tokio::test]
+async fn downloads_verify_and_cache() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), data);
+    assert_eq!(p, dir.path().join("cache/sha256").join(&a.sha256), "content-addressed");
+    let again = s.fetch(&a, None).await.unwrap();
+    assert_eq!(again, p);
+    assert_eq!(log.lock().unwrap().requests.len(), 1, "the second fetch is a cache hit");
+}
+
+#[tokio::test]
+async fn resumes_an_interrupted_download_with_range() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/flaky"), "x/flaky", &data);
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), data);
+    let reqs = log.lock().unwrap().requests.clone();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[0].1, None);
+    let from: usize = reqs[1].1.as_deref().unwrap().parse().unwrap();
+    assert!(from > 0 && from <= data.len() / 2, "resumed at {from}");
+}
+
+#[tokio::test]
+async fn retries_transient_errors_but_not_missing_files() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/unavailable"), "x/unavailable", &data);
+    s.fetch(&a, None).await.unwrap();
+    assert_eq!(log.lock().unwrap().requests.len(), 2);
+    // another file (another digest): not in the cache
+    let a = artifact(&format!("{base}/missing"), "x/missing", b"some other file");
+    match s.fetch(&a, None).await {
+        Err(ArtifactError::Http { status: 404, url, .. }) => assert!(url.ends_with("/missing")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(log.lock().unwrap().requests.len(), 3, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_names_the_artifact_and_both_digests_and_caches_nothing() {
+    let data = body();
+    let (base, _) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/corrupt"), "x/corrupt", &data);
+    let e = s.fetch(&a, None).await.unwrap_err();
+    let msg = e.to_string();
+    let mut bad = data.clone();
+    bad[10] ^= 0xff;
+    assert_eq!(
+        msg,
+        format!(
+            "checksum mismatch for containerd 1.7.27 (amd64) from {base}/corrupt: expected sha256 {}, got {}; nothing was installed",
+            a.sha256,
+            kubeforge::artifacts::sha256_hex(&bad)
+        )
+    );
+    assert!(!s.is_cached(&a));
+    assert_eq!(std::fs::read_dir(dir.path().join("cache/partial")).unwrap().count(), 0, "no partial left");
+}
+
+#[tokio::test]
+async fn mirrors_replace_upstream_urls() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // an upstream URL that must not be used
+    let a = artifact("https://upstream.invalid/ok", "containerd/v1.7.27/ok", &data);
+    let s = store(dir.path(), Some(Mirror::Url(format!("{base}/mirror/"))));
+    s.fetch(&a, None).await.unwrap();
+    assert_eq!(log.lock().unwrap().requests[0].0, "/mirror/containerd/v1.7.27/ok");
+
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(local.join("containerd/v1.7.27")).unwrap();
+    std::fs::write(local.join("containerd/v1.7.27/ok"), &data).unwrap();
+    let s = store(&dir.path().join("other"), Some(Mirror::Dir(local.clone())));
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), data);
+    std::fs::write(local.join("containerd/v1.7.27/ok"), b"tampered").unwrap();
+    let s = store(&dir.path().join("third"), Some(Mirror::Dir(local)));
+    assert!(matches!(s.fetch(&a, None).await, Err(ArtifactError::Checksum { .. })));
+}
