@@ -25,9 +25,17 @@ pub enum ArtifactError {
         actual: String,
     },
     #[error("cannot download {name} from {url}: HTTP {status}")]
-    Http { name: String, url: String, status: u16 },
+    Http {
+        name: String,
+        url: String,
+        status: u16,
+    },
     #[error("cannot download {name} from {url}: {message}")]
-    Network { name: String, url: String, message: String },
+    Network {
+        name: String,
+        url: String,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
 }
@@ -102,15 +110,21 @@ impl Store {
 
     /// Fetches every artifact (at most 4 at once), with a progress bar each on a terminal.
     /// Stops at the first failure; on success every path is a verified cache entry.
-    pub async fn fetch_all(&self, list: &[Artifact], bars: bool) -> Result<Vec<PathBuf>, ArtifactError> {
+    pub async fn fetch_all(
+        &self,
+        list: &[Artifact],
+        bars: bool,
+    ) -> Result<Vec<PathBuf>, ArtifactError> {
         let mp = bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let results: Vec<Result<PathBuf, ArtifactError>> = futures_util::stream::iter(list.iter())
             .map(|a| {
                 let pb = mp.as_ref().map(|mp| {
                     let pb = mp.add(ProgressBar::new(a.size.unwrap_or(0)));
                     pb.set_style(
-                        ProgressStyle::with_template("{prefix:28} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        ProgressStyle::with_template(
+                            "{prefix:28} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                     );
                     pb.set_prefix(label(a));
                     pb
@@ -130,7 +144,11 @@ impl Store {
     }
 
     /// Returns the cached, verified file for `a`, downloading it if needed.
-    pub async fn fetch(&self, a: &Artifact, pb: Option<&ProgressBar>) -> Result<PathBuf, ArtifactError> {
+    pub async fn fetch(
+        &self,
+        a: &Artifact,
+        pb: Option<&ProgressBar>,
+    ) -> Result<PathBuf, ArtifactError> {
         let dest = self.cached_path(a);
         if dest.is_file() {
             if let Some(pb) = pb {
@@ -141,7 +159,10 @@ impl Store {
             return Ok(dest);
         }
         let source = source_of(a, self.mirror.as_ref());
-        let partial = self.cache.join("partial").join(format!("{}.part", a.sha256));
+        let partial = self
+            .cache
+            .join("partial")
+            .join(format!("{}.part", a.sha256));
         match &self.mirror {
             Some(Mirror::Dir(_)) => self.copy_local(a, Path::new(&source), &partial, pb).await?,
             _ => {
@@ -174,12 +195,22 @@ impl Store {
         Ok(dest)
     }
 
-    async fn copy_local(&self, a: &Artifact, src: &Path, partial: &Path, pb: Option<&ProgressBar>) -> Result<(), ArtifactError> {
-        let mut f = tokio::fs::File::open(src).await.map_err(|e| io_err(src, e))?;
+    async fn copy_local(
+        &self,
+        a: &Artifact,
+        src: &Path,
+        partial: &Path,
+        pb: Option<&ProgressBar>,
+    ) -> Result<(), ArtifactError> {
+        let mut f = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| io_err(src, e))?;
         if let Some(pb) = pb {
             pb.set_length(f.metadata().await.map(|m| m.len()).unwrap_or(0));
         }
-        let mut out = tokio::fs::File::create(partial).await.map_err(|e| io_err(partial, e))?;
+        let mut out = tokio::fs::File::create(partial)
+            .await
+            .map_err(|e| io_err(partial, e))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -188,7 +219,9 @@ impl Store {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).await.map_err(|e| io_err(partial, e))?;
+            out.write_all(&buf[..n])
+                .await
+                .map_err(|e| io_err(partial, e))?;
             if let Some(pb) = pb {
                 pb.inc(n as u64);
             }
@@ -197,7 +230,13 @@ impl Store {
         self.verify(a, &src.display().to_string(), hasher, partial)
     }
 
-    fn verify(&self, a: &Artifact, source: &str, hasher: Sha256, partial: &Path) -> Result<(), ArtifactError> {
+    fn verify(
+        &self,
+        a: &Artifact,
+        source: &str,
+        hasher: Sha256,
+        partial: &Path,
+    ) -> Result<(), ArtifactError> {
         let actual = hex::encode(hasher.finalize());
         if actual != a.sha256 {
             let _ = std::fs::remove_file(partial);
@@ -212,7 +251,13 @@ impl Store {
     }
 
     /// One HTTP attempt, resuming a partial file when there is one.
-    async fn download_once(&self, a: &Artifact, url: &str, partial: &Path, pb: Option<&ProgressBar>) -> Result<Attempt, ArtifactError> {
+    async fn download_once(
+        &self,
+        a: &Artifact,
+        url: &str,
+        partial: &Path,
+        pb: Option<&ProgressBar>,
+    ) -> Result<Attempt, ArtifactError> {
         // hash what an earlier attempt left, to continue the digest where it stopped
         let mut hasher = Sha256::new();
         let mut have: u64 = 0;
@@ -245,7 +290,9 @@ impl Store {
                     return Ok(Attempt::Done);
                 }
                 let _ = std::fs::remove_file(partial);
-                return Ok(Attempt::Retry("the server refused to resume; starting over".into()));
+                return Ok(Attempt::Retry(
+                    "the server refused to resume; starting over".into(),
+                ));
             }
             429 | 500..=599 => return Ok(Attempt::Retry(format!("HTTP {status}"))),
             s => {
@@ -281,11 +328,16 @@ impl Store {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = out.flush().await;
-                    return Ok(Attempt::Retry(format!("interrupted after {have} bytes: {}", error_chain(&e))));
+                    return Ok(Attempt::Retry(format!(
+                        "interrupted after {have} bytes: {}",
+                        error_chain(&e)
+                    )));
                 }
             };
             hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(|e| io_err(partial, e))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| io_err(partial, e))?;
             have += chunk.len() as u64;
             if let Some(pb) = pb {
                 pb.set_position(have);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The probe script. POSIX sh; reads only.
-pub const SCRIPT: &str = r#"s() { printf '\n@@kf:%s\n' "$1"; }
+pub const SCRIPT: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
 r() { [ -r "$1" ] || return 0; while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }
 s time; date +%s.%N
 s os-release; r /etc/os-release
@@ -51,13 +51,35 @@ for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /et
 [ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
 [ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
 [ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
-set -- inactive inactive
+set -- inactive inactive inactive disabled
 for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
-  [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] && { set -- $(systemctl is-active kubelet containerd 2>/dev/null); break; }
+  [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] || [ -e $d/haproxy.service ] && { set -- $(systemctl is-active kubelet containerd haproxy 2>/dev/null) $(systemctl is-enabled kubelet 2>/dev/null); break; }
 done
-echo "active-kubelet=${1:-unknown}"; echo "active-containerd=${2:-unknown}"
-s end
-"#;
+echo "active-kubelet=${1:-unknown}"; echo "active-containerd=${2:-unknown}"; echo "active-haproxy=${3:-unknown}"; echo "enabled-kubelet=${4:-unknown}"
+s installed
+for f in /etc/kubeforge/installed/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
+s tools
+for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
+s fstab-swap
+[ -r /etc/fstab ] && while read -r dev mnt type rest; do case $dev in \#*|'') ;; *) [ "$type" = swap ] && echo "$dev";; esac; done < /etc/fstab
+s hosts-block
+b=; while IFS= read -r l; do case $l in "# BEGIN kubeforge"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "# END kubeforge"*) b=;; esac; done < /etc/hosts
+"##;
+
+/// The probe script, hashing `paths` (managed files) too.
+pub fn script(paths: &[String]) -> String {
+    let mut s = String::from(SCRIPT);
+    if !paths.is_empty() {
+        s.push_str("s files\nsha256sum -- ");
+        for p in paths {
+            s.push_str(&crate::util::shell_quote(p));
+            s.push(' ');
+        }
+        s.push_str("2>/dev/null\n");
+    }
+    s.push_str("s end\n");
+    s
+}
 
 /// A kernel feature: compiled in, loaded, loadable as a module, or absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -154,6 +176,31 @@ pub struct Facts {
     pub kernel_features: KernelFeatures,
     pub installed: BTreeMap<String, Installed>,
     pub membership: Membership,
+    /// sha256 of the managed files that exist (path -> digest).
+    pub files: BTreeMap<String, String>,
+    /// What kubeforge installed: component -> "sha256 version" (/etc/kubeforge/installed).
+    pub markers: BTreeMap<String, String>,
+    /// Tools found in the usual directories (conntrack, socat, iptables, haproxy, package managers).
+    pub tools: BTreeSet<String>,
+    /// Swap devices /etc/fstab enables at boot.
+    pub fstab_swap: Vec<String>,
+    /// The kubeforge block of /etc/hosts, lines included.
+    pub hosts_block: Vec<String>,
+    pub kubelet_enabled: bool,
+    pub haproxy_active: bool,
+}
+
+impl Facts {
+    /// The sha256 recorded for an installed component.
+    pub fn marker_sha(&self, component: &str) -> Option<&str> {
+        self.markers
+            .get(component)
+            .and_then(|m| m.split_whitespace().next())
+    }
+
+    pub fn has_tool(&self, t: &str) -> bool {
+        self.tools.contains(t)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -317,6 +364,8 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         })
         .collect();
     let mut membership = Membership::default();
+    let mut haproxy_active = false;
+    let mut kubelet_enabled = false;
     for (key, value) in get("membership").iter().filter_map(|l| l.split_once('=')) {
         match key {
             "conf" => membership.kubeconfigs.push(value.to_string()),
@@ -325,6 +374,8 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
             "server" if !value.is_empty() => membership.server = Some(value.to_string()),
             "active-kubelet" => membership.kubelet_active = value == "active",
             "active-containerd" => membership.containerd_active = value == "active",
+            "active-haproxy" => haproxy_active = value == "active",
+            "enabled-kubelet" => kubelet_enabled = value == "enabled",
             k => {
                 if let Some(m) = k.strip_prefix("marker-") {
                     membership.marker.insert(m.to_string(), value.to_string());
@@ -360,11 +411,41 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         kernel_features,
         installed,
         membership,
+        files: get("files")
+            .iter()
+            .filter_map(|l| {
+                let (hash, path) = l.split_once("  ")?;
+                (hash.len() == 64).then(|| (path.to_string(), hash.to_string()))
+            })
+            .collect(),
+        markers: get("installed")
+            .iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect(),
+        tools: get("tools").iter().map(|t| t.trim().to_string()).collect(),
+        fstab_swap: get("fstab-swap")
+            .iter()
+            .map(|t| t.trim().to_string())
+            .collect(),
+        hosts_block: get("hosts-block").iter().map(|t| t.to_string()).collect(),
+        kubelet_enabled,
+        haproxy_active,
     })
 }
 
 /// Gathers the facts of one host over its session.
 pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::SshError> {
+    gather_with(session, &[]).await
+}
+
+/// Gathers the facts of one host, hashing the given managed files too.
+pub async fn gather_with(
+    session: &crate::ssh::Session,
+    paths: &[String],
+) -> Result<Facts, crate::ssh::SshError> {
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -372,9 +453,10 @@ pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::
             .unwrap_or(0.0)
     };
     let sent = now();
+    let script = script(paths);
     let out = session
         .exec_with(
-            SCRIPT,
+            &script,
             crate::ssh::session::Exec {
                 display: Some("gather facts"),
                 timeout: Some(std::time::Duration::from_secs(60)),
@@ -480,6 +562,29 @@ pub(crate) mod fixture_tests {
         assert!(f.installed.is_empty());
         assert_eq!(f.membership.role(), None);
         assert!(!f.membership.kubelet_active);
+        assert!(!f.kubelet_enabled && !f.haproxy_active);
+        assert!(f.markers.is_empty() && f.fstab_swap.is_empty() && f.hosts_block.is_empty());
+        assert_eq!(
+            f.tools.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["apt-get", "conntrack", "iptables", "socat"]
+        );
+        assert_eq!(f.files.len(), 1);
+        assert_eq!(f.files["/etc/hostname"].len(), 64);
+    }
+
+    #[test]
+    fn markers_fstab_and_hosts_block() {
+        let text = BARE
+            .replace("@@kf:installed\n", "@@kf:installed\nkubelet=abc 1.33.5\n")
+            .replace("@@kf:fstab-swap\n", "@@kf:fstab-swap\n/swap.img\n")
+            .replace(
+                "@@kf:hosts-block\n",
+                "@@kf:hosts-block\n# BEGIN kubeforge (x)\n10.0.0.1 api.x\n# END kubeforge\n",
+            );
+        let f = parse(&text, 0.0, 0.0).unwrap();
+        assert_eq!(f.marker_sha("kubelet"), Some("abc"));
+        assert_eq!(f.fstab_swap, vec!["/swap.img"]);
+        assert_eq!(f.hosts_block.len(), 3);
     }
 
     #[test]

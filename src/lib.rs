@@ -4,16 +4,24 @@
 //! The library holds all behaviour; the `kubeforge` binary parses the command line and maps
 //! errors to exit codes.
 
+pub mod apply;
 pub mod artifacts;
+pub mod cluster_state;
+pub mod desired;
 pub mod facts;
 pub mod fleet;
 pub mod inventory;
+pub mod kubeconfig;
 pub mod model;
+pub mod pki;
+pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod release;
+pub mod secrets;
 pub mod ssh;
 pub mod status;
+pub mod steps;
 pub mod templates;
 pub mod util;
 

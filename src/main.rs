@@ -18,9 +18,12 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kubeforge::secrets::redact(&e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!(
+                    "  caused by: {}",
+                    kubeforge::secrets::redact(&cause.to_string())
+                );
             }
             ExitCode::from(cli::EXIT_FAILED)
         }

@@ -19,14 +19,14 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // every log line passes the secrets redactor
+        let text = crate::secrets::redact(&String::from_utf8_lossy(buf));
         let guard = active().lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
-            Some(mp) => {
-                mp.suspend(|| std::io::stderr().write_all(buf))?;
-                Ok(buf.len())
-            }
-            None => std::io::stderr().write(buf),
+            Some(mp) => mp.suspend(|| std::io::stderr().write_all(text.as_bytes()))?,
+            None => std::io::stderr().write_all(text.as_bytes())?,
         }
+        Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()

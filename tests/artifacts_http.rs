@@ -41,10 +41,16 @@ fn server(body: Vec<u8>) -> (String, Arc<Mutex<Log>>) {
                     range = Some(v.trim().trim_end_matches('-').to_string());
                 }
             }
-            log2.lock().unwrap().requests.push((path.clone(), range.clone()));
+            log2.lock()
+                .unwrap()
+                .requests
+                .push((path.clone(), range.clone()));
             let from: usize = range.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
             let send = |s: &mut std::net::TcpStream, status: &str, data: &[u8], len: usize| {
-                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                );
                 let _ = s.write_all(data);
             };
             let name = path.rsplit('/').next().unwrap_or("");
@@ -63,7 +69,11 @@ fn server(body: Vec<u8>) -> (String, Arc<Mutex<Log>>) {
                     // headers announce everything, the connection dies half way
                     flaky_served = true;
                     let half = body.len() / 2;
-                    let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
                     let _ = s.write_all(&body[..half]);
                     let _ = s.flush();
                     let _ = s.shutdown(std::net::Shutdown::Both);
@@ -89,7 +99,9 @@ fn server(body: Vec<u8>) -> (String, Arc<Mutex<Log>>) {
 }
 
 fn body() -> Vec<u8> {
-    (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect()
+    (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect()
 }
 
 fn artifact(url: &str, path: &str, data: &[u8]) -> Artifact {
@@ -120,10 +132,18 @@ async fn downloads_verify_and_cache() {
     let a = artifact(&format!("{base}/ok"), "x/ok", &data);
     let p = s.fetch(&a, None).await.unwrap();
     assert_eq!(std::fs::read(&p).unwrap(), data);
-    assert_eq!(p, dir.path().join("cache/sha256").join(&a.sha256), "content-addressed");
+    assert_eq!(
+        p,
+        dir.path().join("cache/sha256").join(&a.sha256),
+        "content-addressed"
+    );
     let again = s.fetch(&a, None).await.unwrap();
     assert_eq!(again, p);
-    assert_eq!(log.lock().unwrap().requests.len(), 1, "the second fetch is a cache hit");
+    assert_eq!(
+        log.lock().unwrap().requests.len(),
+        1,
+        "the second fetch is a cache hit"
+    );
 }
 
 #[tokio::test]
@@ -154,10 +174,16 @@ async fn retries_transient_errors_but_not_missing_files() {
     // another file (another digest): not in the cache
     let a = artifact(&format!("{base}/missing"), "x/missing", b"some other file");
     match s.fetch(&a, None).await {
-        Err(ArtifactError::Http { status: 404, url, .. }) => assert!(url.ends_with("/missing")),
+        Err(ArtifactError::Http {
+            status: 404, url, ..
+        }) => assert!(url.ends_with("/missing")),
         other => panic!("{other:?}"),
     }
-    assert_eq!(log.lock().unwrap().requests.len(), 3, "a 404 is not retried");
+    assert_eq!(
+        log.lock().unwrap().requests.len(),
+        3,
+        "a 404 is not retried"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +206,13 @@ async fn a_checksum_mismatch_names_the_artifact_and_both_digests_and_caches_noth
         )
     );
     assert!(!s.is_cached(&a));
-    assert_eq!(std::fs::read_dir(dir.path().join("cache/partial")).unwrap().count(), 0, "no partial left");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache/partial"))
+            .unwrap()
+            .count(),
+        0,
+        "no partial left"
+    );
 }
 
 #[tokio::test]
@@ -189,10 +221,17 @@ async fn mirrors_replace_upstream_urls() {
     let (base, log) = server(data.clone());
     let dir = tempfile::tempdir().unwrap();
     // an upstream URL that must not be used
-    let a = artifact("https://upstream.invalid/ok", "containerd/v1.7.27/ok", &data);
+    let a = artifact(
+        "https://upstream.invalid/ok",
+        "containerd/v1.7.27/ok",
+        &data,
+    );
     let s = store(dir.path(), Some(Mirror::Url(format!("{base}/mirror/"))));
     s.fetch(&a, None).await.unwrap();
-    assert_eq!(log.lock().unwrap().requests[0].0, "/mirror/containerd/v1.7.27/ok");
+    assert_eq!(
+        log.lock().unwrap().requests[0].0,
+        "/mirror/containerd/v1.7.27/ok"
+    );
 
     let local = dir.path().join("local");
     std::fs::create_dir_all(local.join("containerd/v1.7.27")).unwrap();
@@ -202,5 +241,8 @@ async fn mirrors_replace_upstream_urls() {
     assert_eq!(std::fs::read(p).unwrap(), data);
     std::fs::write(local.join("containerd/v1.7.27/ok"), b"tampered").unwrap();
     let s = store(&dir.path().join("third"), Some(Mirror::Dir(local)));
-    assert!(matches!(s.fetch(&a, None).await, Err(ArtifactError::Checksum { .. })));
+    assert!(matches!(
+        s.fetch(&a, None).await,
+        Err(ArtifactError::Checksum { .. })
+    ));
 }

@@ -47,6 +47,28 @@ pub enum Command {
     /// preflight results. Exits 1 when a host is unreachable or fails a blocking check.
     Status(StatusArgs),
 
+    /// Show what apply would change, on which host (read-only)
+    ///
+    /// Connects to every host, gathers facts, runs preflight, reads the cluster's API, and
+    /// prints per host the actions apply would take. On a converged cluster it prints that
+    /// nothing would change.
+    Plan(PlanArgs),
+
+    /// Bring the hosts and the cluster to the inventory's state
+    ///
+    /// Shows the plan, asks for confirmation on a terminal (unless --yes), then: downloads and
+    /// verifies every artifact, prepares the hosts (OS, containerd, kubelet, API endpoint),
+    /// runs kubeadm init and joins, deploys the CNI, waits until every node is Ready, verifies
+    /// the cluster, and writes the admin kubeconfig beside the inventory (<cluster>.kubeconfig,
+    /// mode 0600). After a failure, run it again: it continues from the hosts' state.
+    Apply(ApplyArgs),
+
+    /// Write the cluster's admin kubeconfig, or merge it into ~/.kube/config
+    ///
+    /// Without --merge the kubeconfig goes to stdout. The server is the first control plane's
+    /// address (or the external endpoint); the context is named after the cluster.
+    Kubeconfig(KubeconfigArgs),
+
     /// Run a shell command on hosts of the inventory, as root (sudo -n for other users)
     ///
     /// Example: kubeforge exec -f cluster.yaml --role worker -- systemctl is-active kubelet
@@ -122,6 +144,57 @@ pub struct StatusArgs {
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Preflight checks to skip, by name (or `all`)
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub ignore_preflight: Vec<String>,
+
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Preflight checks to skip, by name (or `all`)
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub ignore_preflight: Vec<String>,
+
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Output format of the final report
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Merge into ~/.kube/config (or the first file of $KUBECONFIG) instead of printing
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! Data goes to stdout; diagnostics, logs and progress go to stderr.
 
 pub mod args;
+mod cluster;
 mod remote;
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +21,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(a) => init(a),
         Command::Status(a) => remote::status(a),
         Command::Exec(a) => remote::exec(a),
+        Command::Plan(a) => cluster::plan(a),
+        Command::Apply(a) => cluster::apply(a),
+        Command::Kubeconfig(a) => cluster::kubeconfig(a),
         Command::Version(a) => version(a),
         Command::Completion(a) => completion(a),
     }

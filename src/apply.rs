@@ -1,0 +1,708 @@
+//! `plan` and `apply`: connect, gather facts, run preflight, read the cluster's API, compute
+//! the plan; then download and verify every artifact, prepare the hosts in parallel, init,
+//! join the control planes one at a time and the workers in parallel, deploy the CNI, wait for
+//! Ready, verify, and hand the operator a kubeconfig. A failure stops the run with the host and
+//! step named; a re-run continues from the facts.
+
+use crate::artifacts::{self, Store};
+use crate::cluster_state::{self, ClusterState, kubectl};
+use crate::desired::{self, ADMIN_KUBECONFIG};
+use crate::facts::{self, Facts};
+use crate::fleet::{Fleet, fan_out};
+use crate::inventory::Loaded;
+use crate::model::{Cni, LoadBalancer, ManifestSource, Role};
+use crate::plan::{self, Action, Plan, Step};
+use crate::preflight::{self, Finding, Severity};
+use crate::progress::Progress;
+use crate::release::ReleaseManifest;
+use crate::ssh::{ConnectOptions, Session};
+use crate::status::connect_setup;
+use crate::steps::{self, Ctx, StepError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no release manifest for Kubernetes {0}")]
+    NoManifest(String),
+    #[error("cannot reach {} host{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|(_, e)| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Unreachable(Vec<(String, String)>),
+    #[error("preflight failed on {}:\n{}\n(skip a check with --ignore-preflight NAME)", hosts_of(.0), .0.iter().map(|f| format!("  - {}: {}: {}", f.host, f.check, f.message)).collect::<Vec<_>>().join("\n"))]
+    Preflight(Vec<Finding>),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error("CNI manifest: {0}")]
+    CniManifest(String),
+    #[error(transparent)]
+    Artifact(#[from] artifacts::ArtifactError),
+    #[error("apply stopped in step {step}:\n{}\nHosts not listed are in a known state. Fix the cause and run apply again: it continues from where the hosts are.", failures.iter().map(|(h, e)| format!("  - {h}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Steps {
+        step: String,
+        failures: Vec<(String, String)>,
+    },
+    #[error("the cluster was set up, but verification failed:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Verify(Vec<String>),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn hosts_of(f: &[Finding]) -> String {
+    let mut h: Vec<&str> = f.iter().map(|f| f.host.as_str()).collect();
+    h.dedup();
+    h.join(", ")
+}
+
+pub struct Options {
+    pub connect: ConnectOptions,
+    pub ignore_preflight: Vec<String>,
+    pub bars: bool,
+}
+
+/// Connections, observations and the plan.
+pub struct Prepared {
+    pub plan: Plan,
+    pub manifest: ReleaseManifest,
+    pub facts: BTreeMap<String, Facts>,
+    pub state: Option<ClusterState>,
+    pub warnings: Vec<Finding>,
+    pub fleet: Fleet,
+    pub elapsed: Duration,
+}
+
+async fn load_cni_manifest(
+    loaded: &Loaded,
+    manifest: &ReleaseManifest,
+) -> Result<Option<String>, ApplyError> {
+    let c = &loaded.cluster;
+    match &c.cni {
+        Cni::None => Ok(None),
+        Cni::Flannel => Ok(Some(
+            desired::flannel_manifest(c, manifest)
+                .map_err(|e| ApplyError::CniManifest(e.to_string()))?,
+        )),
+        Cni::Manifest { source, sha256 } => {
+            let bytes = match source {
+                ManifestSource::Path(p) => std::fs::read(p)
+                    .map_err(|e| ApplyError::CniManifest(format!("{}: {e}", p.display())))?,
+                ManifestSource::Url(u) => {
+                    let r = reqwest::get(u)
+                        .await
+                        .map_err(|e| ApplyError::CniManifest(format!("{u}: {e}")))?;
+                    if !r.status().is_success() {
+                        return Err(ApplyError::CniManifest(format!("{u}: HTTP {}", r.status())));
+                    }
+                    r.bytes()
+                        .await
+                        .map_err(|e| ApplyError::CniManifest(format!("{u}: {e}")))?
+                        .to_vec()
+                }
+            };
+            let actual = artifacts::sha256_hex(&bytes);
+            if &actual != sha256 {
+                return Err(ApplyError::CniManifest(format!(
+                    "checksum mismatch: expected sha256 {sha256}, got {actual}"
+                )));
+            }
+            Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+    }
+}
+
+/// Everything up to the plan; changes nothing.
+pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyError> {
+    let start = Instant::now();
+    let c = &loaded.cluster;
+    let manifest = loaded
+        .catalog
+        .get(&c.version)
+        .cloned()
+        .ok_or_else(|| ApplyError::NoManifest(c.version.to_string()))?;
+    let (connector, resolver) = connect_setup(loaded, opts.connect.clone())?;
+    let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
+    let progress = Arc::new(Progress::new("facts", &names, opts.bars));
+    let hosts: Vec<&crate::model::Host> = c.hosts.iter().collect();
+    let paths = Arc::new(desired::managed_paths(c));
+    let (fleet, gathered) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
+        let progress = progress.clone();
+        move |name, s| {
+            let progress = progress.clone();
+            let paths = paths.clone();
+            async move {
+                progress.set(&name, "gathering facts");
+                let r = facts::gather_with(&s, &paths).await;
+                progress.finish(
+                    &name,
+                    r.is_ok(),
+                    if r.is_ok() { "facts" } else { "facts failed" },
+                );
+                r
+            }
+        }
+    })
+    .await;
+    drop(progress);
+    let mut unreachable: Vec<(String, String)> = fleet
+        .unreachable
+        .iter()
+        .map(|(h, e)| (h.clone(), e.to_string()))
+        .collect();
+    let mut facts_by_host = BTreeMap::new();
+    for (name, r) in gathered {
+        match r {
+            Ok(f) => {
+                facts_by_host.insert(name, f);
+            }
+            Err(e) => unreachable.push((name, e.to_string())),
+        }
+    }
+    if !unreachable.is_empty() {
+        fleet.close().await;
+        return Err(ApplyError::Unreachable(unreachable));
+    }
+    let findings = preflight::run(
+        c,
+        &facts_by_host,
+        &opts.ignore_preflight,
+        &manifest.arches(),
+    );
+    let (errors, warnings): (Vec<Finding>, Vec<Finding>) = findings
+        .into_iter()
+        .partition(|f| f.severity == Severity::Error);
+    if !errors.is_empty() {
+        fleet.close().await;
+        return Err(ApplyError::Preflight(errors));
+    }
+    // the cluster as its API sees it, when there is one
+    let probe = plan::Input {
+        cluster: c,
+        manifest: &manifest,
+        facts: &facts_by_host,
+        state: None,
+        cni_manifest: None,
+    };
+    let mut plan_warnings = Vec::new();
+    let state = match probe.init_host() {
+        Some(h)
+            if facts_by_host
+                .get(&h.name)
+                .is_some_and(|f| f.membership.role().is_some()) =>
+        {
+            match fleet.session(&h.name) {
+                Some(s) => match cluster_state::observe(s).await {
+                    Ok(st) => Some(st),
+                    Err(e) => {
+                        plan_warnings
+                            .push(format!("cannot read the cluster's API on {}: {e}", h.name));
+                        None
+                    }
+                },
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let cni_manifest = load_cni_manifest(loaded, &manifest).await?;
+    let input = plan::Input {
+        cluster: c,
+        manifest: &manifest,
+        facts: &facts_by_host,
+        state: state.as_ref(),
+        cni_manifest,
+    };
+    let mut plan = plan::compute(&input)?;
+    plan.warnings.extend(plan_warnings);
+    Ok(Prepared {
+        plan,
+        manifest,
+        facts: facts_by_host,
+        state,
+        warnings,
+        fleet,
+        elapsed: start.elapsed(),
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeLine {
+    pub name: String,
+    pub role: Role,
+    pub ready: bool,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub cluster: String,
+    pub version: String,
+    pub endpoint: String,
+    pub changed: bool,
+    pub nodes: Vec<NodeLine>,
+    pub kubeconfig: Option<PathBuf>,
+    pub kubeconfig_server: Option<String>,
+    /// (phase, seconds)
+    pub phases: Vec<(String, f64)>,
+    pub total_seconds: f64,
+    /// Time spent waiting on kubeadm and kubelets.
+    pub waited_seconds: f64,
+    pub uploaded_bytes: BTreeMap<String, u64>,
+}
+
+struct Phases {
+    list: Vec<(String, f64)>,
+    at: Instant,
+}
+
+impl Phases {
+    fn mark(&mut self, name: &str) {
+        let now = Instant::now();
+        let d = now.duration_since(self.at).as_secs_f64();
+        if d > 0.0005 {
+            self.list
+                .push((name.to_string(), (d * 10.0).round() / 10.0));
+        }
+        self.at = now;
+    }
+}
+
+/// Runs the actions of several hosts in parallel, each host's in order; returns the failures.
+async fn run_per_host(
+    ctx: &Arc<Ctx>,
+    actions: &[Action],
+    progress: &Arc<Progress>,
+) -> Vec<(String, String)> {
+    let mut by_host: Vec<(String, Vec<Action>)> = Vec::new();
+    for a in actions {
+        let h = a.host.clone().unwrap_or_default();
+        match by_host.iter_mut().find(|(n, _)| *n == h) {
+            Some((_, v)) => v.push(a.clone()),
+            None => by_host.push((h, vec![a.clone()])),
+        }
+    }
+    let results = fan_out(by_host, ctx.cluster.options.concurrency, |(host, acts)| {
+        let ctx = ctx.clone();
+        let progress = progress.clone();
+        async move {
+            for a in &acts {
+                progress.set(&host, &format!("{}: {}", a.step.name(), a.summary));
+                if let Err(e) = steps::run(&ctx, a).await {
+                    progress.finish(&host, false, a.step.name());
+                    return Err(format!(
+                        "step {}: {}",
+                        a.step.name(),
+                        crate::secrets::redact(&e.to_string())
+                    ));
+                }
+            }
+            progress.finish(
+                &host,
+                true,
+                &format!(
+                    "{} action{}",
+                    acts.len(),
+                    if acts.len() == 1 { "" } else { "s" }
+                ),
+            );
+            Ok(())
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .filter_map(|((h, _), r, _)| r.err().map(|e| (h, e)))
+        .collect()
+}
+
+fn failed(step: Step, host: &str, e: StepError) -> ApplyError {
+    ApplyError::Steps {
+        step: step.name().to_string(),
+        failures: vec![(host.to_string(), crate::secrets::redact(&e.to_string()))],
+    }
+}
+
+/// Executes a plan.
+pub async fn execute(
+    loaded: &Loaded,
+    prepared: Prepared,
+    opts: &Options,
+) -> Result<Report, ApplyError> {
+    let start = Instant::now();
+    let c = &loaded.cluster;
+    let Prepared {
+        plan,
+        manifest,
+        fleet,
+        ..
+    } = prepared;
+    let mut phases = Phases {
+        list: Vec::new(),
+        at: Instant::now(),
+    };
+    // 1. every artifact, verified, before any host changes
+    let wanted = plan.artifacts();
+    let mut cached = BTreeMap::new();
+    if !wanted.is_empty() {
+        let store = Store::new(&c.artifacts.cache_dir, c.artifacts.mirror.clone())?;
+        let paths = store.fetch_all(&wanted, opts.bars).await?;
+        for (a, p) in wanted.iter().zip(paths) {
+            cached.insert(a.sha256.clone(), p);
+        }
+        phases.mark("download");
+    }
+    let ctx = Arc::new(Ctx {
+        cluster: c.clone(),
+        manifest,
+        sessions: fleet.sessions.clone(),
+        artifacts: cached,
+        init_host: plan.init_host.clone(),
+        stats: Default::default(),
+        secrets: tokio::sync::Mutex::new(None),
+    });
+    // 2. hosts in parallel
+    let prep: Vec<Action> = plan
+        .actions
+        .iter()
+        .filter(|a| a.step.is_host_preparation())
+        .cloned()
+        .collect();
+    if !prep.is_empty() {
+        let mut hosts: Vec<String> = prep.iter().filter_map(|a| a.host.clone()).collect();
+        hosts.dedup();
+        let progress = Arc::new(Progress::new("prepare", &hosts, opts.bars));
+        let failures = run_per_host(&ctx, &prep, &progress).await;
+        if !failures.is_empty() {
+            return Err(ApplyError::Steps {
+                step: "prepare".into(),
+                failures,
+            });
+        }
+        phases.mark("prepare hosts");
+    }
+    // 3. the cluster: init, control planes one at a time, workers in parallel, CNI, Ready
+    let cluster_actions: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| !a.step.is_host_preparation())
+        .collect();
+    let mut i = 0;
+    while i < cluster_actions.len() {
+        let a = cluster_actions[i];
+        if a.step == Step::JoinWorker {
+            let batch: Vec<Action> = cluster_actions[i..]
+                .iter()
+                .take_while(|x| x.step == Step::JoinWorker)
+                .map(|x| (*x).clone())
+                .collect();
+            i += batch.len();
+            let mut hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
+            hosts.dedup();
+            let progress = Arc::new(Progress::new("join workers", &hosts, opts.bars));
+            let failures = run_per_host(&ctx, &batch, &progress).await;
+            if !failures.is_empty() {
+                return Err(ApplyError::Steps {
+                    step: Step::JoinWorker.name().into(),
+                    failures,
+                });
+            }
+            phases.mark("join workers");
+            continue;
+        }
+        let host = a.host.clone().unwrap_or_else(|| ctx.init_host.clone());
+        tracing::info!("{host}: {}", a.summary);
+        steps::run(&ctx, a)
+            .await
+            .map_err(|e| failed(a.step, &host, e))?;
+        i += 1;
+        let next = cluster_actions.get(i).map(|n| n.step);
+        if next != Some(a.step) {
+            phases.mark(match a.step {
+                Step::Init => "init",
+                Step::JoinControlPlane => "join control planes",
+                Step::Cni => "cni",
+                Step::WaitReady => "wait ready",
+                _ => a.step.name(),
+            });
+        }
+    }
+    // 4. verification and the kubeconfig
+    let (nodes, problems) = verify(&ctx).await;
+    phases.mark("verify");
+    if !problems.is_empty() {
+        fleet.close().await;
+        return Err(ApplyError::Verify(problems));
+    }
+    let (kubeconfig, server) = write_kubeconfig(loaded, &ctx, !plan.is_empty()).await?;
+    fleet.close().await;
+    let ep = desired::api_endpoint(c);
+    Ok(Report {
+        cluster: c.name.clone(),
+        version: c.version.to_string(),
+        endpoint: format!("https://{}:{}", ep.host, ep.port),
+        changed: !plan.is_empty(),
+        nodes,
+        kubeconfig,
+        kubeconfig_server: server,
+        phases: phases.list,
+        total_seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        waited_seconds: (ctx
+            .stats
+            .waited
+            .lock()
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+            * 10.0)
+            .round()
+            / 10.0,
+        uploaded_bytes: ctx
+            .stats
+            .uploaded
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// Checks the result: `/readyz` through the endpoint from every node (with the node's own
+/// kubelet credentials and path to the API), every node Ready, the kube-system pods present.
+pub async fn verify(ctx: &Arc<Ctx>) -> (Vec<NodeLine>, Vec<String>) {
+    let mut problems = Vec::new();
+    let hosts: Vec<(String, Arc<Session>)> = ctx
+        .cluster
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            ctx.sessions
+                .get(&h.name)
+                .map(|s| (h.name.clone(), s.clone()))
+        })
+        .collect();
+    let readyz = fan_out(hosts, ctx.cluster.options.concurrency, |(_, s)| async move {
+        s.exec("kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz --request-timeout=15s").await
+    })
+    .await;
+    for ((name, _), r, _) in readyz {
+        match r {
+            Ok(o) if o.success() && o.stdout().trim() == "ok" => {}
+            Ok(o) => problems.push(format!(
+                "{name}: /readyz through the API endpoint did not answer ok: {}{}",
+                o.stdout().trim(),
+                o.stderr().trim()
+            )),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    let mut lines = Vec::new();
+    match steps::nodes(ctx).await {
+        Ok(nodes) => {
+            for h in &ctx.cluster.hosts {
+                match nodes.iter().find(|n| n.name == h.name) {
+                    Some(n) => {
+                        if !n.ready {
+                            problems.push(format!(
+                                "{}: node not Ready: {}",
+                                h.name,
+                                n.not_ready_reason.clone().unwrap_or_default()
+                            ));
+                        }
+                        lines.push(NodeLine {
+                            name: h.name.clone(),
+                            role: h.role,
+                            ready: n.ready,
+                            version: n.kubelet_version.clone(),
+                        });
+                    }
+                    None => problems.push(format!("{}: not a node of the cluster", h.name)),
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    match ctx.api() {
+        Ok(api) => match api
+            .run(&kubectl(
+                "-n kube-system get pods -o json --request-timeout=20s",
+            ))
+            .await
+        {
+            Ok(json) => problems.extend(missing_system_pods(&ctx.cluster, &json)),
+            Err(e) => problems.push(e.to_string()),
+        },
+        Err(e) => problems.push(e.to_string()),
+    }
+    (lines, problems)
+}
+
+/// The kube-system pods a kubeadm cluster has: the control-plane static pods of every control
+/// plane, a kube-proxy per node, CoreDNS.
+pub fn missing_system_pods(c: &crate::model::Cluster, pods_json: &str) -> Vec<String> {
+    let v: serde_json::Value = match serde_json::from_str(pods_json) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("kube-system pods: {e}")],
+    };
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    for h in c.control_planes() {
+        for p in [
+            "kube-apiserver",
+            "etcd",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let want = format!("{p}-{}", h.name);
+            if !names.contains(&want.as_str()) {
+                missing.push(format!("kube-system pod {want} is missing"));
+            }
+        }
+    }
+    let proxies = names
+        .iter()
+        .filter(|n| n.starts_with("kube-proxy-"))
+        .count();
+    if proxies < c.hosts.len() {
+        missing.push(format!(
+            "{proxies} kube-proxy pods for {} nodes",
+            c.hosts.len()
+        ));
+    }
+    if !names.iter().any(|n| n.starts_with("coredns-")) {
+        missing.push("no CoreDNS pod in kube-system".into());
+    }
+    missing
+}
+
+/// Where the operator reaches the API: the endpoint for an external or Octavia load balancer,
+/// else the first control plane's SSH address (a certificate name of every API server).
+pub fn operator_server(c: &crate::model::Cluster) -> String {
+    let ep = desired::api_endpoint(c);
+    match c.api.load_balancer {
+        LoadBalancer::Local => format!(
+            "https://{}:{}",
+            c.control_planes()
+                .next()
+                .map(|h| h.ssh.address.as_str())
+                .unwrap_or(ep.host.as_str()),
+            desired::API_PORT
+        ),
+        _ => format!("https://{}:{}", ep.host, ep.port),
+    }
+}
+
+/// Default path of the operator's kubeconfig: beside the inventory, `<cluster>.kubeconfig`.
+pub fn kubeconfig_path(loaded: &Loaded) -> PathBuf {
+    loaded
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(format!("{}.kubeconfig", loaded.cluster.name))
+}
+
+/// Fetches admin.conf and rewrites it for the operator.
+pub async fn fetch_kubeconfig(
+    loaded: &Loaded,
+    api: &Session,
+) -> Result<(serde_json::Value, String), ApplyError> {
+    let raw = api
+        .read_file(ADMIN_KUBECONFIG)
+        .await
+        .map_err(|e| ApplyError::Other(e.into()))?;
+    let server = operator_server(&loaded.cluster);
+    let v = crate::kubeconfig::for_operator(
+        &String::from_utf8_lossy(&raw),
+        &loaded.cluster.name,
+        &server,
+        api.name(),
+    )
+    .map_err(|e| ApplyError::Other(e.into()))?;
+    Ok((v, server))
+}
+
+async fn write_kubeconfig(
+    loaded: &Loaded,
+    ctx: &Ctx,
+    changed: bool,
+) -> Result<(Option<PathBuf>, Option<String>), ApplyError> {
+    let path = kubeconfig_path(loaded);
+    if !changed && path.exists() {
+        return Ok((Some(path), Some(operator_server(&loaded.cluster))));
+    }
+    let api = ctx.api().map_err(|e| ApplyError::Other(e.into()))?;
+    let (v, server) = fetch_kubeconfig(loaded, api).await?;
+    crate::kubeconfig::write_private(&path, &crate::kubeconfig::to_yaml(&v))
+        .map_err(|e| ApplyError::Other(e.into()))?;
+    Ok((Some(path), Some(server)))
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let cps = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        out.push_str(&format!(
+            "\nCluster {} {}: Kubernetes {}, {} control plane{}, {} worker{}.\n",
+            self.cluster,
+            if self.changed {
+                "is ready"
+            } else {
+                "is up to date (no changes)"
+            },
+            self.version,
+            cps,
+            if cps == 1 { "" } else { "s" },
+            self.nodes.len() - cps,
+            if self.nodes.len() - cps == 1 { "" } else { "s" }
+        ));
+        out.push_str(&format!("  API endpoint: {}\n", self.endpoint));
+        if let (Some(p), Some(s)) = (&self.kubeconfig, &self.kubeconfig_server) {
+            out.push_str(&format!(
+                "  kubeconfig:   {} (server {s}, mode 0600)\n",
+                p.display()
+            ));
+        }
+        out.push_str("  nodes:\n");
+        for n in &self.nodes {
+            out.push_str(&format!(
+                "    {:<16} {:<14} {:<9} v{}\n",
+                n.name,
+                n.role.as_str(),
+                if n.ready { "Ready" } else { "NotReady" },
+                n.version
+            ));
+        }
+        if self.changed {
+            let phases: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(n, s)| format!("{n} {s:.1}s"))
+                .collect();
+            out.push_str(&format!(
+                "  time: {} (total {:.1}s, of which {:.1}s waiting on kubeadm and kubelets)\n",
+                phases.join(", "),
+                self.total_seconds,
+                self.waited_seconds
+            ));
+            if !self.uploaded_bytes.is_empty() {
+                let up: Vec<String> = self
+                    .uploaded_bytes
+                    .iter()
+                    .map(|(h, b)| format!("{h} {}", plan::human_bytes(*b)))
+                    .collect();
+                out.push_str(&format!("  uploaded: {}\n", up.join(", ")));
+            }
+        }
+        out
+    }
+}

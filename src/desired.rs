@@ -1,0 +1,496 @@
+//! What every host should look like, derived from the cluster model and the release manifest:
+//! the files kubeforge manages (rendered from templates), the binaries it installs, the OS
+//! packages it needs, the API endpoint. Pure: the planner compares this with the facts.
+
+use crate::model::{Cluster, Host, LoadBalancer, Role};
+use crate::release::{Artifact, ReleaseManifest};
+use crate::templates;
+use serde::Serialize;
+
+pub const MARKER: &str = "/etc/kubeforge/cluster";
+pub const INSTALLED_DIR: &str = "/etc/kubeforge/installed";
+pub const STAGING_DIR: &str = "/var/cache/kubeforge";
+pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+pub const API_PORT: u16 = 6443;
+pub const CNI_MANIFEST: &str = "/etc/kubeforge/cni.yaml";
+pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    #[error("the release manifest of Kubernetes {version} has no {component} for {arch}")]
+    NoArtifact {
+        version: String,
+        component: String,
+        arch: String,
+    },
+    #[error("the release manifest of Kubernetes {0} pins no flannel images (cni.flannel)")]
+    NoFlannel(String),
+    #[error(transparent)]
+    Template(#[from] templates::TemplateError),
+}
+
+/// The address every node and client uses for the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiEndpoint {
+    pub host: String,
+    pub port: u16,
+    /// A name kubeforge maps in /etc/hosts (local load balancing).
+    pub local: bool,
+}
+
+pub fn api_endpoint(c: &Cluster) -> ApiEndpoint {
+    match (c.api.load_balancer, &c.api.endpoint) {
+        (LoadBalancer::Local, Some((host, _))) => ApiEndpoint {
+            host: host.clone(),
+            port: API_PORT,
+            local: true,
+        },
+        (LoadBalancer::Local, None) => ApiEndpoint {
+            host: format!("api.{}.kubeforge.internal", c.name),
+            port: API_PORT,
+            local: true,
+        },
+        (_, Some((host, port))) => ApiEndpoint {
+            host: host.clone(),
+            port: *port,
+            local: false,
+        },
+        (_, None) => ApiEndpoint {
+            // an Octavia endpoint before it exists: the first control plane
+            host: c
+                .control_planes()
+                .next()
+                .map(|h| h.internal_address().to_string())
+                .unwrap_or_default(),
+            port: API_PORT,
+            local: false,
+        },
+    }
+}
+
+/// What has to happen after a managed file changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Followup {
+    Sysctl,
+    Modules,
+    DaemonReload,
+    RestartContainerd,
+    RestartHaproxy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedFile {
+    pub path: String,
+    #[serde(skip)]
+    pub content: String,
+    pub mode: u32,
+    pub followups: Vec<Followup>,
+    /// The step that owns the file (os-prep, runtime, kube-binaries, api-endpoint).
+    pub step: &'static str,
+}
+
+impl ManagedFile {
+    pub fn sha256(&self) -> String {
+        crate::artifacts::sha256_hex(self.content.as_bytes())
+    }
+}
+
+/// Everything one host needs.
+#[derive(Debug, Clone)]
+pub struct HostDesired {
+    pub files: Vec<ManagedFile>,
+    /// Binaries, in install order.
+    pub installs: Vec<Artifact>,
+    pub packages: Vec<&'static str>,
+    /// The /etc/hosts block (None when the endpoint is not a local name).
+    pub hosts_block: Option<String>,
+}
+
+/// The binaries every node gets, in install order.
+pub const NODE_COMPONENTS: &[&str] = &[
+    "runc",
+    "containerd",
+    "cni-plugins",
+    "crictl",
+    "kubeadm",
+    "kubelet",
+    "kubectl",
+];
+
+pub fn artifact<'a>(
+    m: &'a ReleaseManifest,
+    component: &str,
+    arch: &str,
+) -> Result<&'a Artifact, DesiredError> {
+    m.artifact(component, arch)
+        .ok_or_else(|| DesiredError::NoArtifact {
+            version: m.kubernetes.clone(),
+            component: component.to_string(),
+            arch: arch.to_string(),
+        })
+}
+
+fn major(version: &str) -> u64 {
+    version
+        .split('.')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[derive(Serialize)]
+struct Mirror<'a> {
+    registry: &'a str,
+    server: String,
+    endpoints: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Backend<'a> {
+    name: &'a str,
+    address: &'a str,
+}
+
+/// The API servers' certificate names: the endpoint, every control plane's addresses,
+/// loopback, and the inventory's certSANs.
+pub fn cert_sans(c: &Cluster) -> Vec<String> {
+    let ep = api_endpoint(c);
+    let mut sans = vec![ep.host.clone()];
+    for h in c.control_planes() {
+        sans.push(h.ssh.address.clone());
+        sans.push(h.internal_address().to_string());
+        sans.push(h.name.clone());
+    }
+    sans.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
+    sans.extend(c.api.cert_sans.iter().cloned());
+    let mut out: Vec<String> = Vec::new();
+    for s in sans {
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The desired state of `host`. `endpoint_ip`: where the local endpoint name must point on
+/// this host (the host itself for a control plane that runs an API server, a serving control
+/// plane for one that is about to join, 127.0.0.1 on workers).
+pub fn for_host(
+    c: &Cluster,
+    m: &ReleaseManifest,
+    host: &Host,
+    arch: &str,
+    endpoint_ip: &str,
+) -> Result<HostDesired, DesiredError> {
+    let ep = api_endpoint(c);
+    let base = serde_json::json!({ "cluster": c.name, "role": host.role.as_str() });
+    let render = |name: &str, extra: serde_json::Value| -> Result<String, DesiredError> {
+        let mut ctx = base.clone();
+        if let (Some(o), serde_json::Value::Object(e)) = (ctx.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        Ok(templates::render(name, &ctx)?)
+    };
+    let file =
+        |path: &str, content: String, mode: u32, followups: &[Followup], step: &'static str| {
+            ManagedFile {
+                path: path.to_string(),
+                content,
+                mode,
+                followups: followups.to_vec(),
+                step,
+            }
+        };
+    let containerd = artifact(m, "containerd", arch)?;
+    let pause = m.images.get("pause").cloned().unwrap_or_default();
+    let mut files = vec![
+        file(
+            MARKER,
+            render("marker", serde_json::json!({}))?,
+            0o644,
+            &[],
+            "os-prep",
+        ),
+        file(
+            "/etc/sysctl.d/99-kubernetes.conf",
+            render("sysctl.conf", serde_json::json!({}))?,
+            0o644,
+            &[Followup::Sysctl],
+            "os-prep",
+        ),
+        file(
+            "/etc/modules-load.d/kubernetes.conf",
+            render("modules-load.conf", serde_json::json!({}))?,
+            0o644,
+            &[Followup::Modules],
+            "os-prep",
+        ),
+        file(
+            "/etc/containerd/config.toml",
+            render(
+                "containerd-config.toml",
+                serde_json::json!({"containerd_major": major(&containerd.version), "pause_image": pause}),
+            )?,
+            0o644,
+            &[Followup::RestartContainerd],
+            "runtime",
+        ),
+        file(
+            "/etc/systemd/system/containerd.service",
+            render("containerd.service", serde_json::json!({}))?,
+            0o644,
+            &[Followup::DaemonReload, Followup::RestartContainerd],
+            "runtime",
+        ),
+        file(
+            "/etc/crictl.yaml",
+            render("crictl.yaml", serde_json::json!({}))?,
+            0o644,
+            &[],
+            "runtime",
+        ),
+    ];
+    for (registry, endpoints) in &c.artifacts.registry_mirrors {
+        let server = if registry == "docker.io" {
+            "https://registry-1.docker.io".to_string()
+        } else {
+            format!("https://{registry}")
+        };
+        let ctx = serde_json::to_value(Mirror {
+            registry,
+            server,
+            endpoints,
+        })
+        .unwrap_or_default();
+        files.push(file(
+            &format!("/etc/containerd/certs.d/{registry}/hosts.toml"),
+            render("containerd-hosts.toml", ctx)?,
+            0o644,
+            &[Followup::RestartContainerd],
+            "runtime",
+        ));
+    }
+    files.push(file(
+        "/etc/systemd/system/kubelet.service",
+        render("kubelet.service", serde_json::json!({}))?,
+        0o644,
+        &[Followup::DaemonReload],
+        "kube-binaries",
+    ));
+    files.push(file(
+        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        render("kubelet-kubeadm.conf", serde_json::json!({}))?,
+        0o644,
+        &[Followup::DaemonReload],
+        "kube-binaries",
+    ));
+    let mut packages = vec!["conntrack", "socat", "iptables"];
+    let mut hosts_block = None;
+    if ep.local {
+        hosts_block = Some(render(
+            "hosts-block",
+            serde_json::json!({"endpoint": ep.host, "endpoint_ip": endpoint_ip}),
+        )?);
+        if host.role == Role::Worker {
+            packages.push("haproxy");
+            let backends: Vec<Backend> = c
+                .control_planes()
+                .map(|h| Backend {
+                    name: &h.name,
+                    address: h.internal_address(),
+                })
+                .collect();
+            files.push(file(
+                "/etc/haproxy/haproxy.cfg",
+                render(
+                    "haproxy.cfg",
+                    serde_json::json!({"endpoint": ep.host, "port": ep.port, "control_planes": backends}),
+                )?,
+                0o644,
+                &[Followup::RestartHaproxy],
+                "api-endpoint",
+            ));
+        }
+    }
+    let mut installs = Vec::new();
+    for comp in NODE_COMPONENTS {
+        installs.push(artifact(m, comp, arch)?.clone());
+    }
+    Ok(HostDesired {
+        files,
+        installs,
+        packages,
+        hosts_block,
+    })
+}
+
+/// The paths of every file kubeforge may manage on a host (what facts hash).
+pub fn managed_paths(c: &Cluster) -> Vec<String> {
+    let mut p: Vec<String> = [
+        MARKER,
+        "/etc/sysctl.d/99-kubernetes.conf",
+        "/etc/modules-load.d/kubernetes.conf",
+        "/etc/containerd/config.toml",
+        "/etc/systemd/system/containerd.service",
+        "/etc/crictl.yaml",
+        "/etc/systemd/system/kubelet.service",
+        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        "/etc/haproxy/haproxy.cfg",
+        CNI_MANIFEST,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for registry in c.artifacts.registry_mirrors.keys() {
+        p.push(format!("/etc/containerd/certs.d/{registry}/hosts.toml"));
+    }
+    p
+}
+
+/// How a binary is installed from its artifact: a POSIX shell fragment run as root under
+/// `set -e`, with the uploaded file at `$F`. Files are put in place by rename, so a running
+/// binary is replaced, never written over.
+pub fn install_script(a: &Artifact) -> String {
+    let (glob, dest) = match a.component.as_str() {
+        "containerd" => ("bin/*", "/usr/local/bin".to_string()),
+        "cni-plugins" => ("*", "/opt/cni/bin".to_string()),
+        "crictl" => ("crictl", "/usr/local/bin".to_string()),
+        "runc" => return "install -m 0755 \"$F\" /usr/local/sbin/.runc.kubeforge && mv -f /usr/local/sbin/.runc.kubeforge /usr/local/sbin/runc".to_string(),
+        c => {
+            return format!(
+                "install -m 0755 \"$F\" /usr/local/bin/.{c}.kubeforge && mv -f /usr/local/bin/.{c}.kubeforge /usr/local/bin/{c}"
+            );
+        }
+    };
+    format!(
+        "d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT\ntar -C \"$d\" -xzf \"$F\"\nmkdir -p {dest}\nfor f in \"$d\"/{glob}; do [ -f \"$f\" ] || continue; n=${{f##*/}}; install -m 0755 \"$f\" \"{dest}/.$n.kubeforge\"; mv -f \"{dest}/.$n.kubeforge\" \"{dest}/$n\"; done"
+    )
+}
+
+/// The marker line recorded after an install: `<sha256> <version>`.
+pub fn marker_line(a: &Artifact) -> String {
+    format!("{} {}", a.sha256, a.version)
+}
+
+/// Labels for kubelet's --node-labels: `k=v,k2=v2`.
+pub fn node_labels(h: &Host) -> Option<String> {
+    (!h.labels.is_empty()).then(|| {
+        h.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: String,
+}
+
+pub fn parse_taint(t: &str) -> Taint {
+    let (kv, effect) = t.rsplit_once(':').unwrap_or((t, "NoSchedule"));
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    Taint {
+        key: key.into(),
+        value: value.into(),
+        effect: effect.into(),
+    }
+}
+
+/// The taints kubeadm registers a node with: None keeps kubeadm's default (the control-plane
+/// taint on control planes, none on workers).
+pub fn registration_taints(c: &Cluster, h: &Host) -> Option<Vec<Taint>> {
+    let (_, workers) = c.role_counts();
+    let mut taints: Vec<Taint> = h.taints.iter().map(|t| parse_taint(t)).collect();
+    match h.role {
+        Role::ControlPlane if workers == 0 => Some(taints), // a cluster without workers schedules on its control planes
+        Role::ControlPlane if taints.is_empty() => None,
+        Role::ControlPlane => {
+            taints.insert(
+                0,
+                Taint {
+                    key: "node-role.kubernetes.io/control-plane".into(),
+                    value: String::new(),
+                    effect: "NoSchedule".into(),
+                },
+            );
+            Some(taints)
+        }
+        Role::Worker if taints.is_empty() => None,
+        Role::Worker => Some(taints),
+    }
+}
+
+/// kubeadm's config API for a release: v1beta4 from 1.31, v1beta3 before.
+pub fn kubeadm_api(v: &semver::Version) -> &'static str {
+    if (v.major, v.minor) >= (1, 31) {
+        "v1beta4"
+    } else {
+        "v1beta3"
+    }
+}
+
+#[derive(Serialize)]
+struct Arg {
+    name: &'static str,
+    value: String,
+}
+
+/// The context kubeadm's init and join templates share (no secrets).
+pub fn kubeadm_context(c: &Cluster, h: &Host) -> serde_json::Value {
+    let ep = api_endpoint(c);
+    let mut args = vec![Arg {
+        name: "node-ip",
+        value: h.internal_address().to_string(),
+    }];
+    if let Some(l) = node_labels(h) {
+        args.push(Arg {
+            name: "node-labels",
+            value: l,
+        });
+    }
+    serde_json::json!({
+        "api": kubeadm_api(&c.version),
+        "cluster": c.name,
+        "version": c.version.to_string(),
+        "node_name": h.name,
+        "node_ip": h.internal_address(),
+        "endpoint": ep.host,
+        "port": ep.port,
+        "pod_subnet": c.pod_subnet.to_string(),
+        "service_subnet": c.service_subnet.to_string(),
+        "dns_domain": c.cluster_domain,
+        "cert_sans": cert_sans(c),
+        "kubelet_args": args,
+        "taints": registration_taints(c, h),
+    })
+}
+
+/// The flannel manifest for the cluster.
+pub fn flannel_manifest(c: &Cluster, m: &ReleaseManifest) -> Result<String, DesiredError> {
+    let f = m
+        .cni
+        .get("flannel")
+        .ok_or_else(|| DesiredError::NoFlannel(m.kubernetes.clone()))?;
+    let img = |k: &str| {
+        f.images
+            .get(k)
+            .cloned()
+            .ok_or_else(|| DesiredError::NoFlannel(m.kubernetes.clone()))
+    };
+    Ok(templates::render(
+        "flannel.yaml",
+        &serde_json::json!({
+            "cluster": c.name,
+            "version": c.version.to_string(),
+            "pod_subnet": c.pod_subnet.to_string(),
+            "flannel_version": f.version,
+            "flannel_image": img("flannel")?,
+            "cni_plugin_image": img("flannel-cni-plugin")?,
+        }),
+    )?)
+}

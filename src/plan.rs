@@ -1,0 +1,401 @@
+//! A plan: the actions `apply` would take, per host, computed from the desired state (model +
+//! release manifest) and the observed state (facts, the cluster's API) before anything changes.
+//! `plan` prints it; `apply` executes it. On a converged cluster it is empty.
+
+use crate::cluster_state::ClusterState;
+use crate::desired::{self, Followup, ManagedFile};
+use crate::facts::Facts;
+use crate::model::{Cluster, Host, Role};
+use crate::release::{Artifact, ReleaseManifest};
+use crate::steps;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    OsPrep,
+    Runtime,
+    KubeBinaries,
+    ApiEndpoint,
+    Init,
+    JoinControlPlane,
+    JoinWorker,
+    Cni,
+    WaitReady,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::OsPrep => "os-prep",
+            Step::Runtime => "runtime",
+            Step::KubeBinaries => "kube-binaries",
+            Step::ApiEndpoint => "api-endpoint",
+            Step::Init => "init",
+            Step::JoinControlPlane => "join-control-plane",
+            Step::JoinWorker => "join-worker",
+            Step::Cni => "cni",
+            Step::WaitReady => "wait-ready",
+        }
+    }
+
+    /// Steps that prepare one host and need nothing from the others.
+    pub fn is_host_preparation(self) -> bool {
+        self <= Step::ApiEndpoint
+    }
+}
+
+/// What an action does, with the data it needs.
+#[derive(Debug, Clone)]
+pub enum Op {
+    WriteFile(ManagedFile),
+    Followup(Followup),
+    SwapOff,
+    SetHostname(String),
+    InstallPackages(Vec<&'static str>),
+    Install(Artifact),
+    /// enable and (re)start containerd, then prove it with a CRI call
+    StartContainerd,
+    EnableKubelet,
+    StartHaproxy,
+    HostsBlock(String),
+    Init,
+    /// `kubeadm reset` of a host left half-joined by an interrupted run
+    ResetStale,
+    JoinControlPlane,
+    JoinWorker,
+    ApplyCni(String),
+    WaitReady,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    /// None for cluster-wide actions.
+    pub host: Option<String>,
+    pub step: Step,
+    pub summary: String,
+    /// Bytes uploaded to the host.
+    pub upload_bytes: u64,
+    #[serde(skip)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub version: String,
+    pub endpoint: desired::ApiEndpoint,
+    /// The control plane that runs `kubeadm init`, or serves the existing cluster.
+    pub init_host: String,
+    pub actions: Vec<Action>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Action> + 'a {
+        self.actions
+            .iter()
+            .filter(move |a| a.host.as_deref() == Some(host))
+    }
+
+    /// The artifacts any action installs, once each.
+    pub fn artifacts(&self) -> Vec<Artifact> {
+        let mut out: Vec<Artifact> = Vec::new();
+        for a in &self.actions {
+            if let Op::Install(art) = &a.op
+                && !out.iter().any(|o| o.sha256 == art.sha256)
+            {
+                out.push(art.clone());
+            }
+        }
+        out
+    }
+
+    /// Human-readable plan, per host then cluster-wide.
+    pub fn render(&self, cluster: &Cluster) -> String {
+        let mut out = format!(
+            "Plan for cluster {} (Kubernetes {}, API endpoint {}:{}):\n",
+            self.cluster, self.version, self.endpoint.host, self.endpoint.port
+        );
+        if self.actions.is_empty() {
+            out.push_str("  no changes: the hosts and the cluster match the inventory\n");
+        }
+        for h in &cluster.hosts {
+            let acts: Vec<&Action> = self.for_host(&h.name).collect();
+            if acts.is_empty() {
+                continue;
+            }
+            let bytes: u64 = acts.iter().map(|a| a.upload_bytes).sum();
+            let no_size = acts
+                .iter()
+                .filter(|a| matches!(&a.op, Op::Install(art) if art.size.is_none()))
+                .count();
+            let uploads = match (bytes, no_size) {
+                (0, 0) => String::new(),
+                (b, 0) => format!(", uploads {}", human_bytes(b)),
+                (b, n) => format!(
+                    ", uploads {} and {n} binar{}",
+                    human_bytes(b),
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            };
+            out.push_str(&format!(
+                "\n{} ({}, {}){uploads}:\n",
+                h.name, h.role, h.ssh.address
+            ));
+            for a in acts {
+                out.push_str(&format!("  + {:<18} {}\n", a.step.name(), a.summary));
+            }
+        }
+        let cluster_actions: Vec<&Action> =
+            self.actions.iter().filter(|a| a.host.is_none()).collect();
+        if !cluster_actions.is_empty() {
+            out.push_str("\ncluster:\n");
+            for a in cluster_actions {
+                out.push_str(&format!("  + {:<18} {}\n", a.step.name(), a.summary));
+            }
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("\nwarning: {w}\n"));
+        }
+        let hosts = cluster
+            .hosts
+            .iter()
+            .filter(|h| self.for_host(&h.name).next().is_some())
+            .count();
+        if !self.actions.is_empty() {
+            out.push_str(&format!(
+                "\n{} action{} on {} host{} and the cluster.\n",
+                self.actions.len(),
+                if self.actions.len() == 1 { "" } else { "s" },
+                hosts,
+                if hosts == 1 { "" } else { "s" }
+            ));
+        }
+        out
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    } else if b >= 1 << 10 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// Everything the planner looks at.
+pub struct Input<'a> {
+    pub cluster: &'a Cluster,
+    pub manifest: &'a ReleaseManifest,
+    pub facts: &'a BTreeMap<String, Facts>,
+    pub state: Option<&'a ClusterState>,
+    /// The CNI manifest to apply (flannel's, rendered, or the user's), if any.
+    pub cni_manifest: Option<String>,
+}
+
+impl Input<'_> {
+    /// A host already in this cluster (by its own files, written by kubeforge).
+    pub fn is_member(&self, h: &Host) -> bool {
+        self.facts.get(&h.name).is_some_and(|f| {
+            f.membership.role().is_some()
+                && f.membership.cluster() == Some(self.cluster.name.as_str())
+        }) && self.state.is_none_or(|s| s.node(&h.name).is_some())
+    }
+
+    /// A host with kubeadm's files but not (or not yet) a node of the cluster: an interrupted join.
+    pub fn is_stale(&self, h: &Host) -> bool {
+        self.facts.get(&h.name).is_some_and(|f| {
+            f.membership.role().is_some()
+                && f.membership.cluster() == Some(self.cluster.name.as_str())
+        }) && self.state.is_some_and(|s| s.node(&h.name).is_none())
+    }
+
+    /// The control plane that serves the cluster (first member), or that will init it.
+    pub fn init_host(&self) -> Option<&Host> {
+        self.cluster
+            .control_planes()
+            .find(|h| {
+                self.facts.get(&h.name).is_some_and(|f| {
+                    f.membership.role() == Some(crate::facts::MemberRole::ControlPlane)
+                        && f.membership.cluster() == Some(self.cluster.name.as_str())
+                })
+            })
+            .or_else(|| self.cluster.control_planes().next())
+    }
+
+    pub fn cluster_exists(&self) -> bool {
+        self.init_host().is_some_and(|h| self.is_member(h))
+    }
+
+    /// Where the local endpoint name points on `h`.
+    pub fn endpoint_ip(&self, h: &Host) -> String {
+        match h.role {
+            Role::Worker => "127.0.0.1".to_string(),
+            Role::ControlPlane if self.is_member(h) => h.internal_address().to_string(),
+            Role::ControlPlane => self
+                .init_host()
+                .map(|i| i.internal_address().to_string())
+                .unwrap_or_else(|| h.internal_address().to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{host}: {source}")]
+    Desired {
+        host: String,
+        #[source]
+        source: desired::DesiredError,
+    },
+    #[error("{0}: no facts (the host was not reached)")]
+    NoFacts(String),
+    #[error("the cluster has no control plane to run kubeadm init on")]
+    NoControlPlane,
+}
+
+/// Computes the plan.
+pub fn compute(input: &Input) -> Result<Plan, PlanError> {
+    let c = input.cluster;
+    let init = input.init_host().ok_or(PlanError::NoControlPlane)?;
+    let mut actions = Vec::new();
+    for h in &c.hosts {
+        let f = input
+            .facts
+            .get(&h.name)
+            .ok_or_else(|| PlanError::NoFacts(h.name.clone()))?;
+        let want = desired::for_host(c, input.manifest, h, &f.arch, &input.endpoint_ip(h))
+            .map_err(|source| PlanError::Desired {
+                host: h.name.clone(),
+                source,
+            })?;
+        actions.extend(steps::os_prep::plan(h, f, &want));
+        actions.extend(steps::runtime::plan(h, f, &want));
+        actions.extend(steps::kube_binaries::plan(input, h, f, &want));
+        actions.extend(steps::api_endpoint::plan(h, f, &want));
+    }
+    actions.extend(steps::init::plan(input, init));
+    actions.extend(steps::join_control_plane::plan(input, init));
+    actions.extend(steps::join_worker::plan(input));
+    actions.extend(steps::cni::plan(input, init));
+    let joins_or_cni = actions.iter().any(|a| {
+        matches!(
+            a.step,
+            Step::Init | Step::JoinControlPlane | Step::JoinWorker | Step::Cni
+        )
+    });
+    actions.extend(steps::wait_ready::plan(input, joins_or_cni));
+    let mut warnings = Vec::new();
+    if let Some(state) = input.state {
+        for n in &state.nodes {
+            if c.host(&n.name).is_none() {
+                warnings.push(format!(
+                    "node {} is in the cluster but not in the inventory; it is left alone (removal is explicit)",
+                    n.name
+                ));
+            }
+        }
+    }
+    Ok(Plan {
+        cluster: c.name.clone(),
+        version: c.version.to_string(),
+        endpoint: desired::api_endpoint(c),
+        init_host: init.name.clone(),
+        actions,
+        warnings,
+    })
+}
+
+/// An action on a host.
+pub fn host_action(h: &Host, step: Step, summary: impl Into<String>, op: Op) -> Action {
+    Action {
+        host: Some(h.name.clone()),
+        step,
+        summary: summary.into(),
+        upload_bytes: 0,
+        op,
+    }
+}
+
+/// Writes of the managed files of `step` that differ from the host's, then their follow-ups.
+pub fn file_actions(
+    h: &Host,
+    f: &Facts,
+    want: &desired::HostDesired,
+    step: Step,
+) -> (Vec<Action>, Vec<Followup>) {
+    let mut actions = Vec::new();
+    let mut followups = Vec::new();
+    for file in want.files.iter().filter(|m| m.step == step.name()) {
+        let sha = file.sha256();
+        let verb = match f.files.get(&file.path) {
+            Some(have) if *have == sha => continue,
+            Some(_) => "update",
+            None => "write",
+        };
+        let mut a = host_action(
+            h,
+            step,
+            format!("{verb} {}", file.path),
+            Op::WriteFile(file.clone()),
+        );
+        a.upload_bytes = file.content.len() as u64;
+        actions.push(a);
+        for fu in &file.followups {
+            if !followups.contains(fu) {
+                followups.push(*fu);
+            }
+        }
+    }
+    (actions, followups)
+}
+
+pub fn followup_action(h: &Host, step: Step, fu: Followup) -> Action {
+    let summary = match fu {
+        Followup::Sysctl => "apply sysctl settings (sysctl --system)",
+        Followup::Modules => "load kernel modules overlay, br_netfilter (built-in is fine)",
+        Followup::DaemonReload => "reload systemd units",
+        Followup::RestartContainerd => "restart containerd (configuration changed)",
+        Followup::RestartHaproxy => "restart haproxy (configuration changed)",
+    };
+    host_action(h, step, summary, Op::Followup(fu))
+}
+
+/// Installs of binaries whose recorded sha256 differs from the manifest's.
+pub fn install_actions(
+    h: &Host,
+    f: &Facts,
+    want: &desired::HostDesired,
+    step: Step,
+    components: &[&str],
+) -> Vec<Action> {
+    want.installs
+        .iter()
+        .filter(|a| components.contains(&a.component.as_str()))
+        .filter(|a| f.marker_sha(&a.component) != Some(a.sha256.as_str()))
+        .map(|a| {
+            let from = f
+                .markers
+                .get(&a.component)
+                .and_then(|m| m.split_whitespace().nth(1))
+                .map(|v| format!(" (was {v})"))
+                .unwrap_or_default();
+            let mut act = host_action(
+                h,
+                step,
+                format!("install {} {}{from}", a.component, a.version),
+                Op::Install(a.clone()),
+            );
+            act.upload_bytes = a.size.unwrap_or(0);
+            act
+        })
+        .collect()
+}

@@ -1,0 +1,72 @@
+//! api-endpoint: every node reaches the API through a name that survives the loss of any one
+//! control plane. With `loadBalancer: local` the name is in each node's /etc/hosts: on a
+//! control plane it is the node itself once its API server runs (a serving control plane
+//! while it joins); on a worker it is 127.0.0.1, where haproxy forwards to every API server
+//! whose /readyz answers.
+
+use super::StepError;
+use crate::desired::{Followup, HostDesired};
+use crate::facts::Facts;
+use crate::model::{Host, Role};
+use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action};
+use crate::ssh::Session;
+use crate::ssh::session::Exec;
+
+pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
+    let mut out = Vec::new();
+    if let Some(block) = &want.hosts_block {
+        let have = f.hosts_block.join("\n");
+        if have.trim_end() != block.trim_end() {
+            let target = block.lines().nth(1).unwrap_or_default().to_string();
+            out.push(host_action(
+                h,
+                Step::ApiEndpoint,
+                format!("map the API endpoint in /etc/hosts: {target}"),
+                Op::HostsBlock(block.clone()),
+            ));
+        }
+    }
+    let (writes, followups) = file_actions(h, f, want, Step::ApiEndpoint);
+    out.extend(writes);
+    let restart = followups.contains(&Followup::RestartHaproxy);
+    if h.role == Role::Worker && want.hosts_block.is_some() && (restart || !f.haproxy_active) {
+        out.push(host_action(
+            h,
+            Step::ApiEndpoint,
+            "start haproxy, the node-local API load balancer",
+            Op::StartHaproxy,
+        ));
+    } else {
+        for fu in followups {
+            out.push(followup_action(h, Step::ApiEndpoint, fu));
+        }
+    }
+    out
+}
+
+/// Replaces kubeforge's block in /etc/hosts (in place: /etc/hosts may be a bind mount).
+pub async fn write_hosts_block(s: &Session, block: &str) -> Result<(), StepError> {
+    s.run_with(
+        "set -e\nt=$(mktemp)\nawk '/^# BEGIN kubeforge/{skip=1} !skip{print} /^# END kubeforge/{skip=0}' /etc/hosts > \"$t\"\ncat >> \"$t\"\ncat \"$t\" > /etc/hosts\nrm -f \"$t\"",
+        Exec {
+            stdin: Some(block.as_bytes()),
+            display: Some("update the kubeforge block of /etc/hosts"),
+            ..Exec::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn start_haproxy(s: &Session) -> Result<(), StepError> {
+    let out = s
+        .exec("haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl enable haproxy >/dev/null 2>&1 && systemctl restart haproxy && systemctl is-active -q haproxy")
+        .await?;
+    if !out.success() {
+        return Err(StepError::failed(
+            s.name(),
+            format!("haproxy did not start: {}", out.stderr().trim()),
+        ));
+    }
+    Ok(())
+}

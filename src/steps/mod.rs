@@ -1,0 +1,352 @@
+//! The steps of `apply`, one per file. Each step selects its hosts and, from their facts,
+//! plans only what is missing (`plan`); the executor runs those actions (`run`). A host that
+//! has converged gets no action.
+
+pub mod api_endpoint;
+pub mod cni;
+pub mod init;
+pub mod join_control_plane;
+pub mod join_worker;
+pub mod kube_binaries;
+pub mod os_prep;
+pub mod runtime;
+pub mod wait_ready;
+
+use crate::cluster_state::kubectl;
+use crate::desired::{self, Followup, ManagedFile};
+use crate::model::Cluster;
+use crate::plan::{Action, Op, Step};
+use crate::release::{Artifact, ReleaseManifest};
+use crate::ssh::session::{Exec, Upload};
+use crate::ssh::{Session, SshError};
+use crate::util::shell_quote;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Ssh(Box<SshError>),
+    #[error("{host}: {message}")]
+    Failed { host: String, message: String },
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
+}
+
+impl From<SshError> for StepError {
+    fn from(e: SshError) -> Self {
+        StepError::Ssh(Box::new(e))
+    }
+}
+
+impl StepError {
+    pub fn failed(host: &str, message: impl Into<String>) -> Self {
+        StepError::Failed {
+            host: host.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the cluster's joins need, made or fetched once per run; never printed.
+#[derive(Clone)]
+pub struct JoinSecrets {
+    pub token: String,
+    pub ca_hash: String,
+    /// Set once certificates are uploaded for control-plane joins.
+    pub certificate_key: Option<String>,
+}
+
+/// Counters for the run's summary.
+#[derive(Default)]
+pub struct Stats {
+    pub uploaded: Mutex<BTreeMap<String, u64>>,
+    /// Time spent waiting on kubeadm and the kubelets (init, joins, nodes turning Ready).
+    pub waited: Mutex<Duration>,
+}
+
+impl Stats {
+    pub fn add_upload(&self, host: &str, bytes: u64) {
+        *self
+            .uploaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_string())
+            .or_default() += bytes;
+    }
+    pub fn add_wait(&self, d: Duration) {
+        *self.waited.lock().unwrap_or_else(|p| p.into_inner()) += d;
+    }
+}
+
+/// Everything the actions of one run share.
+pub struct Ctx {
+    pub cluster: Cluster,
+    pub manifest: ReleaseManifest,
+    pub sessions: BTreeMap<String, Arc<Session>>,
+    /// Verified artifacts in the local cache, by sha256.
+    pub artifacts: BTreeMap<String, PathBuf>,
+    /// The control plane that inits the cluster or serves its API.
+    pub init_host: String,
+    pub stats: Stats,
+    pub secrets: tokio::sync::Mutex<Option<JoinSecrets>>,
+}
+
+impl Ctx {
+    pub fn session(&self, host: &str) -> Result<&Arc<Session>, StepError> {
+        self.sessions
+            .get(host)
+            .ok_or_else(|| StepError::failed(host, "not connected"))
+    }
+
+    /// The session kubectl runs on.
+    pub fn api(&self) -> Result<&Arc<Session>, StepError> {
+        self.session(&self.init_host)
+    }
+
+    /// Runs a kubeadm or kubectl command that waits on the cluster, counting the time waited.
+    pub async fn waiting<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let r = f.await;
+        self.stats.add_wait(t.elapsed());
+        r
+    }
+}
+
+/// Runs one action.
+pub async fn run(ctx: &Ctx, a: &Action) -> Result<(), StepError> {
+    let host = a.host.as_deref().unwrap_or(&ctx.init_host);
+    match &a.op {
+        Op::WriteFile(f) => write_file(ctx, host, f).await,
+        Op::Followup(f) => followup(ctx, host, *f).await,
+        Op::SwapOff => os_prep::swap_off(ctx.session(host)?).await,
+        Op::SetHostname(name) => os_prep::set_hostname(ctx.session(host)?, name).await,
+        Op::InstallPackages(p) => os_prep::install_packages(ctx.session(host)?, p).await,
+        Op::Install(art) => install(ctx, host, art).await,
+        Op::StartContainerd => runtime::start_containerd(ctx.session(host)?).await,
+        Op::EnableKubelet => kube_binaries::enable_kubelet(ctx.session(host)?).await,
+        Op::StartHaproxy => api_endpoint::start_haproxy(ctx.session(host)?).await,
+        Op::HostsBlock(block) => api_endpoint::write_hosts_block(ctx.session(host)?, block).await,
+        Op::Init => init::run(ctx, host).await,
+        Op::ResetStale => reset(ctx.session(host)?).await,
+        Op::JoinControlPlane => join_control_plane::run(ctx, host).await,
+        Op::JoinWorker => join_worker::run(ctx, host).await,
+        Op::ApplyCni(manifest) => cni::run(ctx, manifest).await,
+        Op::WaitReady => wait_ready::run(ctx).await,
+    }
+}
+
+pub async fn write_file(ctx: &Ctx, host: &str, f: &ManagedFile) -> Result<(), StepError> {
+    ctx.session(host)?
+        .upload(
+            Upload::Bytes(f.content.as_bytes()),
+            &f.path,
+            f.mode,
+            "root:root",
+        )
+        .await?;
+    ctx.stats.add_upload(host, f.content.len() as u64);
+    Ok(())
+}
+
+pub async fn followup(ctx: &Ctx, host: &str, f: Followup) -> Result<(), StepError> {
+    let s = ctx.session(host)?;
+    let script = match f {
+        Followup::Sysctl => "sysctl --system >/dev/null",
+        // built-in features make modprobe unnecessary; a module that does not exist is fine
+        // when the feature is built in (facts checked that it is available)
+        Followup::Modules => {
+            "for m in overlay br_netfilter; do modprobe $m 2>/dev/null || grep -q \"/$m.ko\" /lib/modules/$(uname -r)/modules.builtin 2>/dev/null || [ -d /sys/module/$m ] || { echo \"cannot load $m\" >&2; exit 1; }; done"
+        }
+        Followup::DaemonReload => "systemctl daemon-reload",
+        Followup::RestartContainerd => "systemctl daemon-reload; systemctl restart containerd",
+        Followup::RestartHaproxy => {
+            "haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl restart haproxy"
+        }
+    };
+    s.run(script).await?;
+    Ok(())
+}
+
+/// Uploads a verified artifact from the local cache and installs it (files are replaced by
+/// rename, so a running binary is never written over), then records what was installed.
+pub async fn install(ctx: &Ctx, host: &str, a: &Artifact) -> Result<(), StepError> {
+    let s = ctx.session(host)?;
+    let local = ctx.artifacts.get(&a.sha256).ok_or_else(|| {
+        StepError::failed(
+            host,
+            format!("{} {} was not downloaded", a.component, a.version),
+        )
+    })?;
+    let remote = format!(
+        "{}/{}-{}-{}",
+        desired::STAGING_DIR,
+        a.component,
+        a.version,
+        a.sha256.get(..12).unwrap_or_default()
+    );
+    s.upload(Upload::File(local), &remote, 0o600, "root:root")
+        .await?;
+    ctx.stats.add_upload(
+        host,
+        a.size
+            .unwrap_or_else(|| std::fs::metadata(local).map(|m| m.len()).unwrap_or(0)),
+    );
+    let script = format!(
+        "set -e\nF={f}\necho '{sha}  '\"$F\" | sha256sum -c --quiet -\n{install}\nmkdir -p {dir}\necho {marker} > {dir}/{comp}.tmp && mv -f {dir}/{comp}.tmp {dir}/{comp}\nrm -f \"$F\"",
+        f = shell_quote(&remote),
+        sha = a.sha256,
+        install = desired::install_script(a),
+        dir = desired::INSTALLED_DIR,
+        marker = shell_quote(&desired::marker_line(a)),
+        comp = a.component,
+    );
+    s.run_with(
+        &script,
+        Exec {
+            display: Some(&format!("install {} {}", a.component, a.version)),
+            ..Exec::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// `kubeadm reset` for a host an interrupted run left half-joined.
+pub async fn reset(s: &Session) -> Result<(), StepError> {
+    s.run("kubeadm reset -f >/dev/null 2>&1 || true; rm -rf /etc/cni/net.d/* /var/lib/kubelet/* /etc/kubernetes/*; systemctl stop kubelet || true")
+        .await?;
+    Ok(())
+}
+
+/// The join secrets: made once per run. A fresh cluster passes its token and certificate key
+/// to `kubeadm init`; an existing one gets a new token, and freshly uploaded certificates when a
+/// control plane joins. The values go to hosts in files (mode 0600) or as redacted arguments.
+pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets, StepError> {
+    let mut guard = ctx.secrets.lock().await;
+    if let Some(s) = guard.as_ref()
+        && (!control_plane || s.certificate_key.is_some())
+    {
+        return Ok(s.clone());
+    }
+    let api = ctx.api()?;
+    let mut secrets = match guard.take() {
+        Some(s) => s,
+        None => {
+            let token = crate::secrets::bootstrap_token();
+            ctx.waiting(api.run_with(
+                &format!(
+                    "kubeadm token create {} --ttl 2h0m0s --description 'kubeforge: joins of cluster {}' >/dev/null",
+                    token, ctx.cluster.name
+                ),
+                Exec {
+                    display: Some("kubeadm token create <redacted> --ttl 2h0m0s"),
+                    ..Exec::default()
+                },
+            ))
+            .await?;
+            JoinSecrets {
+                token,
+                ca_hash: ca_hash(api).await?,
+                certificate_key: None,
+            }
+        }
+    };
+    if control_plane && secrets.certificate_key.is_none() {
+        let key = crate::secrets::certificate_key();
+        ctx.waiting(api.run_with(
+            &format!(
+                "kubeadm init phase upload-certs --upload-certs --certificate-key {key} >/dev/null"
+            ),
+            Exec {
+                display: Some(
+                    "kubeadm init phase upload-certs --upload-certs --certificate-key <redacted>",
+                ),
+                ..Exec::default()
+            },
+        ))
+        .await?;
+        secrets.certificate_key = Some(key);
+    }
+    *guard = Some(secrets.clone());
+    Ok(secrets)
+}
+
+/// The discovery CA pin, from the cluster CA on a control plane.
+pub async fn ca_hash(api: &Session) -> Result<String, StepError> {
+    let pem = api.read_file("/etc/kubernetes/pki/ca.crt").await?;
+    crate::pki::ca_cert_hash(&String::from_utf8_lossy(&pem))
+        .map_err(|e| StepError::failed(api.name(), format!("/etc/kubernetes/pki/ca.crt: {e}")))
+}
+
+/// Writes a kubeadm config with secrets (0600), runs kubeadm with it, and removes it whatever
+/// the outcome. kubeadm's output is never logged: on failure its last lines are reported,
+/// through the secrets redactor.
+pub async fn kubeadm_with_config(
+    ctx: &Ctx,
+    host: &str,
+    config: &str,
+    args: &str,
+    what: &str,
+) -> Result<(), StepError> {
+    let s = ctx.session(host)?;
+    let path = "/etc/kubeforge/kubeadm.yaml";
+    s.upload(Upload::Bytes(config.as_bytes()), path, 0o600, "root:root")
+        .await?;
+    let display = format!("kubeadm {what} --config {path}");
+    let out = ctx
+        .waiting(
+            s.exec_with(
+                &format!("kubeadm {args} --config {path}"),
+                Exec {
+                    display: Some(&display),
+                    timeout: Some(
+                        ctx.cluster
+                            .options
+                            .command_timeout
+                            .max(Duration::from_secs(300)),
+                    ),
+                    ..Exec::default()
+                },
+            ),
+        )
+        .await;
+    let cleanup = s.run(&format!("rm -f {path}")).await;
+    let out = out?;
+    cleanup?;
+    if !out.success() {
+        let text = format!("{}\n{}", out.stdout(), out.stderr());
+        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(8)..].join("\n    ");
+        return Err(StepError::failed(
+            host,
+            crate::secrets::redact(&format!(
+                "kubeadm {what} failed (exit status {}):\n    {tail}",
+                out.status
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// A cluster-wide action (no host).
+pub fn cluster_action(step: Step, summary: impl Into<String>, op: Op) -> Action {
+    Action {
+        host: None,
+        step,
+        summary: summary.into(),
+        upload_bytes: 0,
+        op,
+    }
+}
+
+/// `kubectl get nodes` through a control plane.
+pub async fn nodes(ctx: &Ctx) -> Result<Vec<crate::cluster_state::NodeState>, StepError> {
+    let api = ctx.api()?;
+    let out = api
+        .run(&kubectl("get nodes -o json --request-timeout=20s"))
+        .await?;
+    crate::cluster_state::parse_nodes(&out).map_err(|m| StepError::failed(api.name(), m))
+}

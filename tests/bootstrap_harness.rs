@@ -1,0 +1,387 @@
+//! `kubeforge apply` end to end on harness hosts: real SSH, systemd, containerd, runc and CNI
+//! plugins; the Kubernetes binaries are the harness's documented doubles (kubeadm, kubelet,
+//! kubectl, crictl), served by its artifact mirror with their own sha256 index.
+
+mod common;
+
+use common::{Harness, cluster_inventory, kubeforge, serial, text};
+use std::path::Path;
+use std::time::Duration;
+
+const V: &str = "1.33.5";
+
+fn apply(inv: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["apply", "-f", inv.to_str().unwrap(), "--yes"];
+    args.extend(extra);
+    kubeforge(&args, &[])
+}
+
+fn plan_json(inv: &Path) -> serde_json::Value {
+    let out = kubeforge(&["plan", "-f", inv.to_str().unwrap(), "-o", "json"], &[]);
+    assert!(out.status.success(), "plan: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn one_control_plane_and_one_worker() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "c11",
+        V,
+        &[(1, "control-plane"), (2, "worker")],
+        "",
+    );
+
+    let plan = plan_json(&inv);
+    let actions = plan["actions"].as_array().unwrap();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["step"] == "init" && a["host"] == "node1"),
+        "{plan}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["step"] == "join-worker" && a["host"] == "node2")
+    );
+    assert!(
+        !h.sh(1, "ls /etc").contains("kubeforge"),
+        "plan changes nothing"
+    );
+
+    let out = apply(&inv, &["-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["changed"], true);
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["ready"] == true && n["version"] == V),
+        "{report}"
+    );
+
+    // observed on the hosts, not taken from our own report
+    let kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    let nodes = h.sh(1, &format!("{kubectl} get nodes -o jsonpath='{{.items[*].metadata.name}} {{.items[*].status.conditions[?(@.type==\"Ready\")].status}}'"));
+    assert_eq!(nodes.trim(), "node1 node2 True True");
+    assert_eq!(
+        h.sh(
+            2,
+            "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz"
+        )
+        .trim(),
+        "ok"
+    );
+    assert_eq!(
+        h.sh(2, "systemctl is-active haproxy containerd kubelet")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["active"; 3]
+    );
+    assert!(
+        h.sh(1, "grep -c SystemdCgroup /etc/containerd/config.toml")
+            .trim()
+            == "1"
+    );
+    assert_eq!(h.sh(1, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert!(
+        h.sh(1, &format!("{kubectl} -n kube-flannel get ds -o name"))
+            .contains("daemonset.apps/kube-flannel-ds")
+    );
+    // the kubeadm config with secrets is gone
+    assert_eq!(
+        h.sh(1, "ls /etc/kubeforge")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["cluster", "cni.yaml", "installed"]
+    );
+
+    // the operator's kubeconfig
+    let kc = dir.path().join("c11.kubeconfig");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let kcv: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&kc).unwrap()).unwrap();
+    assert_eq!(
+        kcv["clusters"][0]["cluster"]["server"],
+        "https://10.123.0.11:6443"
+    );
+    assert_eq!(kcv["current-context"], "c11");
+
+    // converged: nothing to do, and apply changes nothing
+    let plan = plan_json(&inv);
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "{plan}");
+    let before = h.sh(2, "stat -c %Y /etc/containerd/config.toml; systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy");
+    let out = apply(&inv, &[]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("is up to date (no changes)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let after = h.sh(2, "stat -c %Y /etc/containerd/config.toml; systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy");
+    assert_eq!(
+        before, after,
+        "a converged apply restarts nothing and writes nothing"
+    );
+
+    // kubeconfig --merge into a fresh home
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = kubeforge(
+        &["kubeconfig", "-f", inv.to_str().unwrap(), "--merge"],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let merged = std::fs::read_to_string(home.join(".kube/config")).unwrap();
+    assert!(merged.contains("name: c11") && merged.contains("https://10.123.0.11:6443"));
+    assert_eq!(
+        std::fs::metadata(home.join(".kube/config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn three_control_planes_survive_the_loss_of_one() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(4);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "ha",
+        V,
+        &[
+            (1, "control-plane"),
+            (2, "control-plane"),
+            (3, "control-plane"),
+            (4, "worker"),
+        ],
+        "",
+    );
+    let out = apply(&inv, &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("3 control planes, 1 worker"));
+    let plan = plan_json(&inv);
+    assert_eq!(
+        plan["actions"].as_array().unwrap().len(),
+        0,
+        "plan after apply: {plan}"
+    );
+    // etcd has three voting members
+    let members = std::fs::read_to_string(
+        std::fs::read_dir(h.dir.join("store/clusters"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("members.json"),
+    )
+    .unwrap();
+    let members: serde_json::Value = serde_json::from_str(&members).unwrap();
+    assert_eq!(
+        members
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["isLearner"] == false)
+            .count(),
+        3
+    );
+    // each control plane reaches the API through itself, the worker through its proxy
+    for i in 1..=3 {
+        assert!(
+            h.sh(i, "grep kubeforge.internal /etc/hosts")
+                .starts_with(&h.ip(i))
+        );
+    }
+    assert!(
+        h.sh(4, "grep kubeforge.internal /etc/hosts")
+            .starts_with("127.0.0.1 ")
+    );
+
+    // the first control plane dies: the API still answers through the endpoint from the worker
+    let out = h.nodes(&["kill", "1"]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..5 {
+        let r = h.sh(4, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz --request-timeout=10s");
+        assert_eq!(r.trim(), "ok");
+        let n = h.sh(4, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node node4 -o jsonpath='{.metadata.name}'");
+        assert_eq!(n.trim(), "node4");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = h.nodes(&["start", "1"]);
+    assert!(out.status.success());
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn a_corrupted_artifact_aborts_before_anything_is_installed() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    // a local-directory mirror: a copy of the harness mirror with the kubelet corrupted
+    let mirror = dir.path().join("mirror");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(h.dir.join("mirror"))
+        .arg(&mirror)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let kubelet = mirror.join(format!("release/v{V}/bin/linux/amd64/kubelet"));
+    let mut bytes = std::fs::read(&kubelet).unwrap();
+    bytes[100] ^= 0x20;
+    std::fs::write(&kubelet, &bytes).unwrap();
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "bad",
+        V,
+        &[(1, "control-plane"), (2, "worker")],
+        "",
+    );
+    let text_inv = std::fs::read_to_string(&inv).unwrap().replace(
+        "mirror: http://10.123.0.1:8080/",
+        &format!("mirror: {}", mirror.display()),
+    );
+    std::fs::write(&inv, text_inv).unwrap();
+    let out = apply(&inv, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "checksum mismatch for kubelet {V} (amd64) from {}",
+            kubelet.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("expected sha256 ") && err.contains(", got "),
+        "{err}"
+    );
+    for i in 1..=2 {
+        let left = h.sh(i, "ls -d /etc/kubeforge /usr/local/bin/containerd /usr/local/bin/kubeadm /usr/local/bin/kubelet /etc/containerd /var/cache/kubeforge 2>/dev/null; true");
+        assert_eq!(left.trim(), "", "node{i} was touched: {left}");
+    }
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn no_join_token_or_certificate_key_reaches_the_output_or_the_logs() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(3);
+    // a wrapper earlier in the PATH kubeforge sets records what kubeadm really received
+    for i in 1..=3 {
+        h.sh(
+            i,
+            "mkdir -p /usr/local/sbin && cat > /usr/local/sbin/kubeadm <<'EOF'\n#!/bin/sh\n{ echo \"ARGS: $*\"; prev=; for a in \"$@\"; do [ \"$prev\" = --config ] && cat \"$a\"; prev=$a; done; } >> /root/kubeadm-calls.log\nexec /usr/local/bin/kubeadm \"$@\"\nEOF\nchmod 755 /usr/local/sbin/kubeadm",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "sec",
+        V,
+        &[(1, "control-plane"), (2, "control-plane"), (3, "worker")],
+        "",
+    );
+    let out = kubeforge(&["apply", "-f", inv.to_str().unwrap(), "--yes", "-vv"], &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        all.len() > 10_000,
+        "debug logs were written ({} bytes)",
+        all.len()
+    );
+    // the secrets kubeadm received
+    let mut secrets: Vec<String> = Vec::new();
+    for i in 1..=3 {
+        let log = h.sh(i, "cat /root/kubeadm-calls.log 2>/dev/null; true");
+        for line in log.lines() {
+            for key in ["token: ", "certificateKey: ", "--certificate-key "] {
+                if let Some(i) = line.find(key) {
+                    let v = line[i + key.len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('"');
+                    if v.len() >= 16 {
+                        secrets.push(v.to_string());
+                    }
+                }
+            }
+            if let Some(i) = line.find("token create ") {
+                secrets.push(
+                    line[i + 13..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    secrets.sort();
+    secrets.dedup();
+    assert!(
+        secrets.len() >= 2,
+        "found the token and the certificate key: {secrets:?}"
+    );
+    for s in &secrets {
+        let secret_part = s.rsplit('.').next().unwrap();
+        assert!(
+            !all.contains(secret_part),
+            "a secret reached the output: {secret_part}"
+        );
+    }
+    // and none is left on disk in kubeforge's files
+    for i in 1..=3 {
+        let files = h.sh(i, "cat /etc/kubeforge/* 2>/dev/null; true");
+        for s in &secrets {
+            assert!(
+                !files.contains(s.rsplit('.').next().unwrap()),
+                "node{i} keeps a secret in /etc/kubeforge"
+            );
+        }
+        h.sh(i, "rm -f /usr/local/sbin/kubeadm /root/kubeadm-calls.log");
+    }
+}
