@@ -34,7 +34,7 @@ fn three(h: &Harness, dir: &Path, known_hosts: &Path) -> std::path::PathBuf {
 fn status_reports_facts_that_match_the_hosts() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     let inv = three(&h, dir.path(), &h.known_hosts());
     let out = kubeforge(&["status", "-f", inv.to_str().unwrap(), "-o", "json"], &[]);
@@ -135,7 +135,7 @@ fn status_reports_facts_that_match_the_hosts() {
 fn unknown_host_keys_are_refused_then_recorded_with_the_flag() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
     let inv = three(&h, dir.path(), &kh);
@@ -190,7 +190,7 @@ fn unknown_host_keys_are_refused_then_recorded_with_the_flag() {
 fn a_changed_host_key_is_always_refused() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other");
     let kg = std::process::Command::new("ssh-keygen")
@@ -251,7 +251,7 @@ fn a_changed_host_key_is_always_refused() {
 fn a_wrong_key_is_an_authentication_error_naming_the_host() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong");
     assert!(
@@ -325,7 +325,7 @@ fn a_wrong_key_is_an_authentication_error_naming_the_host() {
 fn ssh_agent_and_ssh_config_are_honoured() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     // ~/.ssh/config style: addresses are Host aliases; HostName, User, IdentityFile and
     // UserKnownHostsFile come from the harness's ssh_config
@@ -418,7 +418,7 @@ fn ssh_agent_and_ssh_config_are_honoured() {
 fn a_non_root_user_works_through_sudo_and_a_password_prompt_is_an_error() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     for (user, sudoers) in [
         ("ops", "ops ALL=(ALL) NOPASSWD: ALL"),
         ("pw", "pw ALL=(ALL) ALL"),
@@ -499,7 +499,7 @@ fn a_non_root_user_works_through_sudo_and_a_password_prompt_is_an_error() {
 fn a_host_reachable_only_through_a_bastion() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     // node3 drops SSH from this machine; node1 can still reach it
     let rule = "INPUT -p tcp --dport 22 -s 10.123.0.1 -j DROP";
     h.sh(3, &format!("iptables -I {rule}"));
@@ -561,7 +561,7 @@ fn a_host_reachable_only_through_a_bastion() {
 fn a_cut_link_fails_that_host_within_seconds_while_the_others_finish() {
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     let dir = tempfile::tempdir().unwrap();
     let inv = three(&h, dir.path(), &h.known_hosts());
     let _heal = Healer(&h, 2);
@@ -614,7 +614,7 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
     use kubeforge::ssh::{ConnectOptions, Connector, Resolver};
     let _g = serial();
     let h = Harness::get();
-    h.up(3);
+    h.clean(3);
     h.sh(
         1,
         "id ops >/dev/null 2>&1 || { useradd -m -s /bin/bash ops; install -d -m 700 -o ops -g ops /home/ops/.ssh; \

@@ -157,65 +157,18 @@ impl Drop for Healer<'_> {
 }
 
 /// A release manifest for `version` made from the harness mirror's index.json (its doubles of
-/// kubeadm/kubelet/kubectl/crictl and Debian's containerd, runc and CNI plugins), with the
-/// container images of the built-in manifest of the same minor release.
+/// kubeadm/kubelet/kubectl/crictl and Debian's containerd, runc and CNI plugins) by
+/// scripts/harness-inventory.sh, the script the README gives newcomers.
 pub fn harness_manifest(h: &Harness, dir: &Path, version: &str) -> PathBuf {
-    let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(h.dir.join("mirror/index.json"))
-            .expect("the harness mirror is built"),
-    )
-    .unwrap();
-    let minor = version.rsplit_once('.').unwrap().0;
-    let mut s = format!(
-        "apiVersion: kubeforge.io/v1alpha1\nkind: ReleaseManifest\nkubernetes: {version}\nartifacts:\n"
-    );
-    for a in index["artifacts"].as_array().unwrap() {
-        let (c, v, arch) = (
-            a["component"].as_str().unwrap(),
-            a["version"].as_str().unwrap(),
-            a["arch"].as_str().unwrap(),
-        );
-        // the index also lists runc.sha256sum with "arch" sha256sum: only binaries for amd64
-        if arch != "amd64" {
-            continue;
-        }
-        if ["kubeadm", "kubelet", "kubectl"].contains(&c) && v != version {
-            continue;
-        }
-        if c == "crictl" && !v.starts_with(&format!("{minor}.")) {
-            continue;
-        }
-        s.push_str(&format!(
-            "  - {{component: {c}, version: {v}, arch: amd64, url: 'http://10.123.0.1:8080/{p}', path: '{p}', sha256: {sha}, size: {size}, source: 'harness mirror index.json'}}\n",
-            p = a["path"].as_str().unwrap(),
-            sha = a["sha256"].as_str().unwrap(),
-            size = a["size"]
-        ));
-    }
-    // images: the built-in manifest of the same minor line
-    let builtin = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("images"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with(&format!("{minor}."))
-        })
-        .expect("a built-in manifest of the same minor release");
-    let text = std::fs::read_to_string(builtin).unwrap();
-    let images = &text[text.find("\nimages:").unwrap() + 1..];
-    let builtin_version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("kubernetes: "))
-        .unwrap()
-        .trim()
-        .to_string();
-    s.push_str(&images.replace(&format!(":v{builtin_version}"), &format!(":v{version}")));
-    let p = dir.join(format!("manifest-{version}.yaml"));
-    std::fs::write(&p, s).unwrap();
-    p
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/harness-inventory.sh"))
+        .args(["-v", version, "-n", "unused", "-o"])
+        .arg(dir)
+        .env("HARNESS_DIR", &h.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "harness-inventory.sh: {}", text(&out.stderr));
+    dir.join(format!("manifest-{version}.yaml"))
 }
 
 /// An inventory for a cluster on harness nodes, using the harness mirror and a manifest made
@@ -263,5 +216,18 @@ impl Harness {
             text(&out.stderr)
         );
         self
+    }
+}
+
+static CLEAN: std::sync::Once = std::sync::Once::new();
+
+impl Harness {
+    /// Hosts that carry nothing from other test binaries: fresh once per test process, then
+    /// kept (and restarted when needed) for the tests that follow.
+    pub fn clean(&self, n: usize) -> &Self {
+        CLEAN.call_once(|| {
+            self.fresh(n);
+        });
+        self.up(n)
     }
 }
