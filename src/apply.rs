@@ -138,7 +138,13 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
                     r.is_ok(),
                     if r.is_ok() { "facts" } else { "facts failed" },
                 );
-                r
+                let f = r?;
+                let certs = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
+                    crate::certs::check(&s).await.ok()
+                } else {
+                    None
+                };
+                Ok((f, certs))
             }
         }
     })
@@ -150,9 +156,20 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         .map(|(h, e)| (h.clone(), e.to_string()))
         .collect();
     let mut facts_by_host = BTreeMap::new();
+    let mut plan_warnings = Vec::new();
     for (name, r) in gathered {
         match r {
-            Ok(f) => {
+            Ok((f, certs)) => {
+                for cert in certs.unwrap_or_default() {
+                    if cert.residual_seconds < 30 * 86_400 {
+                        plan_warnings.push(format!(
+                            "{name}: certificate {} expires in {} days ({}); renew with `kubeforge certs renew`",
+                            cert.name,
+                            cert.residual_seconds / 86_400,
+                            cert.expires
+                        ));
+                    }
+                }
                 facts_by_host.insert(name, f);
             }
             Err(e) => unreachable.push((name, e.to_string())),
@@ -183,7 +200,6 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         state: None,
         cni_manifest: None,
     };
-    let mut plan_warnings = Vec::new();
     let state = match probe.init_host() {
         Some(h)
             if facts_by_host
@@ -389,6 +405,28 @@ pub async fn execute(
     let mut i = 0;
     while i < cluster_actions.len() {
         let a = cluster_actions[i];
+        if a.step == Step::UpgradeWorker {
+            // workers in batches of workerDisruptionPercent; halt after a batch with a failure
+            let all: Vec<Action> = cluster_actions[i..]
+                .iter()
+                .take_while(|x| x.step == Step::UpgradeWorker)
+                .map(|x| (*x).clone())
+                .collect();
+            i += all.len();
+            for batch in all.chunks(steps::upgrade::worker_batch(c)) {
+                let hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
+                let progress = Arc::new(Progress::new("upgrade workers", &hosts, opts.bars));
+                let failures = run_per_host(&ctx, batch, &progress).await;
+                if !failures.is_empty() {
+                    return Err(ApplyError::Steps {
+                        step: Step::UpgradeWorker.name().into(),
+                        failures,
+                    });
+                }
+            }
+            phases.mark("upgrade workers");
+            continue;
+        }
         if a.step == Step::JoinWorker {
             let batch: Vec<Action> = cluster_actions[i..]
                 .iter()
@@ -419,6 +457,7 @@ pub async fn execute(
         if next != Some(a.step) {
             phases.mark(match a.step {
                 Step::Init => "init",
+                Step::UpgradeControlPlane => "upgrade control planes",
                 Step::JoinControlPlane => "join control planes",
                 Step::Cni => "cni",
                 Step::WaitReady => "wait ready",

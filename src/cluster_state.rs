@@ -17,7 +17,12 @@ pub struct NodeState {
     pub control_plane: bool,
     pub internal_ip: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Cordoned by kubeforge (for an upgrade or a removal), so a later run uncordons it.
+    pub cordoned_by_kubeforge: bool,
 }
+
+/// The annotation kubeforge puts on a node it cordons.
+pub const CORDON_ANNOTATION: &str = "kubeforge.io/cordoned";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterState {
@@ -90,6 +95,7 @@ pub fn parse_nodes(json: &str) -> Result<Vec<NodeState>, String> {
                         .and_then(|x| x["address"].as_str())
                         .map(String::from)
                 }),
+                cordoned_by_kubeforge: n["metadata"]["annotations"][CORDON_ANNOTATION].is_string(),
                 labels,
             }
         })

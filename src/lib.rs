@@ -6,8 +6,12 @@
 
 pub mod apply;
 pub mod artifacts;
+pub mod backup;
+pub mod certs;
 pub mod cluster_state;
+pub mod day2;
 pub mod desired;
+pub mod etcd;
 pub mod facts;
 pub mod fleet;
 pub mod inventory;

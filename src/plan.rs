@@ -19,6 +19,8 @@ pub enum Step {
     KubeBinaries,
     ApiEndpoint,
     Init,
+    UpgradeControlPlane,
+    UpgradeWorker,
     JoinControlPlane,
     JoinWorker,
     Cni,
@@ -33,6 +35,8 @@ impl Step {
             Step::KubeBinaries => "kube-binaries",
             Step::ApiEndpoint => "api-endpoint",
             Step::Init => "init",
+            Step::UpgradeControlPlane => "upgrade-control-plane",
+            Step::UpgradeWorker => "upgrade-worker",
             Step::JoinControlPlane => "join-control-plane",
             Step::JoinWorker => "join-worker",
             Step::Cni => "cni",
@@ -67,6 +71,14 @@ pub enum Op {
     JoinWorker,
     ApplyCni(String),
     WaitReady,
+    /// cordon, drain, kubeadm upgrade (apply on the first control plane), new binaries,
+    /// kubelet restart, Ready at the new version, uncordon
+    Upgrade {
+        first: bool,
+        installs: Vec<Artifact>,
+    },
+    /// a node an interrupted run left cordoned, now healthy at the right version
+    Uncordon,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,10 +119,15 @@ impl Plan {
     pub fn artifacts(&self) -> Vec<Artifact> {
         let mut out: Vec<Artifact> = Vec::new();
         for a in &self.actions {
-            if let Op::Install(art) = &a.op
-                && !out.iter().any(|o| o.sha256 == art.sha256)
-            {
-                out.push(art.clone());
+            let arts: &[Artifact] = match &a.op {
+                Op::Install(art) => std::slice::from_ref(art),
+                Op::Upgrade { installs, .. } => installs,
+                _ => &[],
+            };
+            for art in arts {
+                if !out.iter().any(|o| o.sha256 == art.sha256) {
+                    out.push(art.clone());
+                }
             }
         }
         out
@@ -260,12 +277,16 @@ pub enum PlanError {
     NoFacts(String),
     #[error("the cluster has no control plane to run kubeadm init on")]
     NoControlPlane,
+    #[error("{0}")]
+    Upgrade(String),
 }
 
 /// Computes the plan.
 pub fn compute(input: &Input) -> Result<Plan, PlanError> {
     let c = input.cluster;
     let init = input.init_host().ok_or(PlanError::NoControlPlane)?;
+    // members moving to another release are upgraded node by node, not in the preparation
+    let upgrade = steps::upgrade::check(input).map_err(PlanError::Upgrade)?;
     let mut actions = Vec::new();
     for h in &c.hosts {
         let f = input
@@ -278,11 +299,20 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
                 source,
             })?;
         actions.extend(steps::os_prep::plan(h, f, &want));
-        actions.extend(steps::runtime::plan(h, f, &want));
-        actions.extend(steps::kube_binaries::plan(input, h, f, &want));
+        let deferred = upgrade.as_ref().is_some_and(|u| u.hosts.contains(&h.name));
+        actions.extend(steps::runtime::plan(h, f, &want, deferred));
+        actions.extend(steps::kube_binaries::plan(input, h, f, &want, deferred));
         actions.extend(steps::api_endpoint::plan(h, f, &want));
     }
     actions.extend(steps::init::plan(input, init));
+    if let Some(u) = &upgrade {
+        actions.extend(steps::upgrade::plan(input, init, u).map_err(|source| {
+            PlanError::Desired {
+                host: init.name.clone(),
+                source,
+            }
+        })?);
+    }
     actions.extend(steps::join_control_plane::plan(input, init));
     actions.extend(steps::join_worker::plan(input));
     actions.extend(steps::cni::plan(input, init));

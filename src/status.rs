@@ -22,6 +22,9 @@ pub struct HostReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
+    /// Days until the soonest control-plane certificate expires (control planes in a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_expiry_days: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,12 +92,22 @@ pub async fn gather(
                     Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
                     Err(_) => progress.finish(&name, false, "facts"),
                 }
-                r
+                let f = r?;
+                let days = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
+                    crate::certs::check(&s)
+                        .await
+                        .ok()
+                        .and_then(|c| crate::certs::soonest_days(&c))
+                } else {
+                    None
+                };
+                Ok((f, days))
             }
         }
     })
     .await;
     let mut facts_by_host: BTreeMap<String, Facts> = BTreeMap::new();
+    let mut cert_days: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, String> = fleet
         .unreachable
         .iter()
@@ -102,7 +115,10 @@ pub async fn gather(
         .collect();
     for (name, r) in gathered {
         match r {
-            Ok(f) => {
+            Ok((f, days)) => {
+                if let Some(d) = days {
+                    cert_days.insert(name.clone(), d);
+                }
                 facts_by_host.insert(name, f);
             }
             Err(e) => {
@@ -127,6 +143,7 @@ pub async fn gather(
             reachable: !fleet.unreachable.iter().any(|(n, _)| n == &h.name),
             error: errors.get(&h.name).cloned(),
             facts: facts_by_host.remove(&h.name),
+            cert_expiry_days: cert_days.get(&h.name).copied(),
         })
         .collect();
     Ok(StatusReport {

@@ -69,6 +69,27 @@ pub enum Command {
     /// address (or the external endpoint); the context is named after the cluster.
     Kubeconfig(KubeconfigArgs),
 
+    /// Nodes: remove one safely
+    #[command(subcommand)]
+    Node(NodeCommand),
+
+    /// Tear the cluster down on every reachable host (after a typed confirmation)
+    ///
+    /// Runs kubeadm reset and removes the kubelet's and etcd's data, the CNI configuration and
+    /// interfaces and kube-proxy's iptables rules. containerd and the binaries stay (unless
+    /// --remove-binaries), so `kubeforge apply` can build a new cluster on the hosts.
+    Reset(ResetArgs),
+
+    /// Save an etcd snapshot, the PKI and the kubeadm configuration locally
+    ///
+    /// Writes <DIR>/<cluster>-<UTC time>/ (mode 0700: it holds the CA keys) with
+    /// SHA256SUMS. See README.md for the restore procedure.
+    Backup(BackupArgs),
+
+    /// Control-plane certificates
+    #[command(subcommand)]
+    Certs(CertsCommand),
+
     /// Run a shell command on hosts of the inventory, as root (sudo -n for other users)
     ///
     /// Example: kubeforge exec -f cluster.yaml --role worker -- systemctl is-active kubelet
@@ -179,9 +200,94 @@ pub struct ApplyArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
+    /// Also remove (drain, delete, reset) the cluster's nodes that the inventory no longer lists
+    #[arg(long)]
+    pub prune: bool,
+
     /// Output format of the final report
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Drain a node, delete it, remove its etcd member (control planes), reset its host
+    ///
+    /// Refuses to remove the last control plane, or one whose removal would leave etcd without
+    /// quorum. An unreachable host is still removed from the cluster (its own cleanup is
+    /// skipped, with a warning); a dead etcd member needs --force. Afterwards, delete the host
+    /// from the inventory.
+    Remove(NodeRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeRemoveArgs {
+    /// Node names
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Remove a control plane whose etcd member is dead
+    #[arg(long)]
+    pub force: bool,
+
+    /// Also remove kubeforge's binaries and units from the host
+    #[arg(long)]
+    pub remove_binaries: bool,
+
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Also remove kubeforge's binaries, units and containerd from the hosts
+    #[arg(long)]
+    pub remove_binaries: bool,
+
+    /// Do not ask for the typed confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Directory to write the backup into (default: backups/ beside the inventory)
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Renew the certificates of every control plane, one at a time, and restart its static pods
+    Renew(CertsRenewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsRenewArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => cluster::plan(a),
         Command::Apply(a) => cluster::apply(a),
         Command::Kubeconfig(a) => cluster::kubeconfig(a),
+        Command::Node(args::NodeCommand::Remove(a)) => cluster::node_remove(a),
+        Command::Reset(a) => cluster::reset(a),
+        Command::Backup(a) => cluster::backup(a),
+        Command::Certs(args::CertsCommand::Renew(a)) => cluster::certs_renew(a),
         Command::Version(a) => version(a),
         Command::Completion(a) => completion(a),
     }

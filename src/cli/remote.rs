@@ -174,6 +174,9 @@ pub fn render_status(r: &StatusReport) -> String {
                     ver("containerd"),
                     ver("kubelet"),
                     member,
+                    h.cert_expiry_days
+                        .map(|d| format!("{d}d"))
+                        .unwrap_or_else(dash),
                     pre,
                 ]);
             }
@@ -183,7 +186,7 @@ pub fn render_status(r: &StatusReport) -> String {
                 } else {
                     "FAILED".into()
                 });
-                row.extend((0..7).map(|_| dash()));
+                row.extend((0..8).map(|_| dash()));
                 row.push(pre);
             }
         }

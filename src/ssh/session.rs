@@ -617,6 +617,25 @@ impl Session {
             })
     }
 
+    /// A TCP connection from the host to `host:port` (as seen from the host), tunnelled over
+    /// this SSH connection: talks to services bound to the host's loopback.
+    pub async fn tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<russh::ChannelStream<russh::client::Msg>, SshError> {
+        let ch = self
+            .handle
+            .channel_open_direct_tcpip(host.to_string(), port as u32, "127.0.0.1", 0)
+            .await
+            .map_err(|e| SshError::Connect {
+                host: self.name().to_string(),
+                addr: format!("{host}:{port} (tunnelled)"),
+                message: e.to_string(),
+            })?;
+        Ok(ch.into_stream())
+    }
+
     pub async fn close(&self) {
         let _ = self
             .handle

@@ -70,3 +70,37 @@ pub async fn start_haproxy(s: &Session) -> Result<(), StepError> {
     }
     Ok(())
 }
+
+/// The haproxy admin socket on workers (see templates/haproxy.cfg.tera).
+pub const LB_SOCKET: &str = "/run/haproxy-kubeforge.sock";
+
+/// Takes a control plane out of (or back into) every worker's node-local load balancer, so no
+/// client request reaches an API server while it restarts.
+pub async fn lb_rotation(
+    c: &crate::model::Cluster,
+    sessions: &std::collections::BTreeMap<String, std::sync::Arc<Session>>,
+    control_plane: &str,
+    serving: bool,
+) {
+    if !crate::desired::api_endpoint(c).local {
+        return;
+    }
+    let state = if serving { "ready" } else { "maint" };
+    let cmd = format!(
+        "echo 'set server control-planes/{control_plane} state {state}' | socat - UNIX-CONNECT:{LB_SOCKET}"
+    );
+    for h in c.workers() {
+        if let Some(s) = sessions.get(&h.name) {
+            match s.exec(&cmd).await {
+                Ok(o) if o.success() && o.stdout().trim().is_empty() => {}
+                Ok(o) => tracing::warn!(
+                    "{}: haproxy did not take {control_plane} {state}: {}{}",
+                    h.name,
+                    o.stdout().trim(),
+                    o.stderr().trim()
+                ),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+}

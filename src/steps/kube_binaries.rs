@@ -12,8 +12,13 @@ use crate::ssh::Session;
 
 pub const COMPONENTS: &[&str] = &["kubeadm", "kubelet", "kubectl"];
 
-pub fn plan(input: &Input, h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
-    let mut out = install_actions(h, f, want, Step::KubeBinaries, COMPONENTS);
+/// `deferred`: the host is a member being upgraded; its binaries change while it is drained.
+pub fn plan(input: &Input, h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
+    let mut out = if deferred {
+        Vec::new()
+    } else {
+        install_actions(h, f, want, Step::KubeBinaries, COMPONENTS)
+    };
     let kubelet_changed = out
         .iter()
         .any(|a| matches!(&a.op, Op::Install(art) if art.component == "kubelet"));

@@ -9,7 +9,9 @@ pub mod join_control_plane;
 pub mod join_worker;
 pub mod kube_binaries;
 pub mod os_prep;
+pub mod reset;
 pub mod runtime;
+pub mod upgrade;
 pub mod wait_ready;
 
 use crate::cluster_state::kubectl;
@@ -135,6 +137,8 @@ pub async fn run(ctx: &Ctx, a: &Action) -> Result<(), StepError> {
         Op::JoinWorker => join_worker::run(ctx, host).await,
         Op::ApplyCni(manifest) => cni::run(ctx, manifest).await,
         Op::WaitReady => wait_ready::run(ctx).await,
+        Op::Upgrade { first, installs } => upgrade::run(ctx, host, *first, installs).await,
+        Op::Uncordon => upgrade::run_uncordon(ctx, host).await,
     }
 }
 
@@ -216,9 +220,7 @@ pub async fn install(ctx: &Ctx, host: &str, a: &Artifact) -> Result<(), StepErro
 
 /// `kubeadm reset` for a host an interrupted run left half-joined.
 pub async fn reset(s: &Session) -> Result<(), StepError> {
-    s.run("kubeadm reset -f >/dev/null 2>&1 || true; rm -rf /etc/cni/net.d/* /var/lib/kubelet/* /etc/kubernetes/*; systemctl stop kubelet || true")
-        .await?;
-    Ok(())
+    reset::run(s, reset::Scope::Stale).await
 }
 
 /// The join secrets: made once per run. A fresh cluster passes its token and certificate key

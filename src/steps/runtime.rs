@@ -11,8 +11,13 @@ use crate::ssh::Session;
 
 pub const COMPONENTS: &[&str] = &["runc", "containerd", "cni-plugins", "crictl"];
 
-pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
-    let mut out = install_actions(h, f, want, Step::Runtime, COMPONENTS);
+/// `deferred`: the host is a member being upgraded; its binaries change while it is drained.
+pub fn plan(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
+    let mut out = if deferred {
+        Vec::new()
+    } else {
+        install_actions(h, f, want, Step::Runtime, COMPONENTS)
+    };
     let binaries_changed = !out.is_empty();
     let (writes, followups) = file_actions(h, f, want, Step::Runtime);
     let config_changed = followups.contains(&Followup::RestartContainerd);

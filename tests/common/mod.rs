@@ -167,7 +167,11 @@ pub fn harness_manifest(h: &Harness, dir: &Path, version: &str) -> PathBuf {
         .env("HARNESS_DIR", &h.dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "harness-inventory.sh: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "harness-inventory.sh: {}",
+        text(&out.stderr)
+    );
     dir.join(format!("manifest-{version}.yaml"))
 }
 

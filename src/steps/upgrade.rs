@@ -1,0 +1,479 @@
+//! upgrade: change `spec.kubernetes.version` and apply. The first control plane runs
+//! `kubeadm upgrade apply`, the other control planes `kubeadm upgrade node` one at a time, then
+//! the workers in batches of `workerDisruptionPercent`. Every node is cordoned and drained
+//! (honouring PodDisruptionBudgets), gets its new binaries, restarts its kubelet, must be Ready
+//! at the new version, and is uncordoned. The run halts at the first failure with the cluster
+//! serving; the node is left cordoned only when it is unhealthy. A re-run resumes.
+
+use super::{Ctx, StepError, cluster_action};
+use crate::cluster_state::{CORDON_ANNOTATION, kubectl};
+use crate::desired::{self, HostDesired};
+use crate::model::{Host, Role};
+use crate::plan::{Action, Input, Op, Step};
+use crate::release::Artifact;
+use crate::ssh::session::Exec;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// An upgrade (or a resume of one) the plan carries out.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub from: semver::Version,
+    pub to: semver::Version,
+    /// Members whose binaries or kubelet are not at the target yet.
+    pub hosts: BTreeSet<String>,
+}
+
+fn parse(v: &str) -> Option<semver::Version> {
+    crate::release::parse_version(v)
+}
+
+/// Checks the version policy and finds the members to upgrade. Errors refuse the whole run,
+/// before any host is touched.
+pub fn check(input: &Input) -> Result<Option<Upgrade>, String> {
+    if !input.cluster_exists() {
+        return Ok(None);
+    }
+    let to = input.cluster.version.clone();
+    let Some(state) = input.state else {
+        return Err(
+            "the cluster's API did not answer, so its version is unknown; kubeforge changes a running cluster only when it can read it"
+                .into(),
+        );
+    };
+    let Some(from) = state.server_version.as_deref().and_then(parse) else {
+        return Err("the API server did not report its version".into());
+    };
+    if to < from {
+        return Err(format!(
+            "Kubernetes {from} cannot be downgraded to {to}: kubeadm supports upgrades only; restore a backup to go back"
+        ));
+    }
+    if to.major != from.major || to.minor > from.minor + 1 {
+        return Err(format!(
+            "an upgrade from {from} to {to} skips a minor release; upgrade one minor at a time (next: {}.{}.x)",
+            from.major,
+            from.minor + 1
+        ));
+    }
+    // version skew: kubelets may lag the API server by at most three minor releases
+    for n in &state.nodes {
+        if let Some(k) = parse(&n.kubelet_version) {
+            if k.minor + 3 < to.minor {
+                return Err(format!(
+                    "node {} runs kubelet {k}, more than three minor releases behind {to}: upgrade it first",
+                    n.name
+                ));
+            }
+            if k > to {
+                return Err(format!(
+                    "node {} runs kubelet {k}, newer than the target {to}",
+                    n.name
+                ));
+            }
+        }
+    }
+    let mut hosts = BTreeSet::new();
+    for h in &input.cluster.hosts {
+        if !input.is_member(h) {
+            continue;
+        }
+        let Some(f) = input.facts.get(&h.name) else {
+            continue;
+        };
+        let node_at = state.node(&h.name).and_then(|n| parse(&n.kubelet_version));
+        let binaries_at_target = ["kubeadm", "kubelet", "kubectl"].iter().all(|c| {
+            input
+                .manifest
+                .artifact(c, &f.arch)
+                .is_some_and(|a| f.marker_sha(c) == Some(a.sha256.as_str()))
+        });
+        if node_at.as_ref() != Some(&to) || !binaries_at_target {
+            hosts.insert(h.name.clone());
+        }
+    }
+    // with no host to upgrade, the plan may still resume an uncordon
+    Ok(Some(Upgrade { from, to, hosts }))
+}
+
+/// The upgrade actions, in order: the first control plane, the others, then the workers.
+pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desired::DesiredError> {
+    let c = input.cluster;
+    let Some(state) = input.state else {
+        return Ok(Vec::new());
+    };
+    let server_at_target = state.server_version.as_deref().and_then(parse).as_ref() == Some(&u.to);
+    let mut order: Vec<&Host> = Vec::new();
+    order.push(init);
+    order.extend(c.control_planes().filter(|h| h.name != init.name));
+    order.extend(c.workers());
+    let mut out = Vec::new();
+    for h in order {
+        let Some(f) = input.facts.get(&h.name) else {
+            continue;
+        };
+        let node = state.node(&h.name);
+        if u.hosts.contains(&h.name) {
+            let want: HostDesired =
+                desired::for_host(c, input.manifest, h, &f.arch, &input.endpoint_ip(h))?;
+            // kubeadm first (kubeadm upgrade needs the new one), then the runtime, then kubelet/kubectl
+            let mut installs: Vec<Artifact> = Vec::new();
+            for comp in [
+                "kubeadm",
+                "runc",
+                "containerd",
+                "cni-plugins",
+                "crictl",
+                "kubelet",
+                "kubectl",
+            ] {
+                if let Some(a) = want.installs.iter().find(|a| a.component == comp)
+                    && (f.marker_sha(comp) != Some(a.sha256.as_str()) || comp == "kubelet")
+                {
+                    installs.push(a.clone());
+                }
+            }
+            let first = h.name == init.name && !server_at_target;
+            let from = node
+                .map(|n| n.kubelet_version.clone())
+                .unwrap_or_else(|| u.from.to_string());
+            let how = if first {
+                "kubeadm upgrade apply"
+            } else {
+                "kubeadm upgrade node"
+            };
+            let step = if h.role == Role::ControlPlane {
+                Step::UpgradeControlPlane
+            } else {
+                Step::UpgradeWorker
+            };
+            let mut a = cluster_action(
+                step,
+                format!(
+                    "upgrade {} {from} → {}: cordon, drain, {how}, new binaries, restart kubelet, uncordon",
+                    h.name, u.to
+                ),
+                Op::Upgrade { first, installs },
+            );
+            a.host = Some(h.name.clone());
+            a.upload_bytes = 0;
+            out.push(a);
+        } else if node.is_some_and(|n| n.cordoned_by_kubeforge && n.unschedulable && n.ready) {
+            let step = if h.role == Role::ControlPlane {
+                Step::UpgradeControlPlane
+            } else {
+                Step::UpgradeWorker
+            };
+            let mut a = cluster_action(
+                step,
+                format!(
+                    "uncordon {} (left cordoned by an interrupted run; Ready now)",
+                    h.name
+                ),
+                Op::Uncordon,
+            );
+            a.host = Some(h.name.clone());
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// How many workers are upgraded at once.
+pub fn worker_batch(c: &crate::model::Cluster) -> usize {
+    let workers = c.workers().count();
+    ((workers * c.options.worker_disruption_percent as usize) / 100).max(1)
+}
+
+/// A control plane other than `host` to run kubectl on while `host` restarts its API server.
+fn kubectl_host<'a>(
+    ctx: &'a Ctx,
+    host: &str,
+) -> Result<&'a std::sync::Arc<crate::ssh::Session>, StepError> {
+    for h in ctx.cluster.control_planes() {
+        if h.name != host
+            && let Some(s) = ctx.sessions.get(&h.name)
+        {
+            return Ok(s);
+        }
+    }
+    ctx.api()
+}
+
+/// The pods a drain could not evict, from kubectl's messages (`pods/"web-1" -n "default"`).
+pub fn blocked_pods(output: &str) -> Vec<String> {
+    let mut pods: Vec<String> = Vec::new();
+    for (i, _) in output.match_indices("pods/\"") {
+        let rest = &output[i + 6..];
+        let Some(end) = rest.find('"') else { continue };
+        let name = &rest[..end];
+        let ns = rest[end..]
+            .strip_prefix("\" -n \"")
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("default");
+        let p = format!("{ns}/{name}");
+        if !pods.contains(&p) {
+            pods.push(p);
+        }
+    }
+    pods
+}
+
+pub async fn cordon(host: &str, kubectl_on: &crate::ssh::Session) -> Result<(), StepError> {
+    kubectl_on
+        .run(&format!(
+            "{} && {}",
+            kubectl(&format!(
+                "annotate node {host} {CORDON_ANNOTATION}=true --overwrite"
+            )),
+            kubectl(&format!("cordon {host}"))
+        ))
+        .await?;
+    Ok(())
+}
+
+pub async fn uncordon(host: &str, kubectl_on: &crate::ssh::Session) -> Result<(), StepError> {
+    kubectl_on
+        .run(&format!(
+            "{} && {}",
+            kubectl(&format!("uncordon {host}")),
+            kubectl(&format!("annotate node {host} {CORDON_ANNOTATION}-"))
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Drains a node with the inventory's grace period and timeout; a drain that times out names
+/// the pods it could not evict.
+pub async fn drain(
+    o: &crate::model::Options,
+    host: &str,
+    kubectl_on: &crate::ssh::Session,
+) -> Result<(), StepError> {
+    let cmd = kubectl(&format!(
+        "drain {host} --ignore-daemonsets --delete-emptydir-data --grace-period={} --timeout={}s",
+        o.drain_grace_period.as_secs(),
+        o.drain_timeout.as_secs()
+    ));
+    let out = kubectl_on
+        .exec_with(
+            &cmd,
+            Exec {
+                timeout: Some(o.drain_timeout + Duration::from_secs(60)),
+                ..Exec::default()
+            },
+        )
+        .await?;
+    if out.success() {
+        return Ok(());
+    }
+    let text = format!("{}\n{}", out.stdout(), out.stderr());
+    let pods = blocked_pods(&text);
+    let why = if text.contains("disruption budget") {
+        "its PodDisruptionBudget allows no disruption"
+    } else {
+        "eviction failed"
+    };
+    let msg = if pods.is_empty() {
+        format!(
+            "drain did not finish: {}",
+            text.trim().lines().last().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "drain did not finish within {}s: pod{} {} cannot be evicted ({why})",
+            o.drain_timeout.as_secs(),
+            if pods.len() == 1 { "" } else { "s" },
+            pods.join(", ")
+        )
+    };
+    Err(StepError::failed(host, msg))
+}
+
+/// Waits until the node is Ready at `version`.
+async fn wait_node(
+    ctx: &Ctx,
+    host: &str,
+    version: &str,
+    kubectl_on: &crate::ssh::Session,
+) -> Result<(), StepError> {
+    let start = Instant::now();
+    let timeout = super::wait_ready::TIMEOUT;
+    loop {
+        let last = match kubectl_on
+            .run(&kubectl("get nodes -o json --request-timeout=15s"))
+            .await
+        {
+            Ok(json) => match crate::cluster_state::parse_nodes(&json) {
+                Ok(nodes) => match nodes.into_iter().find(|n| n.name == host) {
+                    Some(n) if n.ready && n.kubelet_version == version => {
+                        ctx.stats.add_wait(start.elapsed());
+                        return Ok(());
+                    }
+                    Some(n) => format!(
+                        "kubelet {}, {}",
+                        n.kubelet_version,
+                        n.not_ready_reason.unwrap_or_else(|| "Ready".into())
+                    ),
+                    None => "not registered".into(),
+                },
+                Err(e) => e,
+            },
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() > timeout {
+            ctx.stats.add_wait(start.elapsed());
+            return Err(StepError::failed(
+                host,
+                format!(
+                    "not Ready at {version} after {}s ({last})",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Takes a control plane out of (or back into) the workers' load balancers.
+pub async fn lb_rotation(ctx: &Ctx, control_plane: &str, serving: bool) {
+    super::api_endpoint::lb_rotation(&ctx.cluster, &ctx.sessions, control_plane, serving).await
+}
+
+/// Waits until the API server on a control plane answers /readyz itself.
+async fn wait_apiserver(ctx: &Ctx, host: &str) -> Result<(), StepError> {
+    let s = ctx.session(host)?;
+    let start = Instant::now();
+    loop {
+        let out = s
+            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
+            .await?;
+        if out.success() && out.stdout().trim() == "ok" {
+            ctx.stats.add_wait(start.elapsed());
+            return Ok(());
+        }
+        if start.elapsed() > super::wait_ready::TIMEOUT {
+            return Err(StepError::failed(
+                host,
+                format!(
+                    "the API server does not answer /readyz: {}",
+                    out.stderr().trim()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Upgrades one node.
+pub async fn run(
+    ctx: &Ctx,
+    host: &str,
+    first: bool,
+    installs: &[Artifact],
+) -> Result<(), StepError> {
+    let s = ctx.session(host)?;
+    let kc = kubectl_host(ctx, host)?;
+    let version = ctx.cluster.version.to_string();
+    let control_plane = ctx
+        .cluster
+        .host(host)
+        .is_some_and(|h| h.role == Role::ControlPlane);
+    if control_plane {
+        lb_rotation(ctx, host, false).await;
+    }
+    let result = async {
+        cordon(host, kc).await?;
+        ctx.waiting(drain(&ctx.cluster.options, host, kc)).await?;
+        let (kubeadm, rest): (Vec<&Artifact>, Vec<&Artifact>) =
+            installs.iter().partition(|a| a.component == "kubeadm");
+        for a in kubeadm {
+            super::install(ctx, host, a).await?;
+        }
+        let cmd = if first {
+            format!("kubeadm upgrade apply v{version} -y")
+        } else {
+            "kubeadm upgrade node".to_string()
+        };
+        let out = ctx
+            .waiting(s.exec_with(
+                &cmd,
+                Exec {
+                    timeout: Some(Duration::from_secs(900)),
+                    ..Exec::default()
+                },
+            ))
+            .await?;
+        if !out.success() {
+            let text = format!("{}\n{}", out.stdout(), out.stderr());
+            let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            return Err(StepError::failed(
+                host,
+                format!(
+                    "{cmd} failed:\n    {}",
+                    tail[tail.len().saturating_sub(6)..].join("\n    ")
+                ),
+            ));
+        }
+        let runtime_changed = rest
+            .iter()
+            .any(|a| super::runtime::COMPONENTS.contains(&a.component.as_str()));
+        for a in &rest {
+            super::install(ctx, host, a).await?;
+        }
+        if runtime_changed {
+            super::runtime::start_containerd(s).await?;
+        }
+        s.run("systemctl daemon-reload && systemctl restart kubelet")
+            .await?;
+        wait_node(ctx, host, &version, kc).await?;
+        if control_plane {
+            wait_apiserver(ctx, host).await?;
+        }
+        uncordon(host, kc).await?;
+        Ok(())
+    }
+    .await;
+    if control_plane && (result.is_ok() || wait_apiserver(ctx, host).await.is_ok()) {
+        lb_rotation(ctx, host, true).await;
+    }
+    if let Err(e) = result {
+        // leave the node cordoned only when it is unhealthy, and say which it is
+        let alive = s
+            .exec("systemctl is-active -q kubelet")
+            .await
+            .is_ok_and(|o| o.success());
+        let ready = super::nodes(ctx)
+            .await
+            .ok()
+            .and_then(|n| n.into_iter().find(|n| n.name == host))
+            .is_some_and(|n| n.ready);
+        let note = if alive && ready && uncordon(host, kc).await.is_ok() {
+            "the node is healthy and was uncordoned"
+        } else {
+            "the node is left cordoned: it is not healthy"
+        };
+        return Err(StepError::failed(
+            host,
+            format!("{} ({note})", crate::secrets::redact(&e.to_string())),
+        ));
+    }
+    Ok(())
+}
+
+/// Uncordons a node left cordoned by an interrupted run.
+pub async fn run_uncordon(ctx: &Ctx, host: &str) -> Result<(), StepError> {
+    uncordon(host, ctx.api()?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_blocked_by_a_budget() {
+        let out = "evicting pod default/web-1\nerror when evicting pods/\"web-1\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.\nerror: unable to drain node \"node4\" due to error: error when evicting pods/\"web-1\" -n \"default\": global timeout reached: 12s, continuing command...";
+        assert_eq!(blocked_pods(out), vec!["default/web-1"]);
+        assert!(blocked_pods("node/node4 drained").is_empty());
+    }
+}
