@@ -1,0 +1,350 @@
+//! Day 2 on harness hosts (the Kubernetes doubles model versions, drains, PDBs and etcd
+//! quorum): upgrades, adding and removing nodes, reset, backup.
+
+mod common;
+
+use common::{Harness, cluster_inventory, kubeforge, serial, text};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+
+fn apply(inv: &Path) -> std::process::Output {
+    kubeforge(&["apply", "-f", inv.to_str().unwrap(), "--yes"], &[])
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+}
+
+/// An inventory for `version`, with short drains so faults show quickly.
+fn inventory(h: &Harness, dir: &Path, name: &str, version: &str, hosts: &[(usize, &str)]) -> PathBuf {
+    cluster_inventory(h, dir, name, version, hosts, "  options: {drain: {gracePeriod: 5s, timeout: 30s}}\n")
+}
+
+/// Switches an inventory to another release (and its manifest).
+fn set_version(h: &Harness, inv: &Path, version: &str) {
+    let dir = inv.parent().unwrap();
+    let m = common::harness_manifest(h, dir, version);
+    let text = std::fs::read_to_string(inv).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("  kubernetes: {version: ") {
+                format!("  kubernetes: {{version: {version}}}")
+            } else if l.starts_with("    manifest: ") {
+                format!("    manifest: {}", m.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(inv, text + "\n").unwrap();
+}
+
+/// What must not change on a host that kubeforge should leave alone: file times of everything
+/// it manages and the start times of the services.
+fn fingerprint(h: &Harness, i: usize) -> String {
+    h.sh(
+        i,
+        "stat -c '%n %Y' /etc/kubeforge/* /etc/kubeforge/installed/* /etc/containerd/config.toml /etc/systemd/system/kubelet.service* /etc/hosts /etc/haproxy/haproxy.cfg /usr/local/bin/kube* /var/lib/kubelet/config.yaml 2>/dev/null; \
+         systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy; \
+         systemctl list-units 'kubedouble-*' --plain --no-legend | awk '{print $1}' | xargs -r systemctl show -p ActiveEnterTimestampMonotonic",
+    )
+}
+
+/// A remote loop on a worker: every 0.5 s, the API's /readyz through the node's endpoint, and
+/// every node's kubelet version. Returns the child and where its output goes.
+fn watch(h: &Harness, worker: usize) -> (std::process::Child, tempfile::NamedTempFile) {
+    h.sh(1, &format!("cat /etc/kubernetes/admin.conf > /root/admin.conf"));
+    let admin = h.sh(1, "cat /root/admin.conf");
+    let f = tempfile::NamedTempFile::new().unwrap();
+    h.sh(worker, &format!("cat > /root/watch.conf <<'EOF'\n{admin}EOF"));
+    let child = std::process::Command::new("ssh")
+        .args(["-F", h.ssh_config().to_str().unwrap(), &format!("node{worker}")])
+        .arg(
+            "while true; do t=$(date +%s.%N); r=$(kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz --request-timeout=4s 2>&1 | head -c 200 | tr '\\n' ' '); \
+             v=$(kubectl --kubeconfig /root/watch.conf get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion} {end}' --request-timeout=4s 2>/dev/null); \
+             echo \"$t|$r|$v\"; sleep 0.5; done",
+        )
+        .stdout(std::fs::File::create(f.path()).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, f)
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(5);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker"), (5, "worker")];
+    let inv = inventory(&h, dir.path(), "upg", "1.32.9", &hosts);
+    ok(&apply(&inv));
+
+    // refused before any host is touched: a skipped minor release
+    let before: Vec<String> = (1..=5).map(|i| fingerprint(&h, i)).collect();
+    set_version(&h, &inv, "1.34.1");
+    let out = apply(&inv);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("an upgrade from 1.32.9 to 1.34.1 skips a minor release; upgrade one minor at a time (next: 1.33.x)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let after: Vec<String> = (1..=5).map(|i| fingerprint(&h, i)).collect();
+    assert_eq!(before, after, "a refused upgrade touches no host");
+
+    // 1.32.9 -> 1.33.5, watched from a worker
+    set_version(&h, &inv, "1.33.5");
+    let (mut child, log) = watch(&h, 5);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = apply(&inv);
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    ok(&out);
+    let lines = std::fs::read_to_string(log.path()).unwrap();
+    let samples: Vec<(f64, String, String)> = lines
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, '|');
+            Some((p.next()?.parse().ok()?, p.next()?.trim().to_string(), p.next().unwrap_or("").to_string()))
+        })
+        .collect();
+    assert!(samples.len() > 40, "the watch ran ({} samples)", samples.len());
+    let failures: Vec<&(f64, String, String)> = samples.iter().filter(|s| s.1 != "ok").collect();
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("API gap at {:.1}: {}", f.0, f.1);
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} /readyz polls failed during the upgrade", failures.len(), samples.len());
+    // the order, from the versions the nodes reported
+    let mut upgraded_at = std::collections::BTreeMap::new();
+    for (t, _, v) in &samples {
+        for pair in v.split_whitespace() {
+            if let Some((node, ver)) = pair.split_once('=') {
+                if ver == "v1.33.5" {
+                    upgraded_at.entry(node.to_string()).or_insert(*t);
+                }
+            }
+        }
+    }
+    let at = |n: &str| *upgraded_at.get(n).unwrap_or_else(|| panic!("{n} never reported 1.33.5: {upgraded_at:?}"));
+    assert!(at("node1") < at("node2") && at("node2") < at("node3"), "control planes one at a time, the first first: {upgraded_at:?}");
+    assert!(at("node3") < at("node4") && at("node3") < at("node5"), "workers after the control planes: {upgraded_at:?}");
+    assert!((at("node4") - at("node5")).abs() > 1.0, "workers one at a time (10% of 2): {upgraded_at:?}");
+    assert_eq!(h.sh(1, &format!("{KUBECTL} version -o json | grep -c '\"gitVersion\": \"v1.33.5\"'")).trim(), "2");
+    assert!(!h.sh(1, &format!("{KUBECTL} get nodes")).contains("SchedulingDisabled"));
+
+    // a downgrade is refused
+    let before: Vec<String> = (1..=5).map(|i| fingerprint(&h, i)).collect();
+    set_version(&h, &inv, "1.33.4");
+    let out = apply(&inv);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Kubernetes 1.33.5 cannot be downgraded to 1.33.4"), "{}", text(&out.stderr));
+    assert_eq!(before, (1..=5).map(|i| fingerprint(&h, i)).collect::<Vec<_>>());
+
+    // a worker dies during the next upgrade: the run halts naming it; after a restart, a re-run completes
+    set_version(&h, &inv, "1.34.1");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .args(["apply", "-f", inv.to_str().unwrap(), "--yes"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("node4  upgrade-worker") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(300)).expect("node4's upgrade started");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(h.nodes(&["kill", "4"]).status.success());
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("apply stopped in step upgrade-worker"), "{log}");
+    assert!(log.contains("  - node4: step upgrade-worker: node4: "), "names the node: {log}");
+    assert!(log.contains("the node is left cordoned: it is not healthy"), "{log}");
+    assert!(h.nodes(&["start", "4"]).status.success());
+    let out = apply(&inv);
+    ok(&out);
+    let versions = h.sh(1, &format!("{KUBECTL} get nodes -o jsonpath='{{.items[*].status.nodeInfo.kubeletVersion}}'"));
+    assert_eq!(versions.trim(), "v1.34.1 v1.34.1 v1.34.1 v1.34.1 v1.34.1");
+    assert!(!h.sh(1, &format!("{KUBECTL} get nodes")).contains("SchedulingDisabled"), "node4 uncordoned");
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn adding_and_removing_nodes() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(5);
+    let dir = tempfile::tempdir().unwrap();
+    let four = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker")];
+    let inv = inventory(&h, dir.path(), "grow", "1.33.5", &four);
+    ok(&apply(&inv));
+
+    // add a worker: only the new host changes
+    let before: Vec<String> = (1..=4).map(|i| fingerprint(&h, i)).collect();
+    let five = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker"), (5, "worker")];
+    let inv5 = inventory(&h, dir.path(), "grow", "1.33.5", &five);
+    let plan = kubeforge(&["plan", "-f", inv5.to_str().unwrap(), "-o", "json"], &[]);
+    ok(&plan);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for a in plan["actions"].as_array().unwrap() {
+        assert!(a["host"] == "node5" || a["host"].is_null(), "only node5 gets actions: {a}");
+    }
+    ok(&apply(&inv5));
+    let after: Vec<String> = (1..=4).map(|i| fingerprint(&h, i)).collect();
+    for i in 0..4 {
+        assert_eq!(before[i], after[i], "node{} changed while node5 joined", i + 1);
+    }
+    assert!(h.sh(1, &format!("{KUBECTL} get node node5")).contains("Ready"));
+
+    // a PodDisruptionBudget blocks the drain: the message names the pod, nothing is removed
+    h.sh(
+        1,
+        &format!(
+            "cat > /root/web.yaml <<'EOF'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      nodeSelector: {{kubernetes.io/hostname: node5}}
+      containers: [{{name: web, image: registry.example/web:1}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: web, namespace: default}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: web}}}}
+EOF
+{KUBECTL} apply -f /root/web.yaml >/dev/null"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pod = loop {
+        let p = h.sh(1, &format!("{KUBECTL} get pods -l app=web --field-selector=status.phase=Running -o name"));
+        if let Some(p) = p.lines().next() {
+            break p.trim_start_matches("pod/").to_string();
+        }
+        assert!(Instant::now() < deadline, "the web pod runs on node5");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let out = kubeforge(&["node", "remove", "node5", "-f", inv5.to_str().unwrap(), "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("node5: node5: drain did not finish within 30s: pod default/{pod} cannot be evicted (its PodDisruptionBudget allows no disruption); nothing was removed")),
+        "{err}"
+    );
+    let n5 = h.sh(1, &format!("{KUBECTL} get node node5"));
+    assert!(n5.contains("Ready") && !n5.contains("SchedulingDisabled"), "node5 stays, uncordoned: {n5}");
+    h.sh(1, &format!("{KUBECTL} delete pdb web >/dev/null"));
+
+    // remove the worker
+    let out = kubeforge(&["node", "remove", "node5", "-f", inv5.to_str().unwrap(), "--yes"], &[]);
+    ok(&out);
+    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node5"));
+    assert_eq!(h.sh(5, "ls /etc/kubernetes /var/lib/kubelet 2>/dev/null | wc -l; systemctl is-active kubelet; true").split_whitespace().collect::<Vec<_>>(), ["0", "inactive"]);
+
+    // with one of three control planes down, removing another is refused
+    let members = || -> Vec<String> {
+        let m = h.sh(1, "cat /var/lib/kube-double/clusters/*/members.json");
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        v.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap_or("").to_string()).collect()
+    };
+    assert_eq!(members().len(), 3);
+    assert!(h.nodes(&["kill", "3"]).status.success());
+    let out = kubeforge(&["node", "remove", "node2", "-f", inv.to_str().unwrap(), "--yes", "--connect-timeout", "3"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("removing node2 would leave etcd with 1 healthy of 2 members, below its quorum of 2 (node3 down); bring it back first"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(members().len(), 3, "nothing removed");
+    assert!(h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node2"));
+
+    // back up; then removing a control plane from three is allowed
+    assert!(h.nodes(&["start", "3"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !h.sh(1, &format!("{KUBECTL} get node node3")).contains(" Ready") {
+        assert!(Instant::now() < deadline, "node3 back");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let out = kubeforge(&["node", "remove", "node3", "-f", inv.to_str().unwrap(), "--yes"], &[]);
+    ok(&out);
+    assert_eq!(members(), vec!["node1", "node2"]);
+    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node3"));
+    assert_eq!(h.sh(3, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(), "0");
+    assert_eq!(h.sh(1, &format!("{KUBECTL} get --raw /readyz")).trim(), "ok");
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn backup_then_reset_then_a_fresh_apply() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(&h, dir.path(), "bk", "1.33.5", &[(1, "control-plane"), (2, "worker")]);
+    ok(&apply(&inv));
+
+    let out = kubeforge(&["backup", "-f", inv.to_str().unwrap(), "-o", dir.path().join("b").to_str().unwrap()], &[]);
+    ok(&out);
+    let bdir = PathBuf::from(text(&out.stdout).trim());
+    assert!(bdir.file_name().unwrap().to_str().unwrap().starts_with("bk-20"), "{}", bdir.display());
+    let check = std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&bdir).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    assert_eq!(text(&check.stdout).matches(": OK").count(), 3);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&bdir).unwrap().permissions().mode() & 0o777, 0o700);
+    let pki = std::process::Command::new("tar").arg("tzf").arg(bdir.join("pki.tar.gz")).output().unwrap();
+    assert!(text(&pki.stdout).contains("pki/ca.key") && text(&pki.stdout).contains("pki/etcd/ca.crt"));
+    assert!(std::fs::read_to_string(bdir.join("kubeadm-config.yaml")).unwrap().contains("kubernetesVersion: v1.33.5"));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bdir.join("backup.json")).unwrap()).unwrap();
+    assert_eq!(meta["cluster"], "bk");
+
+    // reset: typed confirmation is required without --yes
+    let out = kubeforge(&["reset", "-f", inv.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("confirm on a terminal, or pass --yes"));
+    let out = kubeforge(&["reset", "-f", inv.to_str().unwrap(), "--yes"], &[]);
+    ok(&out);
+    for i in 1..=2 {
+        assert_eq!(h.sh(i, "find /etc/kubernetes /var/lib/etcd /etc/cni/net.d -mindepth 1 2>/dev/null | wc -l; systemctl is-active kubelet; true").split_whitespace().collect::<Vec<_>>(), ["0", "inactive"]);
+    }
+    let st = kubeforge(&["status", "-f", inv.to_str().unwrap(), "-o", "json"], &[]);
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    for host in st["hosts"].as_array().unwrap() {
+        assert!(host["facts"]["membership"]["kubeconfigs"].as_array().unwrap().is_empty());
+    }
+    // a fresh apply works on the reset hosts
+    let out = apply(&inv);
+    ok(&out);
+    assert!(text(&out.stdout).contains("Cluster bk is ready"));
+}
