@@ -44,6 +44,18 @@ pub struct ReleaseManifest {
     pub images: BTreeMap<String, String>,
     #[serde(default)]
     pub cni: BTreeMap<String, CniRelease>,
+    /// Images of optional add-ons (`openstack`: the cloud-controller-manager and Cinder CSI).
+    #[serde(default)]
+    pub addons: BTreeMap<String, AddonRelease>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AddonRelease {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub images: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
