@@ -59,6 +59,8 @@ pub struct Options {
     pub connect: ConnectOptions,
     pub ignore_preflight: Vec<String>,
     pub bars: bool,
+    /// With spec.openstack and cloudProvider: the CCM and Cinder CSI to install.
+    pub cloud_provider: Option<plan::CloudProvider>,
 }
 
 /// Connections, observations and the plan.
@@ -199,6 +201,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         facts: &facts_by_host,
         state: None,
         cni_manifest: None,
+        cloud_provider: None,
     };
     let state = match probe.init_host() {
         Some(h)
@@ -227,6 +230,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         facts: &facts_by_host,
         state: state.as_ref(),
         cni_manifest,
+        cloud_provider: opts.cloud_provider.clone(),
     };
     let mut plan = plan::compute(&input)?;
     plan.warnings.extend(plan_warnings);

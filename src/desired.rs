@@ -328,6 +328,7 @@ pub fn for_host(
 /// The paths of every file kubeforge may manage on a host (what facts hash).
 pub fn managed_paths(c: &Cluster) -> Vec<String> {
     let mut p: Vec<String> = [
+        crate::steps::cloud_provider::MANIFEST,
         MARKER,
         "/etc/sysctl.d/99-kubernetes.conf",
         "/etc/modules-load.d/kubernetes.conf",
@@ -453,6 +454,12 @@ pub fn kubeadm_context(c: &Cluster, h: &Host) -> serde_json::Value {
             value: l,
         });
     }
+    if cloud_provider_external(c) {
+        args.push(Arg {
+            name: "cloud-provider",
+            value: "external".into(),
+        });
+    }
     serde_json::json!({
         "api": kubeadm_api(&c.version),
         "cluster": c.name,
@@ -493,4 +500,10 @@ pub fn flannel_manifest(c: &Cluster, m: &ReleaseManifest) -> Result<String, Desi
             "cni_plugin_image": img("flannel-cni-plugin")?,
         }),
     )?)
+}
+
+/// Whether the kubelets defer to an external cloud-controller-manager (OpenStack with
+/// `cloudProvider`, the default there).
+pub fn cloud_provider_external(c: &Cluster) -> bool {
+    c.openstack.as_ref().is_some_and(|o| o.cloud_provider.unwrap_or(true))
 }

@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod inventory;
 pub mod kubeconfig;
 pub mod model;
+pub mod openstack;
 pub mod pki;
 pub mod plan;
 pub mod preflight;

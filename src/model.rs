@@ -116,6 +116,8 @@ pub struct ArtifactSettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSettings {
+    /// spec.ssh's user, port, key and bastion (for hosts a provider creates); address empty.
+    pub defaults: SshTarget,
     /// The known_hosts file from the inventory; None: ~/.ssh/config's, else ~/.ssh/known_hosts.
     pub known_hosts: Option<PathBuf>,
     /// The OpenSSH client config to honour; None when disabled.
@@ -260,6 +262,13 @@ impl Cluster {
             },
             hosts,
             ssh: SshSettings {
+                defaults: SshTarget {
+                    address: String::new(),
+                    port: spec.ssh.port,
+                    user: spec.ssh.user.clone(),
+                    key_path: spec.ssh.key_path.as_deref().map(path),
+                    bastion: default_bastion.clone(),
+                },
                 known_hosts: spec.ssh.known_hosts.as_deref().map(path),
                 config: match spec.ssh.config.as_deref() {
                     Some("none") => None,

@@ -24,6 +24,7 @@ pub enum Step {
     JoinControlPlane,
     JoinWorker,
     Cni,
+    CloudProvider,
     WaitReady,
 }
 
@@ -40,6 +41,7 @@ impl Step {
             Step::JoinControlPlane => "join-control-plane",
             Step::JoinWorker => "join-worker",
             Step::Cni => "cni",
+            Step::CloudProvider => "cloud-provider",
             Step::WaitReady => "wait-ready",
         }
     }
@@ -70,6 +72,7 @@ pub enum Op {
     JoinControlPlane,
     JoinWorker,
     ApplyCni(String),
+    ApplyCloudProvider(CloudProvider),
     WaitReady,
     /// cordon, drain, kubeadm upgrade (apply on the first control plane), new binaries,
     /// kubelet restart, Ready at the new version, uncordon
@@ -216,6 +219,22 @@ pub struct Input<'a> {
     pub state: Option<&'a ClusterState>,
     /// The CNI manifest to apply (flannel's, rendered, or the user's), if any.
     pub cni_manifest: Option<String>,
+    /// The OpenStack cloud provider to install: (manifests, cloud.conf with credentials).
+    pub cloud_provider: Option<CloudProvider>,
+}
+
+/// The OpenStack cloud-controller-manager and Cinder CSI, and their cloud.conf.
+#[derive(Clone)]
+pub struct CloudProvider {
+    pub manifest: String,
+    /// Holds credentials: only ever sent to the cluster in a Secret.
+    pub cloud_conf: String,
+}
+
+impl std::fmt::Debug for CloudProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CloudProvider({} bytes of manifests, cloud.conf <redacted>)", self.manifest.len())
+    }
 }
 
 impl Input<'_> {
@@ -316,6 +335,7 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
     actions.extend(steps::join_control_plane::plan(input, init));
     actions.extend(steps::join_worker::plan(input));
     actions.extend(steps::cni::plan(input, init));
+    actions.extend(steps::cloud_provider::plan(input, init));
     let joins_or_cni = actions.iter().any(|a| {
         matches!(
             a.step,

@@ -58,7 +58,7 @@ fn fingerprint(h: &Harness, i: usize) -> String {
 /// A remote loop on a worker: every 0.5 s, the API's /readyz through the node's endpoint, and
 /// every node's kubelet version. Returns the child and where its output goes.
 fn watch(h: &Harness, worker: usize) -> (std::process::Child, tempfile::NamedTempFile) {
-    h.sh(1, &format!("cat /etc/kubernetes/admin.conf > /root/admin.conf"));
+    h.sh(1, "cat /etc/kubernetes/admin.conf > /root/admin.conf");
     let admin = h.sh(1, "cat /root/admin.conf");
     let f = tempfile::NamedTempFile::new().unwrap();
     h.sh(worker, &format!("cat > /root/watch.conf <<'EOF'\n{admin}EOF"));
@@ -129,11 +129,10 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     let mut upgraded_at = std::collections::BTreeMap::new();
     for (t, _, v) in &samples {
         for pair in v.split_whitespace() {
-            if let Some((node, ver)) = pair.split_once('=') {
-                if ver == "v1.33.5" {
+            if let Some((node, ver)) = pair.split_once('=')
+                && ver == "v1.33.5" {
                     upgraded_at.entry(node.to_string()).or_insert(*t);
                 }
-            }
         }
     }
     let at = |n: &str| *upgraded_at.get(n).unwrap_or_else(|| panic!("{n} never reported 1.33.5: {upgraded_at:?}"));

@@ -163,8 +163,64 @@ fn plan_for_bare_hosts() {
         facts: &facts,
         state: None,
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
+        cloud_provider: None,
     };
     let plan = kubeforge::plan::compute(&input).unwrap();
     assert_eq!(plan.init_host, "cp1");
     insta::assert_snapshot!(plan.render(&c));
+}
+
+const OPENSTACK: &str = "\
+apiVersion: kubeforge.io/v1alpha1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  kubernetes: {version: 1.34.1}
+  controlPlane: {loadBalancer: octavia}
+  ssh: {user: ubuntu, keyPath: /keys/id}
+  openstack:
+    cloud: mycloud
+    image: ubuntu-24.04
+    controlPlane: {count: 3, flavor: m1.large}
+    workers: {count: 2, flavor: m1.large}
+";
+
+#[test]
+fn openstack_cloud_provider() {
+    let (c, m) = cluster(OPENSTACK);
+    let creds = kubeforge::openstack::cloud::Credentials {
+        auth_url: "https://keystone.example.com:5000/v3".into(),
+        region: Some("RegionOne".into()),
+        fields: vec![
+            ("application_credential_id".into(), "0123abcd".into()),
+            ("application_credential_secret".into(), "s3cr;t\"x".into()),
+            ("ignored_field".into(), "x".into()),
+        ],
+    };
+    let p = kubeforge::openstack::render_cloud_provider(&c, &m, &creds, "subnet-1", Some("ext-net-1")).unwrap();
+    insta::assert_snapshot!("openstack_cloud_conf", p.cloud_conf);
+    insta::assert_snapshot!("openstack_ccm_and_cinder_csi", p.manifest);
+    // every document parses, and every image is the release manifest's pin
+    let docs: Vec<serde_json::Value> = p
+        .manifest
+        .split("\n---\n")
+        .filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
+        .collect();
+    assert!(docs.len() > 10);
+    let pins: Vec<&String> = m.addons["openstack"].images.values().collect();
+    for line in p.manifest.lines().filter(|l| l.trim_start().starts_with("image:")) {
+        let image = line.split("image:").nth(1).unwrap().trim();
+        assert!(pins.iter().any(|p| p.as_str() == image), "{image} is not pinned");
+    }
+}
+
+#[test]
+fn cloud_init() {
+    let out = kubeforge::templates::render(
+        "cloud-init.yaml",
+        &serde_json::json!({"hostname": "demo-worker-1", "cluster": "demo", "public_key": "ssh-ed25519 AAAAC3Nza test@example"}),
+    )
+    .unwrap();
+    insta::assert_snapshot!(out);
 }

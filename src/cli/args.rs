@@ -90,6 +90,13 @@ pub enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
 
+    /// Delete everything kubeforge created in OpenStack for the cluster (after a typed confirmation)
+    ///
+    /// Servers, their floating IPs, the load balancer, security groups, server groups, the
+    /// router, subnet and network kubeforge made, and the key pair. Nothing else: resources
+    /// without the cluster's tag (an existing network named in the inventory, say) stay.
+    Destroy(DestroyArgs),
+
     /// Run a shell command on hosts of the inventory, as root (sudo -n for other users)
     ///
     /// Example: kubeforge exec -f cluster.yaml --role worker -- systemctl is-active kubelet
@@ -204,6 +211,10 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub prune: bool,
 
+    /// With spec.openstack: only create or adopt the cloud resources, then stop (no bootstrap)
+    #[arg(long)]
+    pub cloud_only: bool,
+
     /// Output format of the final report
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -273,6 +284,16 @@ pub struct BackupArgs {
     /// Directory to write the backup into (default: backups/ beside the inventory)
     #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
     pub output_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    /// Do not ask for the typed confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use super::args::{
     ApplyArgs, BackupArgs, CertsRenewArgs, KubeconfigArgs, NodeRemoveArgs, OutputFormat, PlanArgs,
     ResetArgs,
 };
-use super::remote::{bars, connect_options, load, runtime};
+use super::remote::{bars, connect_options, load, load_observed, runtime};
 use super::{EXIT_FAILED, print_json};
 use anyhow::{Context, Result, bail};
 use kubeforge::apply::{self, Options};
@@ -30,24 +30,87 @@ fn print_warnings(p: &apply::Prepared) {
     }
 }
 
+fn render_cloud_plan(actions: &[kubeforge::openstack::provider::CloudAction]) -> String {
+    let mut out = String::from("OpenStack resources:\n");
+    for a in actions {
+        let sign = match a.verb {
+            "create" => "+",
+            "delete" => "-",
+            _ => "=",
+        };
+        out.push_str(&format!("  {sign} {:<14} {} ({})\n", a.kind, a.name, a.verb));
+    }
+    out
+}
+
 pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     check_ignores(&a.ignore_preflight)?;
-    let loaded = load(&a.file.file)?;
+    let rt = runtime()?;
+    let (loaded, view) = load_observed(&a.file.file, &rt)?;
+    let cloud_plan = view.as_ref().map(|v| v.actions.clone()).unwrap_or_default();
     let opts = Options {
         connect: connect_options(&a.connect),
         ignore_preflight: a.ignore_preflight.clone(),
         bars: bars() && a.output == OutputFormat::Text,
+        cloud_provider: view.and_then(|v| v.cloud_provider),
     };
-    let rt = runtime()?;
-    let prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
-    print_warnings(&prepared);
-    if a.output == OutputFormat::Json {
-        print_json(&prepared.plan)?;
+    let to_create: Vec<&str> = cloud_plan
+        .iter()
+        .filter(|x| x.verb == "create" && x.kind == "server")
+        .map(|x| x.name.as_str())
+        .collect();
+    // hosts that exist are planned; servers still to create get the whole bootstrap
+    let prepared = if loaded.cluster.hosts.is_empty() {
+        None
     } else {
-        print!("{}", prepared.plan.render(&loaded.cluster));
+        Some(rt.block_on(apply::prepare(&loaded, &opts))?)
+    };
+    if a.output == OutputFormat::Json {
+        print_json(&serde_json::json!({
+            "cloud": cloud_plan,
+            "plan": prepared.as_ref().map(|p| &p.plan),
+        }))?;
+    } else {
+        if !cloud_plan.is_empty() {
+            print!("{}", render_cloud_plan(&cloud_plan));
+            if !to_create.is_empty() {
+                println!("  new servers ({}) then get the whole bootstrap (os-prep, runtime, kube-binaries, api-endpoint, join)\n", to_create.join(", "));
+            }
+        }
+        if let Some(p) = &prepared {
+            print_warnings(p);
+            print!("{}", p.plan.render(&loaded.cluster));
+        }
     }
-    rt.block_on(prepared.fleet.close());
+    if let Some(p) = prepared {
+        rt.block_on(p.fleet.close());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every host answers over SSH (new cloud servers are still booting).
+async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -> Result<()> {
+    let (connector, resolver) = kubeforge::status::connect_setup(loaded, opts.connect.clone())?;
+    let start = std::time::Instant::now();
+    let timeout = std::time::Duration::from_secs(600);
+    for h in &loaded.cluster.hosts {
+        let target = resolver.target(&h.name, &h.ssh);
+        loop {
+            match connector.connect(&target).await {
+                Ok(s) => {
+                    s.close().await;
+                    break;
+                }
+                // a host that answers with the wrong key or credentials will not get better
+                Err(e) if !matches!(e, kubeforge::ssh::SshError::Connect { .. } | kubeforge::ssh::SshError::ConnectTimeout { .. }) => {
+                    return Err(e.into());
+                }
+                Err(e) if start.elapsed() > timeout => return Err(anyhow::anyhow!("{e} (waited {}s for the server to boot)", timeout.as_secs())),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 fn confirm(question: &str) -> Result<bool> {
@@ -63,13 +126,51 @@ fn confirm(question: &str) -> Result<bool> {
 
 pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     check_ignores(&a.ignore_preflight)?;
-    let loaded = load(&a.file.file)?;
-    let opts = Options {
+    let mut loaded = load(&a.file.file)?;
+    let mut opts = Options {
         connect: connect_options(&a.connect),
         ignore_preflight: a.ignore_preflight.clone(),
         bars: bars(),
+        cloud_provider: None,
     };
     let rt = runtime()?;
+    let mut surplus = Vec::new();
+    if loaded.inventory.spec.openstack.is_some() {
+        // the machines first: show what changes in the cloud, confirm, create or adopt
+        let mut observed = loaded.clone();
+        let cloud_plan = rt.block_on(kubeforge::openstack::observe_into(&mut observed))?.actions;
+        eprint!("{}", render_cloud_plan(&cloud_plan));
+        let changes = cloud_plan.iter().any(|x| x.verb == "create" || x.verb == "delete");
+        if changes && !a.yes && std::io::stdin().is_terminal() && !confirm("Make these changes in the cloud, then bootstrap the servers?")? {
+            eprintln!("nothing changed");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+        let (p, cloud_provider) = rt.block_on(kubeforge::openstack::provision(&mut loaded))?;
+        opts.cloud_provider = cloud_provider;
+        for x in p.actions.iter().filter(|x| x.verb == "create") {
+            eprintln!("created {} {}", x.kind, x.name);
+        }
+        if a.cloud_only {
+            for s in &p.servers {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    s.name,
+                    s.role,
+                    s.fixed_ip.as_deref().unwrap_or("-"),
+                    s.floating_ip.as_deref().unwrap_or("-")
+                );
+            }
+            if let Some(ep) = &p.endpoint {
+                println!("endpoint\t{ep}:6443");
+            }
+            for s in &p.surplus {
+                eprintln!("warning: {} is beyond the count; a full apply removes its node, then the server", s.name);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        surplus = p.surplus.clone();
+        rt.block_on(wait_reachable(&loaded, &opts))?;
+    }
     let prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
     print_warnings(&prepared);
     // the plan goes to stderr: stdout carries the report
@@ -118,6 +219,34 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         })?;
         print_removed(&removed);
     }
+    if !surplus.is_empty() {
+        // lowered counts: the highest-numbered servers leave the cluster safely, then go
+        let names: Vec<String> = surplus.iter().map(|s| s.name.clone()).collect();
+        eprintln!("scaling down: removing {}", names.join(", "));
+        let removed = rt.block_on(async {
+            let s2 = day2::open(&loaded, connect_options(&a.connect), bars()).await?;
+            let nodes: Vec<String> = names.iter().filter(|n| s2.state.node(n).is_some()).cloned().collect();
+            let r = day2::remove(
+                &loaded,
+                &s2,
+                &nodes,
+                &day2::RemoveOptions {
+                    force: false,
+                    remove_binaries: false,
+                    bars: bars(),
+                },
+            )
+            .await;
+            s2.fleet.close().await;
+            r
+        })?;
+        print_removed(&removed);
+        let cloud = rt.block_on(kubeforge::openstack::connect(&loaded))?;
+        let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(&cloud, &loaded.cluster.name, &surplus))?;
+        for x in deleted {
+            eprintln!("deleted {} {}", x.kind, x.name);
+        }
+    }
     if a.output == OutputFormat::Json {
         print_json(&report)?;
     } else {
@@ -146,7 +275,7 @@ fn print_removed(removed: &[day2::Removed]) {
 }
 
 pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     if !a.yes
         && std::io::stdin().is_terminal()
         && !confirm(&format!(
@@ -194,7 +323,7 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
 }
 
 pub fn reset(a: ResetArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let name = &loaded.cluster.name;
     if !a.yes {
         if !std::io::stdin().is_terminal() {
@@ -234,7 +363,7 @@ pub fn reset(a: ResetArgs) -> Result<ExitCode> {
 }
 
 pub fn backup(a: BackupArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let dir = a.output_dir.clone().unwrap_or_else(|| {
         loaded
             .file
@@ -261,7 +390,7 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
 }
 
 pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let c = &loaded.cluster;
     runtime()?.block_on(async {
         let (connector, resolver) =
@@ -307,7 +436,7 @@ pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let c = &loaded.cluster;
     let rt = runtime()?;
     let (v, server) = rt.block_on(async {
@@ -344,5 +473,44 @@ pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
     } else {
         print!("{}", kubeforge::kubeconfig::to_yaml(&v));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
+    let loaded = load(&a.file.file)?;
+    let name = loaded.cluster.name.clone();
+    if loaded.inventory.spec.openstack.is_none() {
+        bail!("{} has no spec.openstack: kubeforge created no machines to destroy (use kubeforge reset)", a.file.file.display());
+    }
+    let rt = runtime()?;
+    let mut observed = loaded.clone();
+    let plan = rt.block_on(kubeforge::openstack::observe_into(&mut observed))?.actions;
+    let existing: Vec<String> = plan
+        .iter()
+        .filter(|x| x.verb == "adopt")
+        .map(|x| format!("{} {}", x.kind, x.name))
+        .collect();
+    eprintln!("kubeforge would delete what it created for cluster {name}:");
+    for e in &existing {
+        eprintln!("  - {e}");
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("destroy deletes cluster {name}'s servers: confirm on a terminal, or pass --yes");
+        }
+        eprint!("Type the cluster name to confirm: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != name {
+            eprintln!("nothing changed");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    }
+    let deleted = rt.block_on(kubeforge::openstack::destroy(&loaded))?;
+    for d in &deleted {
+        println!("deleted {} {}", d.kind, d.name);
+    }
+    eprintln!("cluster {name}: {} cloud resources deleted", deleted.len());
     Ok(ExitCode::SUCCESS)
 }

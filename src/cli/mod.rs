@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(args::NodeCommand::Remove(a)) => cluster::node_remove(a),
         Command::Reset(a) => cluster::reset(a),
         Command::Backup(a) => cluster::backup(a),
+        Command::Destroy(a) => cluster::destroy(a),
         Command::Certs(args::CertsCommand::Renew(a)) => cluster::certs_renew(a),
         Command::Version(a) => version(a),
         Command::Completion(a) => completion(a),

@@ -34,6 +34,16 @@ pub(crate) fn load(path: &std::path::Path) -> Result<Loaded> {
     }
 }
 
+/// Loads the inventory; with spec.openstack, also the servers that exist (read-only), as hosts.
+pub(crate) fn load_observed(path: &std::path::Path, rt: &tokio::runtime::Runtime) -> Result<(Loaded, Option<kubeforge::openstack::CloudView>)> {
+    let mut loaded = load(path)?;
+    if loaded.inventory.spec.openstack.is_none() {
+        return Ok((loaded, None));
+    }
+    let view = rt.block_on(kubeforge::openstack::observe_into(&mut loaded))?;
+    Ok((loaded, Some(view)))
+}
+
 pub(crate) fn connect_options(a: &ConnectArgs) -> ConnectOptions {
     ConnectOptions {
         accept_new_host_keys: a.accept_new_host_keys,
@@ -61,8 +71,9 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
             unknown.join(", ")
         );
     }
-    let loaded = load(&a.file.file)?;
-    let report = runtime()?.block_on(kubeforge::status::gather(
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
+    let report = rt.block_on(kubeforge::status::gather(
         &loaded,
         connect_options(&a.connect),
         &a.ignore_preflight,
@@ -249,7 +260,7 @@ struct ExecResult {
 }
 
 pub fn exec(a: ExecArgs) -> Result<ExitCode> {
-    let loaded = load(&a.file.file)?;
+    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let cluster = &loaded.cluster;
     for h in &a.hosts {
         if cluster.host(h).is_none() {

@@ -3,6 +3,7 @@
 //! has converged gets no action.
 
 pub mod api_endpoint;
+pub mod cloud_provider;
 pub mod cni;
 pub mod init;
 pub mod join_control_plane;
@@ -136,6 +137,7 @@ pub async fn run(ctx: &Ctx, a: &Action) -> Result<(), StepError> {
         Op::JoinControlPlane => join_control_plane::run(ctx, host).await,
         Op::JoinWorker => join_worker::run(ctx, host).await,
         Op::ApplyCni(manifest) => cni::run(ctx, manifest).await,
+        Op::ApplyCloudProvider(cp) => cloud_provider::run(ctx, cp).await,
         Op::WaitReady => wait_ready::run(ctx).await,
         Op::Upgrade { first, installs } => upgrade::run(ctx, host, *first, installs).await,
         Op::Uncordon => upgrade::run_uncordon(ctx, host).await,

@@ -1,0 +1,428 @@
+//! An authenticated OpenStack session (osauth): clouds.yaml (`OS_CLIENT_CONFIG_FILE`,
+//! ./clouds.yaml, ~/.config/openstack, /etc/openstack; with secure.yaml) or `OS_*` variables;
+//! TLS verified (a `cacert` is honoured, `verify: false` is refused); JSON calls to Nova,
+//! Neutron, Glance and Octavia with their errors turned into messages. Credentials are never
+//! part of a message.
+
+use osauth::services::{COMPUTE, GenericService, IMAGE, NETWORK, VersionSelector};
+use osauth::{ErrorKind, Session};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const LOAD_BALANCER: GenericService =
+    GenericService::new("load-balancer", VersionSelector::Major(2));
+
+/// The compute microversion kubeforge speaks: tags on create (2.52), the `policy` of server
+/// groups (2.64).
+pub const NOVA_MICROVERSION: (u16, u16) = (2, 64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("OpenStack configuration: {0}")]
+    Config(String),
+    #[error("authentication to OpenStack failed ({who}): {message}")]
+    Auth { who: String, message: String },
+    #[error("{what}: {message}")]
+    Api {
+        what: String,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("{kind} `{name}` does not exist in the cloud{}", if available.is_empty() { String::new() } else { format!(" (available: {})", sorted(available).join(", ")) })]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("{what} did not finish within {}s", timeout.as_secs())]
+    Timeout { what: String, timeout: Duration },
+    #[error("server {name} went to ERROR: {fault}")]
+    ServerError { name: String, fault: String },
+}
+
+impl CloudError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CloudError::Api { status, .. } => *status,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Svc {
+    Compute,
+    Network,
+    Image,
+    LoadBalancer,
+}
+
+pub struct Cloud {
+    session: Session,
+    /// Who we are, for messages: `user admin, project admin at http://...`.
+    pub who: String,
+    /// The settings the cloud provider (CCM, Cinder CSI) needs, secrets included; never printed.
+    pub credentials: Credentials,
+}
+
+/// The auth of the session, for the cloud-controller-manager's cloud.conf.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub auth_url: String,
+    pub region: Option<String>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.auth_url)
+    }
+}
+
+fn config_paths() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(p) = std::env::var_os("OS_CLIENT_CONFIG_FILE") {
+        v.push(PathBuf::from(p));
+    }
+    v.push(PathBuf::from("clouds.yaml"));
+    if let Some(h) = dirs::home_dir() {
+        v.push(h.join(".config/openstack/clouds.yaml"));
+    }
+    v.push(PathBuf::from("/etc/openstack/clouds.yaml"));
+    v
+}
+
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn read_yaml(path: &std::path::Path) -> Result<Option<Value>, CloudError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_saphyr::from_str::<Value>(&t).map(Some).map_err(|e| {
+            CloudError::Config(format!("{}: {}", path.display(), e.without_snippet()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CloudError::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The clouds.yaml entry `name` (with secure.yaml merged), and the file it came from.
+fn cloud_entry(name: &str) -> Result<(Value, PathBuf), CloudError> {
+    let mut tried = Vec::new();
+    for p in config_paths() {
+        tried.push(p.display().to_string());
+        let Some(doc) = read_yaml(&p)? else { continue };
+        let Some(mut entry) = doc.get("clouds").and_then(|c| c.get(name)).cloned() else {
+            continue;
+        };
+        let secure = p.with_file_name("secure.yaml");
+        if let Some(sec) = read_yaml(&secure)?
+            && let Some(s) = sec.get("clouds").and_then(|c| c.get(name)) {
+                merge(&mut entry, s);
+            }
+        return Ok((entry, p));
+    }
+    Err(CloudError::Config(format!(
+        "no cloud `{name}` in clouds.yaml (looked in {})",
+        tried.join(", ")
+    )))
+}
+
+fn api_err(what: &str, e: osauth::Error) -> CloudError {
+    let status = match e.kind() {
+        ErrorKind::AuthenticationFailed => Some(401),
+        ErrorKind::AccessDenied => Some(403),
+        ErrorKind::ResourceNotFound => Some(404),
+        ErrorKind::Conflict => Some(409),
+        _ => None,
+    };
+    CloudError::Api {
+        what: what.to_string(),
+        status,
+        message: e.to_string(),
+    }
+}
+
+/// The message of an OpenStack error body, whichever service wrote it:
+/// `{"itemNotFound": {"message": ...}}`, `{"NeutronError": {"message": ...}}`,
+/// `{"faultstring": ...}`, `{"error": {"message": ...}}`, `{"message": ...}`.
+pub fn error_message(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(300)
+            .collect();
+    };
+    let pick = |v: &Value| -> Option<String> {
+        v.get("message")
+            .or_else(|| v.get("faultstring"))
+            .or_else(|| v.get("detail"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    if let Some(m) = pick(&v) {
+        return m;
+    }
+    if let Some(o) = v.as_object() {
+        for inner in o.values() {
+            if let Some(m) = pick(inner) {
+                return m;
+            }
+        }
+    }
+    v.to_string().chars().take(300).collect()
+}
+
+impl Cloud {
+    /// Logs in with the clouds.yaml entry `cloud`, or with the `OS_*` variables.
+    pub async fn connect(cloud: Option<&str>) -> Result<Cloud, CloudError> {
+        let (config, who, creds) = match cloud {
+            Some(name) => {
+                let (entry, path) = cloud_entry(name)?;
+                if entry.get("verify").and_then(Value::as_bool) == Some(false) {
+                    return Err(CloudError::Config(format!(
+                        "cloud `{name}` in {} sets `verify: false`; kubeforge always verifies TLS: give the CA with `cacert:` instead",
+                        path.display()
+                    )));
+                }
+                let auth = entry.get("auth").cloned().unwrap_or_default();
+                let who = format!(
+                    "cloud {name} from {}: {} at {}",
+                    path.display(),
+                    describe_principal(&auth),
+                    auth.get("auth_url").and_then(Value::as_str).unwrap_or("?")
+                );
+                let creds = credentials_of(&auth, entry.get("region_name").and_then(Value::as_str));
+                let config: osauth::CloudConfig = serde_json::from_value(entry).map_err(|e| {
+                    CloudError::Config(format!("cloud `{name}` in {}: {e}", path.display()))
+                })?;
+                (config, who, creds)
+            }
+            None => {
+                let config = osauth::CloudConfig::from_env().map_err(|e| {
+                    CloudError::Config(format!(
+                        "no spec.openstack.cloud and no usable OS_* environment: {}",
+                        e.to_string().replace(|c: char| c.is_control(), " ")
+                    ))
+                })?;
+                let env = |k: &str| std::env::var(k).ok();
+                let mut auth = serde_json::Map::new();
+                for (k, v) in [
+                    ("auth_url", "OS_AUTH_URL"),
+                    ("username", "OS_USERNAME"),
+                    ("password", "OS_PASSWORD"),
+                    ("project_name", "OS_PROJECT_NAME"),
+                    ("user_domain_name", "OS_USER_DOMAIN_NAME"),
+                    ("project_domain_name", "OS_PROJECT_DOMAIN_NAME"),
+                    ("application_credential_id", "OS_APPLICATION_CREDENTIAL_ID"),
+                    (
+                        "application_credential_secret",
+                        "OS_APPLICATION_CREDENTIAL_SECRET",
+                    ),
+                ] {
+                    if let Some(val) = env(v) {
+                        auth.insert(k.into(), Value::String(val));
+                    }
+                }
+                let auth = Value::Object(auth);
+                let who = format!(
+                    "OS_* environment: {} at {}",
+                    describe_principal(&auth),
+                    env("OS_AUTH_URL").unwrap_or_default()
+                );
+                let creds = credentials_of(&auth, env("OS_REGION_NAME").as_deref());
+                (config, who, creds)
+            }
+        };
+        for (k, v) in &creds.fields {
+            if k.contains("password") || k.contains("secret") || k == "token" {
+                crate::secrets::register(v);
+            }
+        }
+        let session = config.create_session().await.map_err(|e| {
+            let message = match e.kind() {
+                ErrorKind::AuthenticationFailed => "the credentials were refused (HTTP 401): check the password or application credential".to_string(),
+                _ => e.to_string(),
+            };
+            CloudError::Auth {
+                who: who.clone(),
+                message: crate::secrets::redact(&message),
+            }
+        })?;
+        Ok(Cloud {
+            session,
+            who,
+            credentials: creds,
+        })
+    }
+
+    fn request(&self, svc: Svc, method: reqwest::Method, path: &[&str]) -> RequestBuilder<'_> {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        RequestBuilder {
+            cloud: self,
+            svc,
+            method,
+            path,
+            body: None,
+            query: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, svc: Svc, path: &[&str]) -> RequestBuilder<'_> {
+        self.request(svc, reqwest::Method::GET, path)
+    }
+    pub fn post(&self, svc: Svc, path: &[&str], body: Value) -> RequestBuilder<'_> {
+        let mut r = self.request(svc, reqwest::Method::POST, path);
+        r.body = Some(body);
+        r
+    }
+    pub fn put(&self, svc: Svc, path: &[&str], body: Option<Value>) -> RequestBuilder<'_> {
+        let mut r = self.request(svc, reqwest::Method::PUT, path);
+        r.body = body;
+        r
+    }
+    pub fn delete(&self, svc: Svc, path: &[&str]) -> RequestBuilder<'_> {
+        self.request(svc, reqwest::Method::DELETE, path)
+    }
+
+    /// Whether the catalog has Octavia.
+    pub async fn has_load_balancer(&self) -> bool {
+        self.session
+            .get_endpoint(LOAD_BALANCER, osauth::client::NO_PATH)
+            .await
+            .is_ok()
+    }
+}
+
+fn describe_principal(auth: &Value) -> String {
+    let s = |k: &str| auth.get(k).and_then(Value::as_str).map(String::from);
+    match (
+        s("application_credential_id").or(s("application_credential_name")),
+        s("username"),
+    ) {
+        (Some(id), _) => format!("application credential {id}"),
+        (None, Some(u)) => format!(
+            "user {u}{}",
+            s("project_name")
+                .map(|p| format!(", project {p}"))
+                .unwrap_or_default()
+        ),
+        _ => "unknown principal".into(),
+    }
+}
+
+fn credentials_of(auth: &Value, region: Option<&str>) -> Credentials {
+    let mut fields = Vec::new();
+    if let Some(o) = auth.as_object() {
+        for (k, v) in o {
+            if let Some(v) = v.as_str() {
+                fields.push((k.clone(), v.to_string()));
+            }
+        }
+    }
+    Credentials {
+        auth_url: auth
+            .get("auth_url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        region: region.map(String::from),
+        fields,
+    }
+}
+
+pub struct RequestBuilder<'a> {
+    cloud: &'a Cloud,
+    svc: Svc,
+    method: reqwest::Method,
+    path: Vec<String>,
+    body: Option<Value>,
+    query: Vec<(String, String)>,
+}
+
+impl RequestBuilder<'_> {
+    pub fn query(mut self, k: &str, v: &str) -> Self {
+        self.query.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Sends it; `what` names the call in errors (`create server demo-worker-1`).
+    pub async fn send(self, what: &str) -> Result<Value, CloudError> {
+        let s = &self.cloud.session;
+        let path = self.path;
+        macro_rules! build {
+            ($svc:expr) => {{
+                let mut b = s.request($svc, self.method.clone(), path.clone());
+                if !self.query.is_empty() {
+                    b = b.query(&self.query);
+                }
+                if let Some(body) = &self.body {
+                    b = b.json(body);
+                }
+                b.timeout(Duration::from_secs(60))
+            }};
+        }
+        let resp = match self.svc {
+            Svc::Compute => {
+                build!(COMPUTE)
+                    .api_version(osauth::ApiVersion(NOVA_MICROVERSION.0, NOVA_MICROVERSION.1))
+                    .send_unchecked()
+                    .await
+            }
+            Svc::Network => build!(NETWORK).send_unchecked().await,
+            Svc::Image => build!(IMAGE).send_unchecked().await,
+            Svc::LoadBalancer => build!(LOAD_BALANCER).send_unchecked().await,
+        }
+        .map_err(|e| api_err(what, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CloudError::Api {
+            what: what.to_string(),
+            status: None,
+            message: e.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(CloudError::Api {
+                what: what.to_string(),
+                status: Some(status.as_u16()),
+                message: format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    crate::secrets::redact(&error_message(&bytes))
+                ),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CloudError::Api {
+            what: what.to_string(),
+            status: None,
+            message: format!("not JSON: {e}"),
+        })
+    }
+
+    /// Like `send`, but a 404 is `Ok(None)` (deletes of things already gone).
+    pub async fn send_opt(self, what: &str) -> Result<Option<Value>, CloudError> {
+        match self.send(what).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}

@@ -1,0 +1,230 @@
+//! The OpenStack provider: kubeforge creates or adopts the cluster's machines (and their
+//! network, security groups, server groups, floating IPs, Octavia load balancer), then
+//! bootstraps Kubernetes on them over SSH.
+
+pub mod cloud;
+pub mod provider;
+
+use crate::inventory::Loaded;
+use crate::model::LoadBalancer;
+use cloud::{Cloud, CloudError};
+use provider::{Desired, Provisioned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Ensure(#[from] provider::EnsureError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The public key the key pair and cloud-init carry.
+pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
+    let os = loaded.inventory.spec.openstack.as_ref().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let base = loaded.file.parent().unwrap_or(std::path::Path::new("."));
+    let home = dirs::home_dir();
+    let path = match (&os.public_key_path, &loaded.cluster.ssh.defaults.key_path) {
+        (Some(p), _) => crate::inventory::expand::resolve_path(p, base, home.as_deref()),
+        (None, Some(k)) => {
+            let mut p = k.as_os_str().to_owned();
+            p.push(".pub");
+            std::path::PathBuf::from(p)
+        }
+        (None, None) => {
+            return Err(ProviderError::Config(
+                "set spec.openstack.publicKeyPath (or spec.ssh.keyPath, whose .pub is used): the servers need a public key".into(),
+            ));
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ProviderError::Config(format!("cannot read the public key {}: {e}", path.display())))?;
+    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("").trim();
+    let mut w = line.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(t), Some(k)) => Ok(format!("{t} {k}")),
+        _ => Err(ProviderError::Config(format!("{} is not an OpenSSH public key", path.display()))),
+    }
+}
+
+pub async fn connect(loaded: &Loaded) -> Result<Cloud, ProviderError> {
+    let os = loaded.inventory.spec.openstack.as_ref().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    Ok(Cloud::connect(os.cloud.as_deref()).await?)
+}
+
+/// The cloud-controller-manager and Cinder CSI manifests and their cloud.conf, when the
+/// inventory wants the cloud provider (`cloudProvider`, true by default).
+pub fn cloud_provider(
+    loaded: &Loaded,
+    cloud: &Cloud,
+    subnet_id: &str,
+    external_network_id: Option<&str>,
+) -> Result<Option<crate::plan::CloudProvider>, ProviderError> {
+    let c = &loaded.cluster;
+    if !crate::desired::cloud_provider_external(c) {
+        return Ok(None);
+    }
+    let m = loaded
+        .catalog
+        .get(&c.version)
+        .ok_or_else(|| ProviderError::Config(format!("no release manifest for {}", c.version)))?;
+    render_cloud_provider(c, m, &cloud.credentials, subnet_id, external_network_id).map(Some)
+}
+
+/// The cloud-controller-manager and Cinder CSI manifests, and the cloud.conf they read.
+pub fn render_cloud_provider(
+    c: &crate::model::Cluster,
+    m: &crate::release::ReleaseManifest,
+    credentials: &cloud::Credentials,
+    subnet_id: &str,
+    external_network_id: Option<&str>,
+) -> Result<crate::plan::CloudProvider, ProviderError> {
+    let addon = m.addons.get("openstack").ok_or_else(|| {
+        ProviderError::Config(format!(
+            "the release manifest of Kubernetes {} pins no OpenStack cloud provider images (addons.openstack); set spec.openstack.cloudProvider: false to go without",
+            c.version
+        ))
+    })?;
+    let ctx = serde_json::json!({"cluster": c.name, "version": addon.version, "images": addon.images});
+    let render = |n: &str| crate::templates::render(n, &ctx).map_err(|e| ProviderError::Config(e.to_string()));
+    let manifest = format!("{}---\n{}", render("openstack-ccm.yaml")?, render("cinder-csi.yaml")?);
+    let map = |k: &str| -> Option<&'static str> {
+        Some(match k {
+            "username" => "username",
+            "password" => "password",
+            "user_id" => "user-id",
+            "project_name" => "tenant-name",
+            "project_id" => "tenant-id",
+            "user_domain_name" => "user-domain-name",
+            "user_domain_id" => "user-domain-id",
+            "project_domain_name" => "tenant-domain-name",
+            "project_domain_id" => "tenant-domain-id",
+            "domain_name" => "domain-name",
+            "domain_id" => "domain-id",
+            "application_credential_id" => "application-credential-id",
+            "application_credential_name" => "application-credential-name",
+            "application_credential_secret" => "application-credential-secret",
+            _ => return None,
+        })
+    };
+    let fields: Vec<serde_json::Value> = credentials
+        .fields
+        .iter()
+        .filter_map(|(k, v)| map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)})))
+        .collect();
+    let cloud_conf = crate::templates::render(
+        "openstack-cloud-config",
+        &serde_json::json!({
+            "auth_url": credentials.auth_url,
+            "region": credentials.region,
+            "fields": fields,
+            "subnet_id": subnet_id,
+            "floating_network_id": external_network_id,
+        }),
+    )
+    .map_err(|e| ProviderError::Config(e.to_string()))?;
+    Ok(crate::plan::CloudProvider { manifest, cloud_conf })
+}
+
+/// A gcfg (INI) string value, quoted so that `;`, `#`, quotes and backslashes in a password
+/// survive (the cloud provider reads cloud.conf with gcfg).
+fn gcfg_quote(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+/// What the cloud holds for the cluster, read-only.
+pub struct CloudView {
+    pub actions: Vec<provider::CloudAction>,
+    pub cloud_provider: Option<crate::plan::CloudProvider>,
+}
+
+/// Adds the servers that exist to the cluster's hosts (read-only), and the load balancer's
+/// address as the endpoint. Returns the cloud plan.
+pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderError> {
+    let cloud = connect(loaded).await?;
+    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let (servers, lb, plan, subnet) = {
+        let d = Desired {
+            cluster: &loaded.cluster,
+            os: &os,
+        };
+        let o = provider::observe(&cloud, &d).await?;
+        let plan = provider::plan(&d, &o);
+        (o.servers.clone(), o.load_balancer.clone(), plan, o.subnet.clone())
+    };
+    let count = |role| match role {
+        crate::model::Role::ControlPlane => os.control_plane.as_ref().map_or(0, |p| p.count),
+        crate::model::Role::Worker => os.workers.as_ref().map_or(0, |p| p.count),
+    };
+    let existing: Vec<provider::ServerInfo> = servers
+        .into_iter()
+        .filter(|s| s.status == "ACTIVE" && s.index <= count(s.role))
+        .collect();
+    let hosts = provider::hosts(&loaded.cluster, &existing);
+    loaded.cluster.hosts.extend(hosts);
+    if loaded.cluster.api.load_balancer == LoadBalancer::Octavia
+        && let Some((_, vip)) = lb {
+            loaded.cluster.api.endpoint = Some((vip, crate::desired::API_PORT));
+        }
+    let cloud_provider = match subnet {
+        Some(sn) => {
+            let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref()).await.ok();
+            cloud_provider(loaded, &cloud, &sn, ext.as_deref())?
+        }
+        None => None,
+    };
+    Ok(CloudView {
+        actions: plan,
+        cloud_provider,
+    })
+}
+
+/// Creates or adopts the cluster's machines, and adds them to the cluster's hosts.
+pub async fn provision(loaded: &mut Loaded) -> Result<(Provisioned, Option<crate::plan::CloudProvider>), ProviderError> {
+    let cloud = connect(loaded).await?;
+    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let key = public_key(loaded)?;
+    let p = {
+        let d = Desired {
+            cluster: &loaded.cluster,
+            os: &os,
+        };
+        let name = loaded.cluster.name.clone();
+        let user_data = |host: &str| {
+            crate::templates::render(
+                "cloud-init.yaml",
+                &serde_json::json!({"hostname": host, "cluster": name, "public_key": key}),
+            )
+            .unwrap_or_default()
+        };
+        provider::ensure(&cloud, &d, &key, &user_data).await?
+    };
+    let hosts = provider::hosts(&loaded.cluster, &p.servers);
+    loaded.cluster.hosts.extend(hosts);
+    if let Some(ep) = &p.endpoint {
+        loaded.cluster.api.endpoint = Some((ep.clone(), crate::desired::API_PORT));
+    }
+    let cp = cloud_provider(loaded, &cloud, &p.subnet_id, p.external_network_id.as_deref())?;
+    Ok((p, cp))
+}
+
+/// Deletes what kubeforge created for the cluster.
+pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
+    let cloud = connect(loaded).await?;
+    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let d = Desired {
+        cluster: &loaded.cluster,
+        os: &os,
+    };
+    Ok(provider::destroy(&cloud, &d).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gcfg_values_are_quoted() {
+        assert_eq!(super::gcfg_quote("plain"), r#""plain""#);
+        assert_eq!(super::gcfg_quote(r#"a;b#c"d\e"#), r#""a;b#c\"d\\e""#);
+    }
+}
