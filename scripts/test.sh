@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs kubeforge's whole test suite on a fresh Debian 12 machine, as root: installs what the
 # tests need (Debian packages for the test hosts), brings up harness hosts (systemd-nspawn
-# machines with a real sshd, ../shared/harness), builds and runs every test, and always tears
-# the hosts down. Safe to re-run.
+# machines with a real sshd, ../shared/harness) and the OpenStack lab (real Keystone, Nova,
+# Neutron, Glance, Octavia on loopback, ../shared/openstack-lab), builds and runs every test,
+# and always tears the hosts and the lab down. Safe to re-run.
 #
 # Env: KUBEFORGE_SHARED (default ../shared), HARNESS_DIR (default /tmp/harness),
-#      KEEP_HOSTS=1 leaves the hosts up afterwards.
+#      LAB (default /tmp/openstack-lab), KEEP_HOSTS=1 leaves the hosts and the lab up.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -13,7 +14,9 @@ export KUBEFORGE_SHARED=${KUBEFORGE_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 export HARNESS_DIR=${HARNESS_DIR:-/tmp/harness}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export INSTA_UPDATE=no          # a changed message must be a reviewed snapshot, never rewritten here
+export LAB=${LAB:-/tmp/openstack-lab}
 NODES=$KUBEFORGE_SHARED/harness/nodes.sh
+OSLAB=$KUBEFORGE_SHARED/openstack-lab
 
 say() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
@@ -37,10 +40,18 @@ say "harness hosts up"
 # nodes.sh expects these directories to exist on a fresh machine
 mkdir -p "$HARNESS_DIR/debs"
 cleanup() {
-  if [[ ${KEEP_HOSTS:-0} != 1 ]]; then bash "$NODES" down >/dev/null 2>&1 || true; fi
+  if [[ ${KEEP_HOSTS:-0} != 1 ]]; then
+    bash "$NODES" down >/dev/null 2>&1 || true
+    bash "$OSLAB/down.sh" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 bash "$NODES" up 3
+
+say "OpenStack lab up"
+# installs its Debian packages the first time (about 340), then starts and seeds the services
+bash "$OSLAB/up.sh"
+export OS_CLIENT_CONFIG_FILE=$LAB/clouds.yaml
 
 say "tests"
 # unit and integration tests; the harness tests are #[ignore]d in a plain `cargo test`
