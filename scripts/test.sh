@@ -49,7 +49,18 @@ trap cleanup EXIT
 bash "$NODES" up 3
 
 say "OpenStack lab up"
-# installs its Debian packages the first time (about 340), then starts and seeds the services
+# installs its Debian packages the first time (about 340), then starts and seeds the services.
+# A lab left running is stopped first: up.sh does that too, but checks its ports before the old
+# services have let go of them.
+bash "$OSLAB/down.sh" >/dev/null 2>&1 || true
+for _ in $(seq 60); do
+  busy=0
+  for port in 5000 8774 8778 9292 9696 9876 5672 25672; do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && busy=1
+  done
+  ((busy)) || break
+  sleep 1
+done
 bash "$OSLAB/up.sh"
 export OS_CLIENT_CONFIG_FILE=$LAB/clouds.yaml
 
