@@ -12,7 +12,8 @@ fn env(name: &str) -> Option<String> {
 fn check(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let rel = Path::new("tests/inventory-corpus").join(path.file_name().unwrap());
-    let base = path.parent().unwrap();
+    // relative, so that messages naming resolved paths do not depend on where the checkout is
+    let base = rel.parent().unwrap();
     match inventory::load_str(&rel, &text, base, &env) {
         Ok(loaded) => {
             assert!(
