@@ -66,10 +66,15 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         Some(rt.block_on(apply::prepare(&loaded, &opts))?)
     };
     if a.output == OutputFormat::Json {
-        print_json(&serde_json::json!({
-            "cloud": cloud_plan,
-            "plan": prepared.as_ref().map(|p| &p.plan),
-        }))?;
+        // the plan's own fields, plus `cloud` (the OpenStack changes) when the inventory has a cloud
+        let mut v = match &prepared {
+            Some(p) => serde_json::to_value(&p.plan)?,
+            None => serde_json::json!({"actions": []}),
+        };
+        if loaded.inventory.spec.openstack.is_some() {
+            v["cloud"] = serde_json::to_value(&cloud_plan)?;
+        }
+        print_json(&v)?;
     } else {
         if !cloud_plan.is_empty() {
             print!("{}", render_cloud_plan(&cloud_plan));
