@@ -36,6 +36,7 @@ fn render_cloud_plan(actions: &[kubeforge::openstack::provider::CloudAction]) ->
         let sign = match a.verb {
             "create" => "+",
             "delete" => "-",
+            "replace" => "~",
             _ => "=",
         };
         out.push_str(&format!("  {sign} {:<14} {} ({})\n", a.kind, a.name, a.verb));
@@ -56,7 +57,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     };
     let to_create: Vec<&str> = cloud_plan
         .iter()
-        .filter(|x| x.verb == "create" && x.kind == "server")
+        .filter(|x| matches!(x.verb, "create" | "replace") && x.kind == "server")
         .map(|x| x.name.as_str())
         .collect();
     // hosts that exist are planned; servers still to create get the whole bootstrap
@@ -98,6 +99,7 @@ async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -
     let (connector, resolver) = kubeforge::status::connect_setup(loaded, opts.connect.clone())?;
     let start = std::time::Instant::now();
     let timeout = std::time::Duration::from_secs(600);
+    let mut last_report = start;
     for h in &loaded.cluster.hosts {
         let target = resolver.target(&h.name, &h.ssh);
         loop {
@@ -111,7 +113,13 @@ async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -
                     return Err(e.into());
                 }
                 Err(e) if start.elapsed() > timeout => return Err(anyhow::anyhow!("{e} (waited {}s for the server to boot)", timeout.as_secs())),
-                Err(_) => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+                Err(_) => {
+                    if last_report.elapsed() > std::time::Duration::from_secs(15) {
+                        tracing::info!("{:<20} waiting for SSH while the server boots ({}s)", h.name, start.elapsed().as_secs());
+                        last_report = std::time::Instant::now();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await
+                }
             }
         }
     }
@@ -145,15 +153,15 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         let mut observed = loaded.clone();
         let cloud_plan = rt.block_on(kubeforge::openstack::observe_into(&mut observed))?.actions;
         eprint!("{}", render_cloud_plan(&cloud_plan));
-        let changes = cloud_plan.iter().any(|x| x.verb == "create" || x.verb == "delete");
+        let changes = cloud_plan.iter().any(|x| matches!(x.verb, "create" | "delete" | "replace"));
         if changes && !a.yes && std::io::stdin().is_terminal() && !confirm("Make these changes in the cloud, then bootstrap the servers?")? {
             eprintln!("nothing changed");
             return Ok(ExitCode::from(EXIT_FAILED));
         }
         let (p, cloud_provider) = rt.block_on(kubeforge::openstack::provision(&mut loaded))?;
         opts.cloud_provider = cloud_provider;
-        for x in p.actions.iter().filter(|x| x.verb == "create") {
-            eprintln!("created {} {}", x.kind, x.name);
+        for x in p.actions.iter().filter(|x| matches!(x.verb, "create" | "replace")) {
+            eprintln!("{} {} {}", if x.verb == "create" { "created" } else { "replaced" }, x.kind, x.name);
         }
         if a.cloud_only {
             for s in &p.servers {

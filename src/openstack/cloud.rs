@@ -37,7 +37,9 @@ pub enum CloudError {
     },
     #[error("{what} did not finish within {}s", timeout.as_secs())]
     Timeout { what: String, timeout: Duration },
-    #[error("server {name} went to ERROR: {fault}")]
+    #[error(
+        "server {name} went to ERROR: {fault} (the next apply deletes and recreates a server that never launched; one that ran is left for you to inspect)"
+    )]
     ServerError { name: String, fault: String },
 }
 
@@ -125,9 +127,10 @@ fn cloud_entry(name: &str) -> Result<(Value, PathBuf), CloudError> {
         };
         let secure = p.with_file_name("secure.yaml");
         if let Some(sec) = read_yaml(&secure)?
-            && let Some(s) = sec.get("clouds").and_then(|c| c.get(name)) {
-                merge(&mut entry, s);
-            }
+            && let Some(s) = sec.get("clouds").and_then(|c| c.get(name))
+        {
+            merge(&mut entry, s);
+        }
         return Ok((entry, p));
     }
     Err(CloudError::Config(format!(

@@ -22,7 +22,12 @@ pub enum ProviderError {
 
 /// The public key the key pair and cloud-init carry.
 pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
-    let os = loaded.inventory.spec.openstack.as_ref().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = loaded
+        .inventory
+        .spec
+        .openstack
+        .as_ref()
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
     let base = loaded.file.parent().unwrap_or(std::path::Path::new("."));
     let home = dirs::home_dir();
     let path = match (&os.public_key_path, &loaded.cluster.ssh.defaults.key_path) {
@@ -38,18 +43,34 @@ pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
             ));
         }
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ProviderError::Config(format!("cannot read the public key {}: {e}", path.display())))?;
-    let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("").trim();
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ProviderError::Config(format!(
+            "cannot read the public key {}: {e}",
+            path.display()
+        ))
+    })?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or("")
+        .trim();
     let mut w = line.split_whitespace();
     match (w.next(), w.next()) {
         (Some(t), Some(k)) => Ok(format!("{t} {k}")),
-        _ => Err(ProviderError::Config(format!("{} is not an OpenSSH public key", path.display()))),
+        _ => Err(ProviderError::Config(format!(
+            "{} is not an OpenSSH public key",
+            path.display()
+        ))),
     }
 }
 
 pub async fn connect(loaded: &Loaded) -> Result<Cloud, ProviderError> {
-    let os = loaded.inventory.spec.openstack.as_ref().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = loaded
+        .inventory
+        .spec
+        .openstack
+        .as_ref()
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
     Ok(Cloud::connect(os.cloud.as_deref()).await?)
 }
 
@@ -86,9 +107,16 @@ pub fn render_cloud_provider(
             c.version
         ))
     })?;
-    let ctx = serde_json::json!({"cluster": c.name, "version": addon.version, "images": addon.images});
-    let render = |n: &str| crate::templates::render(n, &ctx).map_err(|e| ProviderError::Config(e.to_string()));
-    let manifest = format!("{}---\n{}", render("openstack-ccm.yaml")?, render("cinder-csi.yaml")?);
+    let ctx =
+        serde_json::json!({"cluster": c.name, "version": addon.version, "images": addon.images});
+    let render = |n: &str| {
+        crate::templates::render(n, &ctx).map_err(|e| ProviderError::Config(e.to_string()))
+    };
+    let manifest = format!(
+        "{}---\n{}",
+        render("openstack-ccm.yaml")?,
+        render("cinder-csi.yaml")?
+    );
     let map = |k: &str| -> Option<&'static str> {
         Some(match k {
             "username" => "username",
@@ -111,7 +139,9 @@ pub fn render_cloud_provider(
     let fields: Vec<serde_json::Value> = credentials
         .fields
         .iter()
-        .filter_map(|(k, v)| map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)})))
+        .filter_map(|(k, v)| {
+            map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)}))
+        })
         .collect();
     let cloud_conf = crate::templates::render(
         "openstack-cloud-config",
@@ -124,13 +154,21 @@ pub fn render_cloud_provider(
         }),
     )
     .map_err(|e| ProviderError::Config(e.to_string()))?;
-    Ok(crate::plan::CloudProvider { manifest, cloud_conf })
+    Ok(crate::plan::CloudProvider {
+        manifest,
+        cloud_conf,
+    })
 }
 
 /// A gcfg (INI) string value, quoted so that `;`, `#`, quotes and backslashes in a password
 /// survive (the cloud provider reads cloud.conf with gcfg).
 fn gcfg_quote(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+    format!(
+        "\"{}\"",
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    )
 }
 
 /// What the cloud holds for the cluster, read-only.
@@ -143,7 +181,12 @@ pub struct CloudView {
 /// address as the endpoint. Returns the cloud plan.
 pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = loaded
+        .inventory
+        .spec
+        .openstack
+        .clone()
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
     let (servers, lb, plan, subnet) = {
         let d = Desired {
             cluster: &loaded.cluster,
@@ -151,7 +194,12 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
         };
         let o = provider::observe(&cloud, &d).await?;
         let plan = provider::plan(&d, &o);
-        (o.servers.clone(), o.load_balancer.clone(), plan, o.subnet.clone())
+        (
+            o.servers.clone(),
+            o.load_balancer.clone(),
+            plan,
+            o.subnet.clone(),
+        )
     };
     let count = |role| match role {
         crate::model::Role::ControlPlane => os.control_plane.as_ref().map_or(0, |p| p.count),
@@ -164,12 +212,15 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
     let hosts = provider::hosts(&loaded.cluster, &existing);
     loaded.cluster.hosts.extend(hosts);
     if loaded.cluster.api.load_balancer == LoadBalancer::Octavia
-        && let Some((_, vip)) = lb {
-            loaded.cluster.api.endpoint = Some((vip, crate::desired::API_PORT));
-        }
+        && let Some((_, vip)) = lb
+    {
+        loaded.cluster.api.endpoint = Some((vip, crate::desired::API_PORT));
+    }
     let cloud_provider = match subnet {
         Some(sn) => {
-            let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref()).await.ok();
+            let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref())
+                .await
+                .ok();
             cloud_provider(loaded, &cloud, &sn, ext.as_deref())?
         }
         None => None,
@@ -181,9 +232,16 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
 }
 
 /// Creates or adopts the cluster's machines, and adds them to the cluster's hosts.
-pub async fn provision(loaded: &mut Loaded) -> Result<(Provisioned, Option<crate::plan::CloudProvider>), ProviderError> {
+pub async fn provision(
+    loaded: &mut Loaded,
+) -> Result<(Provisioned, Option<crate::plan::CloudProvider>), ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = loaded
+        .inventory
+        .spec
+        .openstack
+        .clone()
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
     let key = public_key(loaded)?;
     let p = {
         let d = Desired {
@@ -205,14 +263,24 @@ pub async fn provision(loaded: &mut Loaded) -> Result<(Provisioned, Option<crate
     if let Some(ep) = &p.endpoint {
         loaded.cluster.api.endpoint = Some((ep.clone(), crate::desired::API_PORT));
     }
-    let cp = cloud_provider(loaded, &cloud, &p.subnet_id, p.external_network_id.as_deref())?;
+    let cp = cloud_provider(
+        loaded,
+        &cloud,
+        &p.subnet_id,
+        p.external_network_id.as_deref(),
+    )?;
     Ok((p, cp))
 }
 
 /// Deletes what kubeforge created for the cluster.
 pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded.inventory.spec.openstack.clone().ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = loaded
+        .inventory
+        .spec
+        .openstack
+        .clone()
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
     let d = Desired {
         cluster: &loaded.cluster,
         os: &os,

@@ -34,9 +34,10 @@ pub fn parse_server_name(cluster: &str, name: &str) -> Option<(Role, u32)> {
     let rest = name.strip_prefix(&format!("{cluster}-"))?;
     for role in [Role::ControlPlane, Role::Worker] {
         if let Some(n) = rest.strip_prefix(&format!("{}-", role_slug(role)))
-            && let Ok(i) = n.parse::<u32>() {
-                return Some((role, i));
-            }
+            && let Ok(i) = n.parse::<u32>()
+        {
+            return Some((role, i));
+        }
     }
     None
 }
@@ -72,6 +73,9 @@ pub struct ServerInfo {
     pub status: String,
     pub fixed_ip: Option<String>,
     pub floating_ip: Option<String>,
+    /// In ERROR without ever having launched (Nova's `launched_at` is empty): a failed build,
+    /// never a node, so it is safe to delete and create again.
+    pub failed_build: bool,
 }
 
 /// What exists in the cloud for the cluster.
@@ -222,12 +226,12 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             "list routers",
         )
         .await?
-            && list(&r, "tags")
-                .iter()
-                .any(|x| x.as_str() == Some(t.as_str()))
-            {
-                o.router = Some(s(&r, "id"));
-            }
+        && list(&r, "tags")
+            .iter()
+            .any(|x| x.as_str() == Some(t.as_str()))
+    {
+        o.router = Some(s(&r, "id"));
+    }
     let sgs = cloud
         .get(Svc::Network, &["security-groups"])
         .query("tags", &t)
@@ -275,6 +279,7 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             status: s(v, "status"),
             fixed_ip: fixed,
             floating_ip: floating,
+            failed_build: s(v, "status") == "ERROR" && v["OS-SRV-USG:launched_at"].is_null(),
         });
     }
     o.servers.sort_by_key(|x| (x.role, x.index));
@@ -406,15 +411,12 @@ pub fn plan(d: &Desired<'_>, o: &Observed) -> Vec<CloudAction> {
         );
         for i in 1..=count {
             let n = server_name(name, role, i);
-            act(
-                if o.servers.iter().any(|x| x.name == n) {
-                    "adopt"
-                } else {
-                    "create"
-                },
-                "server",
-                n,
-            );
+            let verb = match o.servers.iter().find(|x| x.name == n) {
+                Some(x) if x.failed_build => "replace",
+                Some(_) => "adopt",
+                None => "create",
+            };
+            act(verb, "server", n);
         }
     }
     for x in &o.servers {
@@ -887,8 +889,28 @@ async fn ensure_inner(
         }
     }
 
-    // server groups and servers
-    let mut servers: Vec<ServerInfo> = o.servers.clone();
+    // server groups and servers; a server whose build failed earlier (quota, no valid host) is
+    // deleted and made again
+    let failed: Vec<ServerInfo> = o
+        .servers
+        .iter()
+        .filter(|x| x.failed_build)
+        .cloned()
+        .collect();
+    for x in &failed {
+        tracing::warn!(
+            "{:<20} its build failed earlier (status ERROR, never launched): deleting it to create it again",
+            x.name
+        );
+        delete_servers(cloud, &name, std::slice::from_ref(x)).await?;
+        e.record("replace", "server", &x.name);
+    }
+    let mut servers: Vec<ServerInfo> = o
+        .servers
+        .iter()
+        .filter(|x| !x.failed_build)
+        .cloned()
+        .collect();
     let mut to_create: Vec<(Role, u32)> = Vec::new();
     for (role, count) in d.counts() {
         if count == 0 {
@@ -960,12 +982,15 @@ async fn ensure_inner(
                 status: "BUILD".into(),
                 fixed_ip: None,
                 floating_ip: None,
+                failed_build: false,
             });
         }
     }
 
     // every server ACTIVE (a server in ERROR is reported with Nova's fault)
     let start = Instant::now();
+    let mut last_report = Instant::now();
+    let mut last_pending: Vec<String> = Vec::new();
     loop {
         let mut pending = Vec::new();
         for x in servers.iter_mut() {
@@ -982,6 +1007,7 @@ async fn ensure_inner(
                 let fault = sv["fault"]["message"]
                     .as_str()
                     .unwrap_or("no fault message")
+                    .trim()
                     .to_string();
                 return Err(CloudError::ServerError {
                     name: x.name.clone(),
@@ -1012,8 +1038,24 @@ async fn ensure_inner(
                 timeout: SERVER_TIMEOUT,
             });
         }
+        if pending != last_pending || last_report.elapsed() > Duration::from_secs(15) {
+            tracing::info!(
+                "waiting for {} of {} servers to become ACTIVE ({}s): {}",
+                pending.len(),
+                servers.len(),
+                start.elapsed().as_secs(),
+                pending.join(", ")
+            );
+            last_report = Instant::now();
+            last_pending = pending;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    tracing::info!(
+        "{} servers ACTIVE after {}s",
+        servers.len(),
+        start.elapsed().as_secs()
+    );
 
     // floating IPs
     if d.floating_ips() {
