@@ -301,6 +301,23 @@ EOF
     assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node3"));
     assert_eq!(h.sh(3, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(), "0");
     assert_eq!(h.sh(1, &format!("{KUBECTL} get --raw /readyz")).trim(), "ok");
+
+    // a worker deleted from the inventory: apply only warns; apply --prune removes it
+    let two = [(1, "control-plane"), (2, "control-plane")];
+    let inv2 = inventory(&h, dir.path(), "grow", "1.33.5", &two);
+    let out = apply(&inv2);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("node node4 is in the cluster but not in the inventory; it is left alone (removal is explicit)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node4"));
+    let out = kubeforge(&["apply", "-f", inv2.to_str().unwrap(), "--yes", "--prune"], &[]);
+    ok(&out);
+    assert!(text(&out.stderr).contains("pruning nodes the inventory no longer lists: node4"), "{}", text(&out.stderr));
+    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node4"));
+    assert_eq!(h.sh(4, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(), "0");
 }
 
 #[test]

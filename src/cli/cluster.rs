@@ -214,46 +214,13 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
             "pruning nodes the inventory no longer lists: {}",
             prune.join(", ")
         );
-        let removed = rt.block_on(async {
-            let s2 = day2::open(&loaded, connect_options(&a.connect), bars()).await?;
-            let r = day2::remove(
-                &loaded,
-                &s2,
-                &prune,
-                &day2::RemoveOptions {
-                    force: false,
-                    remove_binaries: false,
-                    bars: bars(),
-                },
-            )
-            .await;
-            s2.fleet.close().await;
-            r
-        })?;
-        print_removed(&removed);
+        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &prune))?);
     }
     if !surplus.is_empty() {
         // lowered counts: the highest-numbered servers leave the cluster safely, then go
         let names: Vec<String> = surplus.iter().map(|s| s.name.clone()).collect();
         eprintln!("scaling down: removing {}", names.join(", "));
-        let removed = rt.block_on(async {
-            let s2 = day2::open(&loaded, connect_options(&a.connect), bars()).await?;
-            let nodes: Vec<String> = names.iter().filter(|n| s2.state.node(n).is_some()).cloned().collect();
-            let r = day2::remove(
-                &loaded,
-                &s2,
-                &nodes,
-                &day2::RemoveOptions {
-                    force: false,
-                    remove_binaries: false,
-                    bars: bars(),
-                },
-            )
-            .await;
-            s2.fleet.close().await;
-            r
-        })?;
-        print_removed(&removed);
+        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &names))?);
         let cloud = rt.block_on(kubeforge::openstack::connect(&loaded))?;
         let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(&cloud, &loaded.cluster.name, &surplus))?;
         for x in deleted {
@@ -266,6 +233,21 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         print!("{}", report.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Safely removes those of `names` that are nodes of the cluster (drain, delete, etcd member,
+/// reset), as `kubeforge node remove` does.
+async fn remove_nodes(loaded: &kubeforge::inventory::Loaded, connect: &crate::cli::args::ConnectArgs, names: &[String]) -> Result<Vec<day2::Removed>> {
+    let s = day2::open(loaded, connect_options(connect), bars()).await?;
+    let nodes: Vec<String> = names.iter().filter(|n| s.state.node(n).is_some()).cloned().collect();
+    let options = day2::RemoveOptions {
+        force: false,
+        remove_binaries: false,
+        bars: bars(),
+    };
+    let r = day2::remove(loaded, &s, &nodes, &options).await;
+    s.fleet.close().await;
+    Ok(r?)
 }
 
 fn print_removed(removed: &[day2::Removed]) {

@@ -20,14 +20,19 @@ pub enum ProviderError {
     Config(String),
 }
 
-/// The public key the key pair and cloud-init carry.
-pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
-    let os = loaded
+/// The inventory's `spec.openstack`.
+fn spec(loaded: &Loaded) -> Result<&crate::inventory::types::OpenStack, ProviderError> {
+    loaded
         .inventory
         .spec
         .openstack
         .as_ref()
-        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))
+}
+
+/// The public key the key pair and cloud-init carry.
+pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
+    let os = spec(loaded)?;
     let base = loaded.file.parent().unwrap_or(std::path::Path::new("."));
     let home = dirs::home_dir();
     let path = match (&os.public_key_path, &loaded.cluster.ssh.defaults.key_path) {
@@ -65,12 +70,7 @@ pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
 }
 
 pub async fn connect(loaded: &Loaded) -> Result<Cloud, ProviderError> {
-    let os = loaded
-        .inventory
-        .spec
-        .openstack
-        .as_ref()
-        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = spec(loaded)?;
     Ok(Cloud::connect(os.cloud.as_deref()).await?)
 }
 
@@ -181,12 +181,7 @@ pub struct CloudView {
 /// address as the endpoint. Returns the cloud plan.
 pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded
-        .inventory
-        .spec
-        .openstack
-        .clone()
-        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = spec(loaded)?.clone();
     let (servers, lb, plan, subnet) = {
         let d = Desired {
             cluster: &loaded.cluster,
@@ -236,12 +231,7 @@ pub async fn provision(
     loaded: &mut Loaded,
 ) -> Result<(Provisioned, Option<crate::plan::CloudProvider>), ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded
-        .inventory
-        .spec
-        .openstack
-        .clone()
-        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = spec(loaded)?.clone();
     let key = public_key(loaded)?;
     let p = {
         let d = Desired {
@@ -275,12 +265,7 @@ pub async fn provision(
 /// Deletes what kubeforge created for the cluster.
 pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = loaded
-        .inventory
-        .spec
-        .openstack
-        .clone()
-        .ok_or_else(|| ProviderError::Config("no spec.openstack".into()))?;
+    let os = spec(loaded)?.clone();
     let d = Desired {
         cluster: &loaded.cluster,
         os: &os,
