@@ -505,5 +505,7 @@ pub fn flannel_manifest(c: &Cluster, m: &ReleaseManifest) -> Result<String, Desi
 /// Whether the kubelets defer to an external cloud-controller-manager (OpenStack with
 /// `cloudProvider`, the default there).
 pub fn cloud_provider_external(c: &Cluster) -> bool {
-    c.openstack.as_ref().is_some_and(|o| o.cloud_provider.unwrap_or(true))
+    c.openstack
+        .as_ref()
+        .is_some_and(|o| o.cloud_provider.unwrap_or(true))
 }

@@ -233,7 +233,11 @@ pub struct CloudProvider {
 
 impl std::fmt::Debug for CloudProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CloudProvider({} bytes of manifests, cloud.conf <redacted>)", self.manifest.len())
+        write!(
+            f,
+            "CloudProvider({} bytes of manifests, cloud.conf <redacted>)",
+            self.manifest.len()
+        )
     }
 }
 

@@ -5,25 +5,70 @@ use std::sync::LazyLock;
 
 /// Every template in templates/, by name.
 pub const TEMPLATES: &[(&str, &str)] = &[
-    ("cinder-csi.yaml", include_str!("../templates/cinder-csi.yaml.tera")),
-    ("cloud-init.yaml", include_str!("../templates/cloud-init.yaml.tera")),
-    ("containerd-config.toml", include_str!("../templates/containerd-config.toml.tera")),
-    ("containerd-hosts.toml", include_str!("../templates/containerd-hosts.toml.tera")),
-    ("containerd.service", include_str!("../templates/containerd.service.tera")),
+    (
+        "cinder-csi.yaml",
+        include_str!("../templates/cinder-csi.yaml.tera"),
+    ),
+    (
+        "cloud-init.yaml",
+        include_str!("../templates/cloud-init.yaml.tera"),
+    ),
+    (
+        "containerd-config.toml",
+        include_str!("../templates/containerd-config.toml.tera"),
+    ),
+    (
+        "containerd-hosts.toml",
+        include_str!("../templates/containerd-hosts.toml.tera"),
+    ),
+    (
+        "containerd.service",
+        include_str!("../templates/containerd.service.tera"),
+    ),
     ("crictl.yaml", include_str!("../templates/crictl.yaml.tera")),
-    ("flannel.yaml", include_str!("../templates/flannel.yaml.tera")),
+    (
+        "flannel.yaml",
+        include_str!("../templates/flannel.yaml.tera"),
+    ),
     ("haproxy.cfg", include_str!("../templates/haproxy.cfg.tera")),
     ("hosts-block", include_str!("../templates/hosts-block.tera")),
-    ("inventory.yaml", include_str!("../templates/inventory.yaml.tera")),
-    ("kubeadm-init.yaml", include_str!("../templates/kubeadm-init.yaml.tera")),
-    ("kubeadm-join.yaml", include_str!("../templates/kubeadm-join.yaml.tera")),
-    ("kubeadm-node-registration", include_str!("../templates/kubeadm-node-registration.tera")),
-    ("kubelet-kubeadm.conf", include_str!("../templates/kubelet-kubeadm.conf.tera")),
-    ("kubelet.service", include_str!("../templates/kubelet.service.tera")),
+    (
+        "inventory.yaml",
+        include_str!("../templates/inventory.yaml.tera"),
+    ),
+    (
+        "kubeadm-init.yaml",
+        include_str!("../templates/kubeadm-init.yaml.tera"),
+    ),
+    (
+        "kubeadm-join.yaml",
+        include_str!("../templates/kubeadm-join.yaml.tera"),
+    ),
+    (
+        "kubeadm-node-registration",
+        include_str!("../templates/kubeadm-node-registration.tera"),
+    ),
+    (
+        "kubelet-kubeadm.conf",
+        include_str!("../templates/kubelet-kubeadm.conf.tera"),
+    ),
+    (
+        "kubelet.service",
+        include_str!("../templates/kubelet.service.tera"),
+    ),
     ("marker", include_str!("../templates/marker.tera")),
-    ("modules-load.conf", include_str!("../templates/modules-load.conf.tera")),
-    ("openstack-ccm.yaml", include_str!("../templates/openstack-ccm.yaml.tera")),
-    ("openstack-cloud-config", include_str!("../templates/openstack-cloud-config.tera")),
+    (
+        "modules-load.conf",
+        include_str!("../templates/modules-load.conf.tera"),
+    ),
+    (
+        "openstack-ccm.yaml",
+        include_str!("../templates/openstack-ccm.yaml.tera"),
+    ),
+    (
+        "openstack-cloud-config",
+        include_str!("../templates/openstack-cloud-config.tera"),
+    ),
     ("sysctl.conf", include_str!("../templates/sysctl.conf.tera")),
 ];
 

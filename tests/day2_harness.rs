@@ -15,12 +15,30 @@ fn apply(inv: &Path) -> std::process::Output {
 }
 
 fn ok(out: &std::process::Output) {
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// An inventory for `version`, with short drains so faults show quickly.
-fn inventory(h: &Harness, dir: &Path, name: &str, version: &str, hosts: &[(usize, &str)]) -> PathBuf {
-    cluster_inventory(h, dir, name, version, hosts, "  options: {drain: {gracePeriod: 5s, timeout: 30s}}\n")
+fn inventory(
+    h: &Harness,
+    dir: &Path,
+    name: &str,
+    version: &str,
+    hosts: &[(usize, &str)],
+) -> PathBuf {
+    cluster_inventory(
+        h,
+        dir,
+        name,
+        version,
+        hosts,
+        "  options: {drain: {gracePeriod: 5s, timeout: 30s}}\n",
+    )
 }
 
 /// Switches an inventory to another release (and its manifest).
@@ -61,7 +79,10 @@ fn watch(h: &Harness, worker: usize) -> (std::process::Child, tempfile::NamedTem
     h.sh(1, "cat /etc/kubernetes/admin.conf > /root/admin.conf");
     let admin = h.sh(1, "cat /root/admin.conf");
     let f = tempfile::NamedTempFile::new().unwrap();
-    h.sh(worker, &format!("cat > /root/watch.conf <<'EOF'\n{admin}EOF"));
+    h.sh(
+        worker,
+        &format!("cat > /root/watch.conf <<'EOF'\n{admin}EOF"),
+    );
     let child = std::process::Command::new("ssh")
         .args(["-F", h.ssh_config().to_str().unwrap(), &format!("node{worker}")])
         .arg(
@@ -83,7 +104,13 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     let h = Harness::get();
     h.fresh(5);
     let dir = tempfile::tempdir().unwrap();
-    let hosts = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker"), (5, "worker")];
+    let hosts = [
+        (1, "control-plane"),
+        (2, "control-plane"),
+        (3, "control-plane"),
+        (4, "worker"),
+        (5, "worker"),
+    ];
     let inv = inventory(&h, dir.path(), "upg", "1.32.9", &hosts);
     ok(&apply(&inv));
 
@@ -114,41 +141,85 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
         .lines()
         .filter_map(|l| {
             let mut p = l.splitn(3, '|');
-            Some((p.next()?.parse().ok()?, p.next()?.trim().to_string(), p.next().unwrap_or("").to_string()))
+            Some((
+                p.next()?.parse().ok()?,
+                p.next()?.trim().to_string(),
+                p.next().unwrap_or("").to_string(),
+            ))
         })
         .collect();
-    assert!(samples.len() > 40, "the watch ran ({} samples)", samples.len());
+    assert!(
+        samples.len() > 40,
+        "the watch ran ({} samples)",
+        samples.len()
+    );
     let failures: Vec<&(f64, String, String)> = samples.iter().filter(|s| s.1 != "ok").collect();
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("API gap at {:.1}: {}", f.0, f.1);
         }
     }
-    assert!(failures.is_empty(), "{} of {} /readyz polls failed during the upgrade", failures.len(), samples.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} /readyz polls failed during the upgrade",
+        failures.len(),
+        samples.len()
+    );
     // the order, from the versions the nodes reported
     let mut upgraded_at = std::collections::BTreeMap::new();
     for (t, _, v) in &samples {
         for pair in v.split_whitespace() {
             if let Some((node, ver)) = pair.split_once('=')
-                && ver == "v1.33.5" {
-                    upgraded_at.entry(node.to_string()).or_insert(*t);
-                }
+                && ver == "v1.33.5"
+            {
+                upgraded_at.entry(node.to_string()).or_insert(*t);
+            }
         }
     }
-    let at = |n: &str| *upgraded_at.get(n).unwrap_or_else(|| panic!("{n} never reported 1.33.5: {upgraded_at:?}"));
-    assert!(at("node1") < at("node2") && at("node2") < at("node3"), "control planes one at a time, the first first: {upgraded_at:?}");
-    assert!(at("node3") < at("node4") && at("node3") < at("node5"), "workers after the control planes: {upgraded_at:?}");
-    assert!((at("node4") - at("node5")).abs() > 1.0, "workers one at a time (10% of 2): {upgraded_at:?}");
-    assert_eq!(h.sh(1, &format!("{KUBECTL} version -o json | grep -c '\"gitVersion\": \"v1.33.5\"'")).trim(), "2");
-    assert!(!h.sh(1, &format!("{KUBECTL} get nodes")).contains("SchedulingDisabled"));
+    let at = |n: &str| {
+        *upgraded_at
+            .get(n)
+            .unwrap_or_else(|| panic!("{n} never reported 1.33.5: {upgraded_at:?}"))
+    };
+    assert!(
+        at("node1") < at("node2") && at("node2") < at("node3"),
+        "control planes one at a time, the first first: {upgraded_at:?}"
+    );
+    assert!(
+        at("node3") < at("node4") && at("node3") < at("node5"),
+        "workers after the control planes: {upgraded_at:?}"
+    );
+    assert!(
+        (at("node4") - at("node5")).abs() > 1.0,
+        "workers one at a time (10% of 2): {upgraded_at:?}"
+    );
+    assert_eq!(
+        h.sh(
+            1,
+            &format!("{KUBECTL} version -o json | grep -c '\"gitVersion\": \"v1.33.5\"'")
+        )
+        .trim(),
+        "2"
+    );
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes"))
+            .contains("SchedulingDisabled")
+    );
 
     // a downgrade is refused
     let before: Vec<String> = (1..=5).map(|i| fingerprint(&h, i)).collect();
     set_version(&h, &inv, "1.33.4");
     let out = apply(&inv);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("Kubernetes 1.33.5 cannot be downgraded to 1.33.4"), "{}", text(&out.stderr));
-    assert_eq!(before, (1..=5).map(|i| fingerprint(&h, i)).collect::<Vec<_>>());
+    assert!(
+        text(&out.stderr).contains("Kubernetes 1.33.5 cannot be downgraded to 1.33.4"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        before,
+        (1..=5).map(|i| fingerprint(&h, i)).collect::<Vec<_>>()
+    );
 
     // a worker dies during the next upgrade: the run halts naming it; after a restart, a re-run completes
     set_version(&h, &inv, "1.34.1");
@@ -172,21 +243,38 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
         }
         all
     });
-    rx.recv_timeout(Duration::from_secs(300)).expect("node4's upgrade started");
+    rx.recv_timeout(Duration::from_secs(300))
+        .expect("node4's upgrade started");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(h.nodes(&["kill", "4"]).status.success());
     let status = child.wait().unwrap();
     let log = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
-    assert!(log.contains("apply stopped in step upgrade-worker"), "{log}");
-    assert!(log.contains("  - node4: step upgrade-worker: node4: "), "names the node: {log}");
-    assert!(log.contains("the node is left cordoned: it is not healthy"), "{log}");
+    assert!(
+        log.contains("apply stopped in step upgrade-worker"),
+        "{log}"
+    );
+    assert!(
+        log.contains("  - node4: step upgrade-worker: node4: "),
+        "names the node: {log}"
+    );
+    assert!(
+        log.contains("the node is left cordoned: it is not healthy"),
+        "{log}"
+    );
     assert!(h.nodes(&["start", "4"]).status.success());
     let out = apply(&inv);
     ok(&out);
-    let versions = h.sh(1, &format!("{KUBECTL} get nodes -o jsonpath='{{.items[*].status.nodeInfo.kubeletVersion}}'"));
+    let versions = h.sh(
+        1,
+        &format!("{KUBECTL} get nodes -o jsonpath='{{.items[*].status.nodeInfo.kubeletVersion}}'"),
+    );
     assert_eq!(versions.trim(), "v1.34.1 v1.34.1 v1.34.1 v1.34.1 v1.34.1");
-    assert!(!h.sh(1, &format!("{KUBECTL} get nodes")).contains("SchedulingDisabled"), "node4 uncordoned");
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes"))
+            .contains("SchedulingDisabled"),
+        "node4 uncordoned"
+    );
 }
 
 #[test]
@@ -196,26 +284,48 @@ fn adding_and_removing_nodes() {
     let h = Harness::get();
     h.fresh(5);
     let dir = tempfile::tempdir().unwrap();
-    let four = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker")];
+    let four = [
+        (1, "control-plane"),
+        (2, "control-plane"),
+        (3, "control-plane"),
+        (4, "worker"),
+    ];
     let inv = inventory(&h, dir.path(), "grow", "1.33.5", &four);
     ok(&apply(&inv));
 
     // add a worker: only the new host changes
     let before: Vec<String> = (1..=4).map(|i| fingerprint(&h, i)).collect();
-    let five = [(1, "control-plane"), (2, "control-plane"), (3, "control-plane"), (4, "worker"), (5, "worker")];
+    let five = [
+        (1, "control-plane"),
+        (2, "control-plane"),
+        (3, "control-plane"),
+        (4, "worker"),
+        (5, "worker"),
+    ];
     let inv5 = inventory(&h, dir.path(), "grow", "1.33.5", &five);
     let plan = kubeforge(&["plan", "-f", inv5.to_str().unwrap(), "-o", "json"], &[]);
     ok(&plan);
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     for a in plan["actions"].as_array().unwrap() {
-        assert!(a["host"] == "node5" || a["host"].is_null(), "only node5 gets actions: {a}");
+        assert!(
+            a["host"] == "node5" || a["host"].is_null(),
+            "only node5 gets actions: {a}"
+        );
     }
     ok(&apply(&inv5));
     let after: Vec<String> = (1..=4).map(|i| fingerprint(&h, i)).collect();
     for i in 0..4 {
-        assert_eq!(before[i], after[i], "node{} changed while node5 joined", i + 1);
+        assert_eq!(
+            before[i],
+            after[i],
+            "node{} changed while node5 joined",
+            i + 1
+        );
     }
-    assert!(h.sh(1, &format!("{KUBECTL} get node node5")).contains("Ready"));
+    assert!(
+        h.sh(1, &format!("{KUBECTL} get node node5"))
+            .contains("Ready")
+    );
 
     // a PodDisruptionBudget blocks the drain: the message names the pod, nothing is removed
     h.sh(
@@ -246,14 +356,27 @@ EOF
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let pod = loop {
-        let p = h.sh(1, &format!("{KUBECTL} get pods -l app=web --field-selector=status.phase=Running -o name"));
+        let p = h.sh(
+            1,
+            &format!("{KUBECTL} get pods -l app=web --field-selector=status.phase=Running -o name"),
+        );
         if let Some(p) = p.lines().next() {
             break p.trim_start_matches("pod/").to_string();
         }
         assert!(Instant::now() < deadline, "the web pod runs on node5");
         std::thread::sleep(Duration::from_secs(1));
     };
-    let out = kubeforge(&["node", "remove", "node5", "-f", inv5.to_str().unwrap(), "--yes"], &[]);
+    let out = kubeforge(
+        &[
+            "node",
+            "remove",
+            "node5",
+            "-f",
+            inv5.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -261,24 +384,56 @@ EOF
         "{err}"
     );
     let n5 = h.sh(1, &format!("{KUBECTL} get node node5"));
-    assert!(n5.contains("Ready") && !n5.contains("SchedulingDisabled"), "node5 stays, uncordoned: {n5}");
+    assert!(
+        n5.contains("Ready") && !n5.contains("SchedulingDisabled"),
+        "node5 stays, uncordoned: {n5}"
+    );
     h.sh(1, &format!("{KUBECTL} delete pdb web >/dev/null"));
 
     // remove the worker
-    let out = kubeforge(&["node", "remove", "node5", "-f", inv5.to_str().unwrap(), "--yes"], &[]);
+    let out = kubeforge(
+        &[
+            "node",
+            "remove",
+            "node5",
+            "-f",
+            inv5.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
     ok(&out);
-    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node5"));
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node5")
+    );
     assert_eq!(h.sh(5, "ls /etc/kubernetes /var/lib/kubelet 2>/dev/null | wc -l; systemctl is-active kubelet; true").split_whitespace().collect::<Vec<_>>(), ["0", "inactive"]);
 
     // with one of three control planes down, removing another is refused
     let members = || -> Vec<String> {
         let m = h.sh(1, "cat /var/lib/kube-double/clusters/*/members.json");
         let v: serde_json::Value = serde_json::from_str(&m).unwrap();
-        v.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap_or("").to_string()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     assert_eq!(members().len(), 3);
     assert!(h.nodes(&["kill", "3"]).status.success());
-    let out = kubeforge(&["node", "remove", "node2", "-f", inv.to_str().unwrap(), "--yes", "--connect-timeout", "3"], &[]);
+    let out = kubeforge(
+        &[
+            "node",
+            "remove",
+            "node2",
+            "-f",
+            inv.to_str().unwrap(),
+            "--yes",
+            "--connect-timeout",
+            "3",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("removing node2 would leave etcd with 1 healthy of 2 members, below its quorum of 2 (node3 down); bring it back first"),
@@ -286,21 +441,46 @@ EOF
         text(&out.stderr)
     );
     assert_eq!(members().len(), 3, "nothing removed");
-    assert!(h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node2"));
+    assert!(
+        h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node2")
+    );
 
     // back up; then removing a control plane from three is allowed
     assert!(h.nodes(&["start", "3"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(90);
-    while !h.sh(1, &format!("{KUBECTL} get node node3")).contains(" Ready") {
+    while !h
+        .sh(1, &format!("{KUBECTL} get node node3"))
+        .contains(" Ready")
+    {
         assert!(Instant::now() < deadline, "node3 back");
         std::thread::sleep(Duration::from_secs(2));
     }
-    let out = kubeforge(&["node", "remove", "node3", "-f", inv.to_str().unwrap(), "--yes"], &[]);
+    let out = kubeforge(
+        &[
+            "node",
+            "remove",
+            "node3",
+            "-f",
+            inv.to_str().unwrap(),
+            "--yes",
+        ],
+        &[],
+    );
     ok(&out);
     assert_eq!(members(), vec!["node1", "node2"]);
-    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node3"));
-    assert_eq!(h.sh(3, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(), "0");
-    assert_eq!(h.sh(1, &format!("{KUBECTL} get --raw /readyz")).trim(), "ok");
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node3")
+    );
+    assert_eq!(
+        h.sh(3, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(),
+        "0"
+    );
+    assert_eq!(
+        h.sh(1, &format!("{KUBECTL} get --raw /readyz")).trim(),
+        "ok"
+    );
 
     // a worker deleted from the inventory: apply only warns; apply --prune removes it
     let two = [(1, "control-plane"), (2, "control-plane")];
@@ -312,12 +492,28 @@ EOF
         "{}",
         text(&out.stderr)
     );
-    assert!(h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node4"));
-    let out = kubeforge(&["apply", "-f", inv2.to_str().unwrap(), "--yes", "--prune"], &[]);
+    assert!(
+        h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node4")
+    );
+    let out = kubeforge(
+        &["apply", "-f", inv2.to_str().unwrap(), "--yes", "--prune"],
+        &[],
+    );
     ok(&out);
-    assert!(text(&out.stderr).contains("pruning nodes the inventory no longer lists: node4"), "{}", text(&out.stderr));
-    assert!(!h.sh(1, &format!("{KUBECTL} get nodes -o name")).contains("node4"));
-    assert_eq!(h.sh(4, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(), "0");
+    assert!(
+        text(&out.stderr).contains("pruning nodes the inventory no longer lists: node4"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node4")
+    );
+    assert_eq!(
+        h.sh(4, "ls /etc/kubernetes 2>/dev/null | wc -l").trim(),
+        "0"
+    );
 }
 
 #[test]
@@ -327,22 +523,64 @@ fn backup_then_reset_then_a_fresh_apply() {
     let h = Harness::get();
     h.fresh(2);
     let dir = tempfile::tempdir().unwrap();
-    let inv = inventory(&h, dir.path(), "bk", "1.33.5", &[(1, "control-plane"), (2, "worker")]);
+    let inv = inventory(
+        &h,
+        dir.path(),
+        "bk",
+        "1.33.5",
+        &[(1, "control-plane"), (2, "worker")],
+    );
     ok(&apply(&inv));
 
-    let out = kubeforge(&["backup", "-f", inv.to_str().unwrap(), "-o", dir.path().join("b").to_str().unwrap()], &[]);
+    let out = kubeforge(
+        &[
+            "backup",
+            "-f",
+            inv.to_str().unwrap(),
+            "-o",
+            dir.path().join("b").to_str().unwrap(),
+        ],
+        &[],
+    );
     ok(&out);
     let bdir = PathBuf::from(text(&out.stdout).trim());
-    assert!(bdir.file_name().unwrap().to_str().unwrap().starts_with("bk-20"), "{}", bdir.display());
-    let check = std::process::Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&bdir).output().unwrap();
+    assert!(
+        bdir.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("bk-20"),
+        "{}",
+        bdir.display()
+    );
+    let check = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&bdir)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{}", text(&check.stdout));
     assert_eq!(text(&check.stdout).matches(": OK").count(), 3);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&bdir).unwrap().permissions().mode() & 0o777, 0o700);
-    let pki = std::process::Command::new("tar").arg("tzf").arg(bdir.join("pki.tar.gz")).output().unwrap();
-    assert!(text(&pki.stdout).contains("pki/ca.key") && text(&pki.stdout).contains("pki/etcd/ca.crt"));
-    assert!(std::fs::read_to_string(bdir.join("kubeadm-config.yaml")).unwrap().contains("kubernetesVersion: v1.33.5"));
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bdir.join("backup.json")).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&bdir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let pki = std::process::Command::new("tar")
+        .arg("tzf")
+        .arg(bdir.join("pki.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&pki.stdout).contains("pki/ca.key") && text(&pki.stdout).contains("pki/etcd/ca.crt")
+    );
+    assert!(
+        std::fs::read_to_string(bdir.join("kubeadm-config.yaml"))
+            .unwrap()
+            .contains("kubernetesVersion: v1.33.5")
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bdir.join("backup.json")).unwrap()).unwrap();
     assert_eq!(meta["cluster"], "bk");
 
     // reset: typed confirmation is required without --yes
@@ -357,7 +595,12 @@ fn backup_then_reset_then_a_fresh_apply() {
     let st = kubeforge(&["status", "-f", inv.to_str().unwrap(), "-o", "json"], &[]);
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     for host in st["hosts"].as_array().unwrap() {
-        assert!(host["facts"]["membership"]["kubeconfigs"].as_array().unwrap().is_empty());
+        assert!(
+            host["facts"]["membership"]["kubeconfigs"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
     // a fresh apply works on the reset hosts
     let out = apply(&inv);

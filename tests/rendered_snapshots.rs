@@ -197,21 +197,33 @@ fn openstack_cloud_provider() {
             ("ignored_field".into(), "x".into()),
         ],
     };
-    let p = kubeforge::openstack::render_cloud_provider(&c, &m, &creds, "subnet-1", Some("ext-net-1")).unwrap();
+    let p =
+        kubeforge::openstack::render_cloud_provider(&c, &m, &creds, "subnet-1", Some("ext-net-1"))
+            .unwrap();
     insta::assert_snapshot!("openstack_cloud_conf", p.cloud_conf);
     insta::assert_snapshot!("openstack_ccm_and_cinder_csi", p.manifest);
     // every document parses, and every image is the release manifest's pin
     let docs: Vec<serde_json::Value> = p
         .manifest
         .split("\n---\n")
-        .filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
         .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
         .collect();
     assert!(docs.len() > 10);
     let pins: Vec<&String> = m.addons["openstack"].images.values().collect();
-    for line in p.manifest.lines().filter(|l| l.trim_start().starts_with("image:")) {
+    for line in p
+        .manifest
+        .lines()
+        .filter(|l| l.trim_start().starts_with("image:"))
+    {
         let image = line.split("image:").nth(1).unwrap().trim();
-        assert!(pins.iter().any(|p| p.as_str() == image), "{image} is not pinned");
+        assert!(
+            pins.iter().any(|p| p.as_str() == image),
+            "{image} is not pinned"
+        );
     }
 }
 

@@ -39,7 +39,10 @@ fn render_cloud_plan(actions: &[kubeforge::openstack::provider::CloudAction]) ->
             "replace" => "~",
             _ => "=",
         };
-        out.push_str(&format!("  {sign} {:<14} {} ({})\n", a.kind, a.name, a.verb));
+        out.push_str(&format!(
+            "  {sign} {:<14} {} ({})\n",
+            a.kind, a.name, a.verb
+        ));
     }
     out
 }
@@ -80,7 +83,10 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         if !cloud_plan.is_empty() {
             print!("{}", render_cloud_plan(&cloud_plan));
             if !to_create.is_empty() {
-                println!("  new servers ({}) then get the whole bootstrap (os-prep, runtime, kube-binaries, api-endpoint, join)\n", to_create.join(", "));
+                println!(
+                    "  new servers ({}) then get the whole bootstrap (os-prep, runtime, kube-binaries, api-endpoint, join)\n",
+                    to_create.join(", ")
+                );
             }
         }
         if let Some(p) = &prepared {
@@ -109,13 +115,28 @@ async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -
                     break;
                 }
                 // a host that answers with the wrong key or credentials will not get better
-                Err(e) if !matches!(e, kubeforge::ssh::SshError::Connect { .. } | kubeforge::ssh::SshError::ConnectTimeout { .. }) => {
+                Err(e)
+                    if !matches!(
+                        e,
+                        kubeforge::ssh::SshError::Connect { .. }
+                            | kubeforge::ssh::SshError::ConnectTimeout { .. }
+                    ) =>
+                {
                     return Err(e.into());
                 }
-                Err(e) if start.elapsed() > timeout => return Err(anyhow::anyhow!("{e} (waited {}s for the server to boot)", timeout.as_secs())),
+                Err(e) if start.elapsed() > timeout => {
+                    return Err(anyhow::anyhow!(
+                        "{e} (waited {}s for the server to boot)",
+                        timeout.as_secs()
+                    ));
+                }
                 Err(_) => {
                     if last_report.elapsed() > std::time::Duration::from_secs(15) {
-                        tracing::info!("{:<20} waiting for SSH while the server boots ({}s)", h.name, start.elapsed().as_secs());
+                        tracing::info!(
+                            "{:<20} waiting for SSH while the server boots ({}s)",
+                            h.name,
+                            start.elapsed().as_secs()
+                        );
                         last_report = std::time::Instant::now();
                     }
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await
@@ -151,17 +172,38 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     if loaded.inventory.spec.openstack.is_some() {
         // the machines first: show what changes in the cloud, confirm, create or adopt
         let mut observed = loaded.clone();
-        let cloud_plan = rt.block_on(kubeforge::openstack::observe_into(&mut observed))?.actions;
+        let cloud_plan = rt
+            .block_on(kubeforge::openstack::observe_into(&mut observed))?
+            .actions;
         eprint!("{}", render_cloud_plan(&cloud_plan));
-        let changes = cloud_plan.iter().any(|x| matches!(x.verb, "create" | "delete" | "replace"));
-        if changes && !a.yes && std::io::stdin().is_terminal() && !confirm("Make these changes in the cloud, then bootstrap the servers?")? {
+        let changes = cloud_plan
+            .iter()
+            .any(|x| matches!(x.verb, "create" | "delete" | "replace"));
+        if changes
+            && !a.yes
+            && std::io::stdin().is_terminal()
+            && !confirm("Make these changes in the cloud, then bootstrap the servers?")?
+        {
             eprintln!("nothing changed");
             return Ok(ExitCode::from(EXIT_FAILED));
         }
         let (p, cloud_provider) = rt.block_on(kubeforge::openstack::provision(&mut loaded))?;
         opts.cloud_provider = cloud_provider;
-        for x in p.actions.iter().filter(|x| matches!(x.verb, "create" | "replace")) {
-            eprintln!("{} {} {}", if x.verb == "create" { "created" } else { "replaced" }, x.kind, x.name);
+        for x in p
+            .actions
+            .iter()
+            .filter(|x| matches!(x.verb, "create" | "replace"))
+        {
+            eprintln!(
+                "{} {} {}",
+                if x.verb == "create" {
+                    "created"
+                } else {
+                    "replaced"
+                },
+                x.kind,
+                x.name
+            );
         }
         if a.cloud_only {
             for s in &p.servers {
@@ -177,7 +219,10 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
                 println!("endpoint\t{ep}:6443");
             }
             for s in &p.surplus {
-                eprintln!("warning: {} is beyond the count; a full apply removes its node, then the server", s.name);
+                eprintln!(
+                    "warning: {} is beyond the count; a full apply removes its node, then the server",
+                    s.name
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -222,7 +267,11 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         eprintln!("scaling down: removing {}", names.join(", "));
         print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &names))?);
         let cloud = rt.block_on(kubeforge::openstack::connect(&loaded))?;
-        let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(&cloud, &loaded.cluster.name, &surplus))?;
+        let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(
+            &cloud,
+            &loaded.cluster.name,
+            &surplus,
+        ))?;
         for x in deleted {
             eprintln!("deleted {} {}", x.kind, x.name);
         }
@@ -237,9 +286,17 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
 
 /// Safely removes those of `names` that are nodes of the cluster (drain, delete, etcd member,
 /// reset), as `kubeforge node remove` does.
-async fn remove_nodes(loaded: &kubeforge::inventory::Loaded, connect: &crate::cli::args::ConnectArgs, names: &[String]) -> Result<Vec<day2::Removed>> {
+async fn remove_nodes(
+    loaded: &kubeforge::inventory::Loaded,
+    connect: &crate::cli::args::ConnectArgs,
+    names: &[String],
+) -> Result<Vec<day2::Removed>> {
     let s = day2::open(loaded, connect_options(connect), bars()).await?;
-    let nodes: Vec<String> = names.iter().filter(|n| s.state.node(n).is_some()).cloned().collect();
+    let nodes: Vec<String> = names
+        .iter()
+        .filter(|n| s.state.node(n).is_some())
+        .cloned()
+        .collect();
     let options = day2::RemoveOptions {
         force: false,
         remove_binaries: false,
@@ -475,11 +532,16 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
     let loaded = load(&a.file.file)?;
     let name = loaded.cluster.name.clone();
     if loaded.inventory.spec.openstack.is_none() {
-        bail!("{} has no spec.openstack: kubeforge created no machines to destroy (use kubeforge reset)", a.file.file.display());
+        bail!(
+            "{} has no spec.openstack: kubeforge created no machines to destroy (use kubeforge reset)",
+            a.file.file.display()
+        );
     }
     let rt = runtime()?;
     let mut observed = loaded.clone();
-    let plan = rt.block_on(kubeforge::openstack::observe_into(&mut observed))?.actions;
+    let plan = rt
+        .block_on(kubeforge::openstack::observe_into(&mut observed))?
+        .actions;
     let existing: Vec<String> = plan
         .iter()
         .filter(|x| x.verb == "adopt")

@@ -35,7 +35,10 @@ pub(crate) fn load(path: &std::path::Path) -> Result<Loaded> {
 }
 
 /// Loads the inventory; with spec.openstack, also the servers that exist (read-only), as hosts.
-pub(crate) fn load_observed(path: &std::path::Path, rt: &tokio::runtime::Runtime) -> Result<(Loaded, Option<kubeforge::openstack::CloudView>)> {
+pub(crate) fn load_observed(
+    path: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Loaded, Option<kubeforge::openstack::CloudView>)> {
     let mut loaded = load(path)?;
     if loaded.inventory.spec.openstack.is_none() {
         return Ok((loaded, None));
