@@ -2,42 +2,22 @@
 //! at a time) with the uploaded certificates. A joining control plane reaches the API through a
 //! serving one; once its own API server runs, its endpoint name points at itself.
 
-use super::{StepError, cluster_action, join_secrets};
+use super::{StepError, join_actions, join_secrets};
 use crate::desired;
 use crate::model::{Host, Role};
 use crate::plan::{Action, Input, Op, Step};
 
 pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
-    let mut out = Vec::new();
-    for h in input
-        .cluster
-        .control_planes()
-        .filter(|h| h.name != init.name)
-    {
-        if input.is_member(h) {
-            continue;
-        }
-        if input.is_stale(h) {
-            let mut r = cluster_action(
-                Step::JoinControlPlane,
-                format!(
-                    "reset {}: an interrupted join left kubeadm's files, but it is no node",
-                    h.name
-                ),
-                Op::ResetStale,
-            );
-            r.host = Some(h.name.clone());
-            out.push(r);
-        }
-        let mut a = cluster_action(
-            Step::JoinControlPlane,
-            format!("kubeadm join {} as a control plane (etcd member)", h.name),
-            Op::JoinControlPlane,
-        );
-        a.host = Some(h.name.clone());
-        out.push(a);
-    }
-    out
+    join_actions(
+        input,
+        input
+            .cluster
+            .control_planes()
+            .filter(|h| h.name != init.name),
+        Step::JoinControlPlane,
+        Op::JoinControlPlane,
+        "as a control plane (etcd member)",
+    )
 }
 
 /// Renders a join configuration (with its secrets).

@@ -346,6 +346,36 @@ pub fn cluster_action(step: Step, summary: impl Into<String>, op: Op) -> Action 
     }
 }
 
+/// The join actions for hosts that are not yet nodes: a stale host (an interrupted join left
+/// kubeadm's files) is reset first, then joined. `what` completes "kubeadm join NAME ...".
+pub fn join_actions<'a>(
+    input: &crate::plan::Input,
+    hosts: impl Iterator<Item = &'a crate::model::Host>,
+    step: Step,
+    op: Op,
+    what: &str,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    for h in hosts.filter(|h| !input.is_member(h)) {
+        if input.is_stale(h) {
+            let mut r = cluster_action(
+                step,
+                format!(
+                    "reset {}: an interrupted join left kubeadm's files, but it is no node",
+                    h.name
+                ),
+                Op::ResetStale,
+            );
+            r.host = Some(h.name.clone());
+            out.push(r);
+        }
+        let mut a = cluster_action(step, format!("kubeadm join {} {what}", h.name), op.clone());
+        a.host = Some(h.name.clone());
+        out.push(a);
+    }
+    out
+}
+
 /// `kubectl get nodes` through a control plane.
 pub async fn nodes(ctx: &Ctx) -> Result<Vec<crate::cluster_state::NodeState>, StepError> {
     let api = ctx.api()?;
