@@ -91,6 +91,17 @@ fn status_reports_facts_that_match_the_hosts() {
         "a busy port is a blocking finding:\n{stdout}"
     );
     assert!(stdout.starts_with("HOST "), "{stdout}");
+    // every value sits under its own header
+    let header = stdout.lines().next().unwrap();
+    let row = stdout.lines().find(|l| l.starts_with("node2 ")).unwrap();
+    let under = |col: &str| row[header.find(col).unwrap()..].split("  ").next().unwrap();
+    assert_eq!(under("ADDRESS"), "10.123.0.12", "{stdout}");
+    assert_eq!(
+        under("CERTS"),
+        "-",
+        "no cluster, no certificates:\n{stdout}"
+    );
+    assert!(under("PREFLIGHT").starts_with("1 error"), "{stdout}");
     assert!(
         stdout.contains("error    node2  Ports: port 10250 already in use"),
         "{stdout}"
@@ -530,11 +541,20 @@ fn a_host_reachable_only_through_a_bastion() {
         text(&out.stdout)
     );
 
+    // the bastion's user is a plain forwarding account, as on a real jump host: no sudo and no
+    // shell
+    h.sh(
+        1,
+        "id jump >/dev/null 2>&1 || useradd -m -s /usr/sbin/nologin jump; \
+         install -d -m 700 -o jump -g jump /home/jump/.ssh; \
+         install -m 600 -o jump -g jump /root/.ssh/authorized_keys /home/jump/.ssh/authorized_keys; \
+         rm -f /etc/sudoers.d/jump",
+    );
     let via = dir.path().join("via.yaml");
     std::fs::write(
         &via,
         format!(
-            "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: via}}\nspec:\n  kubernetes: {{version: {V}}}\n  ssh:\n{ssh}  hosts:\n    - {{name: node1, address: 10.123.0.11, role: control-plane}}\n    - {{name: node3, address: 10.123.0.13, role: worker, bastion: {{address: 10.123.0.11, user: root}}}}\n"
+            "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: via}}\nspec:\n  kubernetes: {{version: {V}}}\n  ssh:\n{ssh}  hosts:\n    - {{name: node1, address: 10.123.0.11, role: control-plane}}\n    - {{name: node3, address: 10.123.0.13, role: worker, bastion: {{address: 10.123.0.11, user: jump}}}}\n"
         ),
     )
     .unwrap();

@@ -9,7 +9,7 @@ use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelMsg, Disconnect};
 use russh_sftp::client::SftpSession;
-use russh_sftp::protocol::OpenFlags;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -224,7 +224,7 @@ impl Connector {
                 let mut map = self.jumps.lock().await;
                 map.entry(target.describe()).or_default().clone()
             };
-            cell.get_or_try_init(|| async { self.connect(target).await.map(Arc::new) })
+            cell.get_or_try_init(|| async { self.open(target, false).await.map(Arc::new) })
                 .await
                 .cloned()
         })
@@ -232,6 +232,12 @@ impl Connector {
 
     /// Connects and authenticates; for a non-root user, also checks that `sudo -n` works.
     pub async fn connect(&self, target: &Target) -> Result<Session, SshError> {
+        self.open(target, true).await
+    }
+
+    /// Connects and authenticates. A bastion only forwards connections: its user needs no
+    /// sudo (and often has no shell), so `as_root` is false for it.
+    async fn open(&self, target: &Target, as_root: bool) -> Result<Session, SshError> {
         let name = target.name.clone();
         let addr = format!("{}:{}", target.host, target.port);
         let known = KnownHosts::load(&target.known_hosts).map_err(|e| SshError::Config {
@@ -321,7 +327,7 @@ impl Connector {
             sftp: tokio::sync::OnceCell::new(),
             command_timeout: self.options.command_timeout,
         };
-        if session.needs_sudo() {
+        if as_root && session.needs_sudo() {
             let out = session
                 .exec_raw(
                     "sudo -n true",
@@ -535,11 +541,21 @@ impl Session {
             format!("{dir}/.{base}.kubeforge-{}", random_suffix())
         };
         let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE | OpenFlags::EXCLUDE;
-        let mut file = match sftp.open_with_flags(tmp.clone(), flags).await {
+        // created 0600, so a secret (a kubeadm config with a join token) is never readable by
+        // others while it is written; the final mode is set before the rename
+        let private = || {
+            let mut a = FileAttributes::empty();
+            a.permissions = Some(0o600);
+            a
+        };
+        let mut file = match sftp
+            .open_with_flags_and_attributes(tmp.clone(), flags, private())
+            .await
+        {
             Ok(f) => f,
             Err(_) if !self.needs_sudo() => {
                 self.run(&format!("mkdir -p {}", shell_quote(dir))).await?;
-                sftp.open_with_flags(tmp.clone(), flags)
+                sftp.open_with_flags_and_attributes(tmp.clone(), flags, private())
                     .await
                     .map_err(|e| file_err("create", e.to_string()))?
             }
@@ -565,7 +581,7 @@ impl Session {
         let script = if self.needs_sudo() {
             let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{}", random_suffix()));
             format!(
-                "mkdir -p {q_dir} && cp {q_tmp} {staged} && chmod {mode:o} {staged} && chown {owner} {staged} && mv -f {staged} {q_dest}; rc=$?; rm -f {q_tmp} {staged}; exit $rc"
+                "mkdir -p {q_dir} && (umask 077 && cp {q_tmp} {staged}) && chmod {mode:o} {staged} && chown {owner} {staged} && mv -f {staged} {q_dest}; rc=$?; rm -f {q_tmp} {staged}; exit $rc"
             )
         } else {
             format!(
