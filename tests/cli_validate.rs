@@ -100,9 +100,25 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("cannot read inventory no/such/file.yaml"),
+        err.contains("cannot read inventory no/such/file.yaml: No such file or directory (os error 2) (check the path given to -f"),
         "{err}"
     );
+    assert_eq!(err.matches("No such file").count(), 1, "said once: {err}");
+}
+
+#[test]
+fn the_preflight_checks_are_listed_without_an_inventory() {
+    let out = kubeforge(&["status", "--list-checks"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    for check in ["Swap", "Ports", "ClockSkew", "KernelBridgeNetfilter"] {
+        assert!(
+            listed.lines().any(|l| l.starts_with(check)),
+            "{check} in:\n{listed}"
+        );
+    }
+    let out = kubeforge(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "status needs --file");
 }
 
 #[test]

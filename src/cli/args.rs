@@ -155,8 +155,15 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[command(flatten)]
-    pub file: FileArg,
+    /// The inventory file
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        env = "KUBEFORGE_FILE",
+        required_unless_present = "list_checks"
+    )]
+    pub file: Option<PathBuf>,
 
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -165,7 +172,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub ignore_preflight: Vec<String>,
 
-    /// List the preflight checks and exit
+    /// List the preflight checks and exit (needs no inventory)
     #[arg(long)]
     pub list_checks: bool,
 

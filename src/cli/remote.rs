@@ -74,8 +74,11 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
             unknown.join(", ")
         );
     }
+    let Some(file) = &a.file else {
+        bail!("--file is required");
+    };
     let rt = runtime()?;
-    let (loaded, _) = load_observed(&a.file.file, &rt)?;
+    let (loaded, _) = load_observed(file, &rt)?;
     let report = rt.block_on(kubeforge::status::gather(
         &loaded,
         connect_options(&a.connect),
@@ -132,6 +135,7 @@ pub fn render_status(r: &StatusReport) -> String {
             "CONTAINERD",
             "KUBELET",
             "MEMBER",
+            "CERTS",
             "PREFLIGHT",
         ]
         .iter()

@@ -22,10 +22,11 @@ pub const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot read inventory {}: {source}", path.display())]
+    /// (`error` is not a `source`: the message already carries it, and is printed once)
+    #[error("cannot read inventory {}: {error}{}", path.display(), if error.kind() == std::io::ErrorKind::NotFound { " (check the path given to -f, or set KUBEFORGE_FILE)" } else { "" })]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: {} error{}", file.display(), count_errors(diagnostics), if count_errors(diagnostics) == 1 { "" } else { "s" })]
     Invalid {
@@ -91,9 +92,9 @@ pub fn load(path: &Path) -> Result<Loaded, InventoryError> {
         let bytes = std::fs::read(path)?;
         String::from_utf8(bytes).map_err(|_| std::io::Error::other("the file is not UTF-8 text"))
     };
-    let text = read().map_err(|source| InventoryError::Read {
+    let text = read().map_err(|error| InventoryError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let base = path
         .parent()
