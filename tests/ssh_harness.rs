@@ -697,6 +697,27 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
                 .unwrap();
             use sha2::Digest;
             assert_eq!(sum.trim(), hex::encode(sha2::Sha256::digest(&data)));
+            // a script holding a secret reaches sudo on stdin, so sudo's log never holds it;
+            // an ordinary command line is logged (the check below could fail)
+            let secret = format!("kf-secret-{}", std::process::id());
+            let out = s
+                .exec_with(
+                    &format!("echo {secret} | wc -c"),
+                    kubeforge::ssh::session::Exec {
+                        secret: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.stdout().trim(), (secret.len() + 1).to_string());
+            let visible = format!("kf-visible-{}", std::process::id());
+            s.run(&format!("true {visible}")).await.unwrap();
+            if user == "ops" {
+                let log = h.sh(1, "sleep 0.5; journalctl -q --no-pager -t sudo");
+                assert!(log.contains(&visible), "sudo logs command lines:\n{log}");
+                assert!(!log.contains(&secret), "a secret in sudo's log:\n{log}");
+            }
             // exec: stdin, exit status, stderr
             let out = s
                 .exec_with(

@@ -136,6 +136,10 @@ pub struct Exec<'a> {
     pub timeout: Option<Duration>,
     /// What to call the command in messages, when the script itself holds something secret.
     pub display: Option<&'a str>,
+    /// The script holds a secret (a join token, a certificate key): it is sent over the
+    /// channel's stdin to `sh -s`, so it never appears on a command line that sudo logs or that
+    /// `ps` shows. Not combinable with `stdin`.
+    pub secret: bool,
 }
 
 /// The environment every script runs in: a PATH that finds /usr/local and sbin tools, and the
@@ -435,11 +439,17 @@ impl Session {
 
     /// Runs a shell script (POSIX sh), as root unless `opts.unprivileged`.
     pub async fn exec_with(&self, script: &str, opts: Exec<'_>) -> Result<ExecOutput, SshError> {
-        let body = shell_quote(&format!("{PRELUDE}{script}"));
-        let command = if !opts.unprivileged && self.needs_sudo() {
-            format!("sudo -n -- sh -c {body}")
+        let full = format!("{PRELUDE}{script}\n");
+        let (shell, stdin) = if opts.secret {
+            debug_assert!(opts.stdin.is_none(), "a secret script takes stdin");
+            ("sh -s".to_string(), Some(full.as_bytes()))
         } else {
-            format!("sh -c {body}")
+            (format!("sh -c {}", shell_quote(&full)), opts.stdin)
+        };
+        let command = if !opts.unprivileged && self.needs_sudo() {
+            format!("sudo -n -- {shell}")
+        } else {
+            shell
         };
         let shown = opts
             .display
@@ -448,7 +458,7 @@ impl Session {
         tracing::debug!("{}: run {}", self.name(), shown);
         self.exec_raw(
             &command,
-            opts.stdin,
+            stdin,
             opts.timeout.unwrap_or(self.command_timeout),
             &shown,
         )

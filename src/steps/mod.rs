@@ -227,7 +227,8 @@ pub async fn reset(s: &Session) -> Result<(), StepError> {
 
 /// The join secrets: made once per run. A fresh cluster passes its token and certificate key
 /// to `kubeadm init`; an existing one gets a new token, and freshly uploaded certificates when a
-/// control plane joins. The values go to hosts in files (mode 0600) or as redacted arguments.
+/// control plane joins. The values go to hosts in files (mode 0600) or in scripts sent over
+/// stdin, never on a logged command line.
 pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets, StepError> {
     let mut guard = ctx.secrets.lock().await;
     if let Some(s) = guard.as_ref()
@@ -242,11 +243,12 @@ pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets,
             let token = crate::secrets::bootstrap_token();
             ctx.waiting(api.run_with(
                 &format!(
-                    "kubeadm token create {} --ttl 2h0m0s --description 'kubeforge: joins of cluster {}' >/dev/null",
+                    "kubeadm token create {} --ttl 2h0m0s --description 'kubeforge: joins of cluster {}' </dev/null >/dev/null",
                     token, ctx.cluster.name
                 ),
                 Exec {
                     display: Some("kubeadm token create <redacted> --ttl 2h0m0s"),
+                    secret: true,
                     ..Exec::default()
                 },
             ))
@@ -262,12 +264,13 @@ pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets,
         let key = crate::secrets::certificate_key();
         ctx.waiting(api.run_with(
             &format!(
-                "kubeadm init phase upload-certs --upload-certs --certificate-key {key} >/dev/null"
+                "kubeadm init phase upload-certs --upload-certs --certificate-key {key} </dev/null >/dev/null"
             ),
             Exec {
                 display: Some(
                     "kubeadm init phase upload-certs --upload-certs --certificate-key <redacted>",
                 ),
+                secret: true,
                 ..Exec::default()
             },
         ))
