@@ -105,26 +105,29 @@ pub async fn open(
 }
 
 impl Session2 {
-    /// A reachable control plane other than `except`, whose kubectl answers.
-    fn api(&self, c: &crate::model::Cluster, except: &str) -> Option<&Arc<Session>> {
+    /// A reachable control plane not in `except` (the host being removed, and those removed
+    /// earlier in this run), whose kubectl answers.
+    fn api(&self, c: &crate::model::Cluster, except: &[String]) -> Option<&Arc<Session>> {
         let first = self
             .fleet
             .session(&self.state.api_host)
-            .filter(|_| self.state.api_host != except);
+            .filter(|_| !except.contains(&self.state.api_host));
         first.or_else(|| {
             c.control_planes()
-                .filter(|h| h.name != except)
+                .filter(|h| !except.contains(&h.name))
                 .find_map(|h| self.fleet.session(&h.name))
         })
     }
 }
 
 /// Health of every etcd member: the member list from a serving control plane, and each
-/// member's own /health through its host.
+/// member's own /health through its host. The host being removed (`target`) may be gone from
+/// the inventory (apply --prune, a lowered OpenStack count): its session is passed in.
 async fn etcd_view(
     loaded: &Loaded,
     s2: &Session2,
-    except: &str,
+    except: &[String],
+    target: (&str, Option<&Arc<Session>>),
 ) -> Result<(Vec<Member>, BTreeMap<String, bool>), Day2Error> {
     let c = &loaded.cluster;
     let api = s2.api(c, except).ok_or_else(|| {
@@ -151,7 +154,14 @@ async fn etcd_view(
                     })
                     .map(|n| n.name.clone())
             });
-        let ok = match host.as_deref().and_then(|h| s2.fleet.session(h)) {
+        let session = host.as_deref().and_then(|h| {
+            if h == target.0 {
+                target.1.or_else(|| s2.fleet.session(h))
+            } else {
+                s2.fleet.session(h)
+            }
+        });
+        let ok = match session {
             Some(s) => match Etcd::connect(s).await {
                 Ok(e) => e.healthy().await,
                 Err(_) => false,
@@ -247,7 +257,11 @@ pub async fn remove(
 ) -> Result<Vec<Removed>, Day2Error> {
     let c = &loaded.cluster;
     let mut out = Vec::new();
+    // removed earlier in this run: never used as the API host again
+    let mut gone: Vec<String> = Vec::new();
     for name in names {
+        let mut except = gone.clone();
+        except.push(name.clone());
         let node = s2.state.node(name).cloned();
         let inv_host = c.host(name);
         if node.is_none() && inv_host.is_none() {
@@ -258,7 +272,12 @@ pub async fn remove(
         let is_cp = node.as_ref().is_some_and(|n| n.control_plane)
             || inv_host.is_some_and(|h| h.role == Role::ControlPlane);
         if is_cp {
-            let cps = s2.state.nodes.iter().filter(|n| n.control_plane).count();
+            let cps = s2
+                .state
+                .nodes
+                .iter()
+                .filter(|n| n.control_plane && !gone.contains(&n.name))
+                .count();
             if cps <= 1 {
                 return Err(Day2Error::Refused(format!(
                     "{name} is the last control plane: removing it would destroy the cluster (use kubeforge reset)"
@@ -289,7 +308,8 @@ pub async fn remove(
         // etcd first: refuse before anything changes
         let mut member = None;
         if is_cp {
-            let (members, healthy) = etcd_view(loaded, s2, name).await?;
+            let (members, healthy) =
+                etcd_view(loaded, s2, &except, (name, session.as_ref())).await?;
             let address = inv_host
                 .map(|h| h.internal_address().to_string())
                 .or_else(|| node.as_ref().and_then(|n| n.internal_ip.clone()))
@@ -297,8 +317,13 @@ pub async fn remove(
             member = members.iter().find(|m| m.is_on(&address, name)).cloned();
             quorum_check(name, member.as_ref(), &members, &healthy, opts.force)
                 .map_err(Day2Error::Refused)?;
+            if member.is_none() {
+                r.warnings.push(format!(
+                    "{name}: no etcd member is on {address}; if one is left over, remove it by hand (etcdctl member list)"
+                ));
+            }
         }
-        let api = s2.api(c, name).ok_or_else(|| {
+        let api = s2.api(c, &except).ok_or_else(|| {
             Day2Error::Refused("no control plane is reachable to run kubectl on".into())
         })?;
         if let Some(n) = &node {
@@ -351,6 +376,7 @@ pub async fn remove(
                 "{name} is unreachable: it was removed from the cluster, but its own cleanup (kubeadm reset) was skipped; reset it before reusing it"
             )),
         }
+        gone.push(name.clone());
         out.push(r);
     }
     Ok(out)
