@@ -57,6 +57,40 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A tar.gz of `what` (shell words) under `dir`, made on the host in a private temporary file
+/// and checked on arrival against the sha256 the host computed, so SHA256SUMS vouches for what
+/// the host had, not only for what arrived.
+async fn archive(s: &Session, dir: &str, what: &str, display: &str) -> anyhow::Result<Vec<u8>> {
+    let out = s
+        .exec_with(
+            &format!(
+                "set -e; t=$(mktemp); trap 'rm -f \"$t\"' EXIT; cd {dir}; tar czf \"$t\" {what}; sha256sum \"$t\" | cut -d' ' -f1 >&2; cat \"$t\""
+            ),
+            Exec {
+                display: Some(&format!("archive {display}")),
+                timeout: Some(Duration::from_secs(600)),
+                ..Exec::default()
+            },
+        )
+        .await?;
+    anyhow::ensure!(
+        out.success(),
+        "{}: archive of {display} failed: {}",
+        s.name(),
+        out.stderr().trim()
+    );
+    let (theirs, ours) = (
+        out.stderr().trim().to_string(),
+        crate::artifacts::sha256_hex(&out.stdout),
+    );
+    anyhow::ensure!(
+        theirs == ours,
+        "{}: the archive of {display} was damaged in transfer (sha256 {ours} here, {theirs} on the host)",
+        s.name()
+    );
+    Ok(out.stdout)
+}
+
 async fn collect(s: &Session) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let etcd = Etcd::connect(s).await?;
@@ -70,42 +104,21 @@ async fn collect(s: &Session) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)
                 "{}: etcd offers no snapshot API; copying its data directory while it runs instead (crash-consistent)",
                 s.name()
             );
-            let out = s
-                .exec_with(
-                    "tar czf - -C /var/lib/etcd member",
-                    Exec {
-                        display: Some("copy the etcd data directory"),
-                        timeout: Some(Duration::from_secs(600)),
-                        ..Exec::default()
-                    },
-                )
-                .await?;
-            anyhow::ensure!(
-                out.success(),
-                "{}: tar of /var/lib/etcd failed: {}",
-                s.name(),
-                out.stderr().trim()
-            );
-            files.push(("etcd-data.tar.gz".into(), out.stdout));
+            let tar = archive(s, "/var/lib/etcd", "member", "the etcd data directory").await?;
+            files.push(("etcd-data.tar.gz".into(), tar));
             "data-dir-copy"
         }
     };
-    let pki = s
-        .exec_with(
-            "tar czf - -C /etc/kubernetes pki admin.conf",
-            Exec {
-                display: Some("archive /etc/kubernetes/pki"),
-                ..Exec::default()
-            },
-        )
-        .await?;
-    anyhow::ensure!(
-        pki.success(),
-        "{}: tar of /etc/kubernetes/pki failed: {}",
-        s.name(),
-        pki.stderr().trim()
-    );
-    files.push(("pki.tar.gz".into(), pki.stdout));
+    // the PKI and every kubeconfig (admin, controller-manager, scheduler, kubelet): a restore
+    // needs them all signed by the restored CA
+    let kubernetes = archive(
+        s,
+        "/etc/kubernetes",
+        "pki $(ls *.conf)",
+        "/etc/kubernetes (pki and kubeconfigs)",
+    )
+    .await?;
+    files.push(("etc-kubernetes.tar.gz".into(), kubernetes));
     let cfg = s
         .run(&kubectl(
             "-n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}",

@@ -270,13 +270,52 @@ impl<'a> Etcd<'a> {
                 );
             }
         }
+        verify_snapshot(&out).map_err(|m| api_err(host, format!("snapshot: {m}")))?;
         Ok(Some(out))
     }
+}
+
+/// etcd's snapshot stream ends with the sha256 of the database before it (a database is whole
+/// pages, so the trailer is what a size of 32 modulo 512 means, as etcdutl reads it). A
+/// snapshot whose trailer does not match was damaged on the way.
+pub fn verify_snapshot(db: &[u8]) -> Result<(), String> {
+    use sha2::Digest;
+    if db.len() % 512 != 32 {
+        return Err(format!(
+            "{} bytes, without etcd's sha256 trailer: the stream was cut short",
+            db.len()
+        ));
+    }
+    let (data, trailer) = db.split_at(db.len() - 32);
+    if sha2::Sha256::digest(data).as_slice() != trailer {
+        return Err("its sha256 trailer does not match its contents: damaged in transfer".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshots_carry_their_own_sha256() {
+        use sha2::Digest;
+        let mut db = vec![7u8; 4096];
+        db.extend_from_slice(&sha2::Sha256::digest(&db));
+        assert_eq!(verify_snapshot(&db), Ok(()));
+        let mut bad = db.clone();
+        bad[10] ^= 1;
+        assert!(
+            verify_snapshot(&bad)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            verify_snapshot(&db[..4000])
+                .unwrap_err()
+                .contains("cut short")
+        );
+    }
 
     #[test]
     fn http_responses() {
