@@ -76,7 +76,7 @@ pub enum Followup {
     Modules,
     DaemonReload,
     RestartContainerd,
-    RestartHaproxy,
+    ReloadHaproxy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -308,7 +308,7 @@ pub fn for_host(
                     serde_json::json!({"endpoint": ep.host, "port": ep.port, "control_planes": backends}),
                 )?,
                 0o644,
-                &[Followup::RestartHaproxy],
+                &[Followup::ReloadHaproxy],
                 "api-endpoint",
             ));
         }

@@ -418,7 +418,7 @@ pub fn followup_action(h: &Host, step: Step, fu: Followup) -> Action {
         Followup::Modules => "load kernel modules overlay, br_netfilter (built-in is fine)",
         Followup::DaemonReload => "reload systemd units",
         Followup::RestartContainerd => "restart containerd (configuration changed)",
-        Followup::RestartHaproxy => "restart haproxy (configuration changed)",
+        Followup::ReloadHaproxy => "reload haproxy (configuration changed; open connections stay)",
     };
     host_action(h, step, summary, Op::Followup(fu))
 }

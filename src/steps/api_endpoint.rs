@@ -28,8 +28,7 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
     }
     let (writes, followups) = file_actions(h, f, want, Step::ApiEndpoint);
     out.extend(writes);
-    let restart = followups.contains(&Followup::RestartHaproxy);
-    if h.role == Role::Worker && want.hosts_block.is_some() && (restart || !f.haproxy_active) {
+    if h.role == Role::Worker && want.hosts_block.is_some() && !f.haproxy_active {
         out.push(host_action(
             h,
             Step::ApiEndpoint,
@@ -37,7 +36,12 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
             Op::StartHaproxy,
         ));
     } else {
-        for fu in followups {
+        // a running haproxy reloads: a new control plane joins the backends without cutting
+        // the kubelet's and pods' open connections
+        for fu in followups
+            .into_iter()
+            .filter(|fu| *fu != Followup::ReloadHaproxy || f.haproxy_active)
+        {
             out.push(followup_action(h, Step::ApiEndpoint, fu));
         }
     }
