@@ -79,6 +79,8 @@ pub enum Op {
     Upgrade {
         first: bool,
         installs: Vec<Artifact>,
+        /// runtime files written after the drain (they restart containerd)
+        runtime_files: Vec<desired::ManagedFile>,
     },
     /// a node an interrupted run left cordoned, now healthy at the right version
     Uncordon,

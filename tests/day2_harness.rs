@@ -222,6 +222,14 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     );
 
     // a worker dies during the next upgrade: the run halts naming it; after a restart, a re-run completes
+    let containerd_since = |i: usize| {
+        h.sh(
+            i,
+            "systemctl show -p ActiveEnterTimestampMonotonic containerd; grep -o 'pause:[0-9.]*' /etc/containerd/config.toml",
+        )
+    };
+    let node5_before = containerd_since(5);
+    assert!(node5_before.contains("pause:3.10\n"), "{node5_before}");
     set_version(&h, &inv, "1.34.1");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeforge"))
         .args(["apply", "-f", inv.to_str().unwrap(), "--yes"])
@@ -262,6 +270,13 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
         log.contains("the node is left cordoned: it is not healthy"),
         "{log}"
     );
+    // 1.34 changes the sandbox image: a node not yet upgraded keeps its containerd running,
+    // with its old config (it changes after that node's own drain, not on every node at once)
+    assert_eq!(
+        containerd_since(5),
+        node5_before,
+        "node5's containerd untouched before its turn"
+    );
     assert!(h.nodes(&["start", "4"]).status.success());
     let out = apply(&inv);
     ok(&out);
@@ -270,6 +285,13 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
         &format!("{KUBECTL} get nodes -o jsonpath='{{.items[*].status.nodeInfo.kubeletVersion}}'"),
     );
     assert_eq!(versions.trim(), "v1.34.1 v1.34.1 v1.34.1 v1.34.1 v1.34.1");
+    let node5_after = containerd_since(5);
+    assert!(node5_after.contains("pause:3.10.1\n"), "{node5_after}");
+    assert_ne!(
+        node5_after.lines().next(),
+        node5_before.lines().next(),
+        "restarted in its own upgrade"
+    );
     assert!(
         !h.sh(1, &format!("{KUBECTL} get nodes"))
             .contains("SchedulingDisabled"),
@@ -456,18 +478,20 @@ EOF
         assert!(Instant::now() < deadline, "node3 back");
         std::thread::sleep(Duration::from_secs(2));
     }
+    // (through apply --prune: node3 is no longer in the inventory, and its etcd member's health
+    // is read through node3 itself)
+    let three = [(1, "control-plane"), (2, "control-plane"), (4, "worker")];
+    let inv3 = inventory(&h, dir.path(), "grow", "1.33.5", &three);
     let out = kubeforge(
-        &[
-            "node",
-            "remove",
-            "node3",
-            "-f",
-            inv.to_str().unwrap(),
-            "--yes",
-        ],
+        &["apply", "-f", inv3.to_str().unwrap(), "--yes", "--prune"],
         &[],
     );
     ok(&out);
+    assert!(
+        text(&out.stderr).contains("pruning nodes the inventory no longer lists: node3"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(members(), vec!["node1", "node2"]);
     assert!(
         !h.sh(1, &format!("{KUBECTL} get nodes -o name"))
@@ -566,14 +590,22 @@ fn backup_then_reset_then_a_fresh_apply() {
         std::fs::metadata(&bdir).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    let pki = std::process::Command::new("tar")
+    let listed = std::process::Command::new("tar")
         .arg("tzf")
-        .arg(bdir.join("pki.tar.gz"))
+        .arg(bdir.join("etc-kubernetes.tar.gz"))
         .output()
         .unwrap();
-    assert!(
-        text(&pki.stdout).contains("pki/ca.key") && text(&pki.stdout).contains("pki/etcd/ca.crt")
-    );
+    let listed = text(&listed.stdout);
+    for f in [
+        "pki/ca.key",
+        "pki/etcd/ca.crt",
+        "admin.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+        "kubelet.conf",
+    ] {
+        assert!(listed.lines().any(|l| l == f), "{f} in:\n{listed}");
+    }
     assert!(
         std::fs::read_to_string(bdir.join("kubeadm-config.yaml"))
             .unwrap()

@@ -328,8 +328,13 @@ fn print_removed(removed: &[day2::Removed]) {
 
 pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
     let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
+    if !a.yes && !std::io::stdin().is_terminal() {
+        bail!(
+            "node remove drains and resets {}: confirm on a terminal, or pass --yes",
+            a.names.join(", ")
+        );
+    }
     if !a.yes
-        && std::io::stdin().is_terminal()
         && !confirm(&format!(
             "Remove {} from cluster {}? Its workloads are drained and its host is reset.",
             a.names.join(", "),

@@ -139,7 +139,11 @@ pub async fn run(ctx: &Ctx, a: &Action) -> Result<(), StepError> {
         Op::ApplyCni(manifest) => cni::run(ctx, manifest).await,
         Op::ApplyCloudProvider(cp) => cloud_provider::run(ctx, cp).await,
         Op::WaitReady => wait_ready::run(ctx).await,
-        Op::Upgrade { first, installs } => upgrade::run(ctx, host, *first, installs).await,
+        Op::Upgrade {
+            first,
+            installs,
+            runtime_files,
+        } => upgrade::run(ctx, host, *first, installs, runtime_files).await,
         Op::Uncordon => upgrade::run_uncordon(ctx, host).await,
     }
 }
@@ -168,8 +172,8 @@ pub async fn followup(ctx: &Ctx, host: &str, f: Followup) -> Result<(), StepErro
         }
         Followup::DaemonReload => "systemctl daemon-reload",
         Followup::RestartContainerd => "systemctl daemon-reload; systemctl restart containerd",
-        Followup::RestartHaproxy => {
-            "haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl restart haproxy"
+        Followup::ReloadHaproxy => {
+            "haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload-or-restart haproxy"
         }
     };
     s.run(script).await?;
@@ -381,7 +385,13 @@ pub fn join_actions<'a>(
 
 /// `kubectl get nodes` through a control plane.
 pub async fn nodes(ctx: &Ctx) -> Result<Vec<crate::cluster_state::NodeState>, StepError> {
-    let api = ctx.api()?;
+    nodes_through(ctx.api()?).await
+}
+
+/// `kubectl get nodes` through a given control plane.
+pub async fn nodes_through(
+    api: &Session,
+) -> Result<Vec<crate::cluster_state::NodeState>, StepError> {
     let out = api
         .run(&kubectl("get nodes -o json --request-timeout=20s"))
         .await?;

@@ -3,7 +3,7 @@
 //! containerd enabled, started, and proven by a CRI call.
 
 use super::StepError;
-use crate::desired::{Followup, HostDesired};
+use crate::desired::{Followup, HostDesired, ManagedFile};
 use crate::facts::Facts;
 use crate::model::Host;
 use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action, install_actions};
@@ -11,7 +11,8 @@ use crate::ssh::Session;
 
 pub const COMPONENTS: &[&str] = &["runc", "containerd", "cni-plugins", "crictl"];
 
-/// `deferred`: the host is a member being upgraded; its binaries change while it is drained.
+/// `deferred`: the host is a member being upgraded; its binaries, and the files whose change
+/// restarts containerd, change while it is drained (see [`deferred_files`]).
 pub fn plan(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
     let mut out = if deferred {
         Vec::new()
@@ -19,7 +20,18 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Acti
         install_actions(h, f, want, Step::Runtime, COMPONENTS)
     };
     let binaries_changed = !out.is_empty();
-    let (writes, followups) = file_actions(h, f, want, Step::Runtime);
+    let (mut writes, mut followups) = file_actions(h, f, want, Step::Runtime);
+    if deferred && f.membership.containerd_active {
+        writes.retain(|a| !restarts_containerd(a));
+        followups = writes
+            .iter()
+            .filter_map(|a| match &a.op {
+                Op::WriteFile(m) => Some(m.followups.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+    }
     let config_changed = followups.contains(&Followup::RestartContainerd);
     out.extend(writes);
     for fu in followups
@@ -59,4 +71,26 @@ pub async fn start_containerd(s: &Session) -> Result<(), StepError> {
         return Err(StepError::failed(s.name(), out.stderr().trim().to_string()));
     }
     Ok(())
+}
+
+fn restarts_containerd(a: &Action) -> bool {
+    matches!(&a.op, Op::WriteFile(m) if m.followups.contains(&Followup::RestartContainerd))
+}
+
+/// For a node being upgraded: the runtime files (containerd's config, with the release's
+/// sandbox image) that would restart containerd. They are written during the node's own
+/// upgrade, after its drain, never on every node at once.
+pub fn deferred_files(h: &Host, f: &Facts, want: &HostDesired) -> Vec<ManagedFile> {
+    if !f.membership.containerd_active {
+        return Vec::new();
+    }
+    file_actions(h, f, want, Step::Runtime)
+        .0
+        .into_iter()
+        .filter(restarts_containerd)
+        .filter_map(|a| match a.op {
+            Op::WriteFile(m) => Some(m),
+            _ => None,
+        })
+        .collect()
 }

@@ -28,6 +28,56 @@ fn parse(v: &str) -> Option<semver::Version> {
     crate::release::parse_version(v)
 }
 
+/// The version policy, from the version the API server reports and every node's kubelet:
+/// no downgrade; no skipped minor release, for the cluster and for each control plane (a
+/// control plane still behind from an interrupted upgrade counts: kubeadm upgrades a control
+/// plane one minor at a time); kubelets at most three minors behind the target and never newer.
+/// kubectl is replaced with kubelet on every member, so it ends within kubectl's one-minor skew.
+pub fn skew(
+    from: &semver::Version,
+    to: &semver::Version,
+    nodes: &[crate::cluster_state::NodeState],
+) -> Result<(), String> {
+    if to < from {
+        return Err(format!(
+            "Kubernetes {from} cannot be downgraded to {to}: kubeadm supports upgrades only; restore a backup to go back"
+        ));
+    }
+    if to.major != from.major || to.minor > from.minor + 1 {
+        return Err(format!(
+            "an upgrade from {from} to {to} skips a minor release; upgrade one minor at a time (next: {}.{}.x)",
+            from.major,
+            from.minor + 1
+        ));
+    }
+    for n in nodes {
+        let Some(k) = parse(&n.kubelet_version) else {
+            continue;
+        };
+        if k > *to {
+            return Err(format!(
+                "node {} runs kubelet {k}, newer than the target {to}",
+                n.name
+            ));
+        }
+        if n.control_plane && (k.major != to.major || k.minor + 1 < to.minor) {
+            return Err(format!(
+                "control plane {} is still at {k}: an upgrade to {to} would skip a minor release on it; set the version to {}.{}.x and apply first",
+                n.name,
+                k.major,
+                k.minor + 1
+            ));
+        }
+        if k.major != to.major || k.minor + 3 < to.minor {
+            return Err(format!(
+                "node {} runs kubelet {k}, more than three minor releases behind {to}: upgrade it first",
+                n.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the version policy and finds the members to upgrade. Errors refuse the whole run,
 /// before any host is touched.
 pub fn check(input: &Input) -> Result<Option<Upgrade>, String> {
@@ -44,35 +94,7 @@ pub fn check(input: &Input) -> Result<Option<Upgrade>, String> {
     let Some(from) = state.server_version.as_deref().and_then(parse) else {
         return Err("the API server did not report its version".into());
     };
-    if to < from {
-        return Err(format!(
-            "Kubernetes {from} cannot be downgraded to {to}: kubeadm supports upgrades only; restore a backup to go back"
-        ));
-    }
-    if to.major != from.major || to.minor > from.minor + 1 {
-        return Err(format!(
-            "an upgrade from {from} to {to} skips a minor release; upgrade one minor at a time (next: {}.{}.x)",
-            from.major,
-            from.minor + 1
-        ));
-    }
-    // version skew: kubelets may lag the API server by at most three minor releases
-    for n in &state.nodes {
-        if let Some(k) = parse(&n.kubelet_version) {
-            if k.minor + 3 < to.minor {
-                return Err(format!(
-                    "node {} runs kubelet {k}, more than three minor releases behind {to}: upgrade it first",
-                    n.name
-                ));
-            }
-            if k > to {
-                return Err(format!(
-                    "node {} runs kubelet {k}, newer than the target {to}",
-                    n.name
-                ));
-            }
-        }
-    }
+    skew(&from, &to, &state.nodes)?;
     let mut hosts = BTreeSet::new();
     for h in &input.cluster.hosts {
         if !input.is_member(h) {
@@ -147,13 +169,23 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
             } else {
                 Step::UpgradeWorker
             };
+            let runtime_files = super::runtime::deferred_files(h, f, &want);
+            let runtime = if runtime_files.is_empty() {
+                ""
+            } else {
+                ", new containerd config"
+            };
             let mut a = cluster_action(
                 step,
                 format!(
-                    "upgrade {} {from} → {}: cordon, drain, {how}, new binaries, restart kubelet, uncordon",
+                    "upgrade {} {from} → {}: cordon, drain, {how}, new binaries{runtime}, restart kubelet, uncordon",
                     h.name, u.to
                 ),
-                Op::Upgrade { first, installs },
+                Op::Upgrade {
+                    first,
+                    installs,
+                    runtime_files,
+                },
             );
             a.host = Some(h.name.clone());
             a.upload_bytes = 0;
@@ -340,6 +372,22 @@ pub async fn lb_rotation(ctx: &Ctx, control_plane: &str, serving: bool) {
     super::api_endpoint::lb_rotation(&ctx.cluster, &ctx.sessions, control_plane, serving).await
 }
 
+/// Whether a control plane's own API server answers /readyz now (a few tries).
+async fn wait_apiserver_briefly(s: &crate::ssh::Session) -> bool {
+    for _ in 0..5 {
+        if let Ok(out) = s
+            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
+            .await
+            && out.success()
+            && out.stdout().trim() == "ok"
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
+}
+
 /// Waits until the API server on a control plane answers /readyz itself.
 async fn wait_apiserver(ctx: &Ctx, host: &str) -> Result<(), StepError> {
     let s = ctx.session(host)?;
@@ -371,6 +419,7 @@ pub async fn run(
     host: &str,
     first: bool,
     installs: &[Artifact],
+    runtime_files: &[crate::desired::ManagedFile],
 ) -> Result<(), StepError> {
     let s = ctx.session(host)?;
     let kc = kubectl_host(ctx, host)?;
@@ -421,7 +470,10 @@ pub async fn run(
         for a in &rest {
             super::install(ctx, host, a).await?;
         }
-        if runtime_changed {
+        for f in runtime_files {
+            super::write_file(ctx, host, f).await?;
+        }
+        if runtime_changed || !runtime_files.is_empty() {
             super::runtime::start_containerd(s).await?;
         }
         s.run("systemctl daemon-reload && systemctl restart kubelet")
@@ -443,12 +495,14 @@ pub async fn run(
             .exec("systemctl is-active -q kubelet")
             .await
             .is_ok_and(|o| o.success());
-        let ready = super::nodes(ctx)
+        // asked through another control plane: this one's own API server may be what failed
+        let ready = super::nodes_through(kc)
             .await
             .ok()
             .and_then(|n| n.into_iter().find(|n| n.name == host))
             .is_some_and(|n| n.ready);
-        let note = if alive && ready && uncordon(host, kc).await.is_ok() {
+        let serving = !control_plane || wait_apiserver_briefly(s).await;
+        let note = if alive && ready && serving && uncordon(host, kc).await.is_ok() {
             "the node is healthy and was uncordoned"
         } else {
             "the node is left cordoned: it is not healthy"
@@ -469,6 +523,59 @@ pub async fn run_uncordon(ctx: &Ctx, host: &str) -> Result<(), StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(name: &str, version: &str, control_plane: bool) -> crate::cluster_state::NodeState {
+        crate::cluster_state::NodeState {
+            name: name.into(),
+            kubelet_version: version.into(),
+            ready: true,
+            not_ready_reason: None,
+            unschedulable: false,
+            control_plane,
+            internal_ip: None,
+            labels: Default::default(),
+            cordoned_by_kubeforge: false,
+        }
+    }
+
+    #[test]
+    fn version_skew_policy() {
+        let v = |s: &str| parse(s).unwrap();
+        let cp = |ver: &str| node("cp2", ver, true);
+        let w = |ver: &str| node("w1", ver, false);
+        assert_eq!(
+            skew(&v("1.33.5"), &v("1.34.1"), &[cp("v1.33.5"), w("v1.33.5")]),
+            Ok(())
+        );
+        assert!(
+            skew(&v("1.33.5"), &v("1.33.4"), &[])
+                .unwrap_err()
+                .contains("cannot be downgraded")
+        );
+        assert!(
+            skew(&v("1.32.9"), &v("1.34.1"), &[])
+                .unwrap_err()
+                .contains("skips a minor release; upgrade one minor at a time (next: 1.33.x)")
+        );
+        // an HA cluster half-way through an earlier upgrade: the API answered at 1.33, cp2 is
+        // still at 1.32
+        assert_eq!(
+            skew(&v("1.33.5"), &v("1.34.1"), &[cp("v1.32.9")]).unwrap_err(),
+            "control plane cp2 is still at 1.32.9: an upgrade to 1.34.1 would skip a minor release on it; set the version to 1.33.x and apply first"
+        );
+        // workers may catch up from within the kubelet skew
+        assert_eq!(skew(&v("1.34.1"), &v("1.35.1"), &[w("v1.32.9")]), Ok(()));
+        assert!(
+            skew(&v("1.34.1"), &v("1.35.1"), &[w("v1.31.4")])
+                .unwrap_err()
+                .contains("more than three minor releases behind")
+        );
+        assert!(
+            skew(&v("1.34.1"), &v("1.34.1"), &[w("v1.35.0")])
+                .unwrap_err()
+                .contains("newer than the target")
+        );
+    }
 
     #[test]
     fn pods_blocked_by_a_budget() {
