@@ -740,7 +740,7 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
             );
             let e = s
                 .exec_with(
-                    "sleep 5",
+                    "sleep 30",
                     kubeforge::ssh::session::Exec {
                         timeout: Some(Duration::from_secs(1)),
                         ..Default::default()
@@ -749,7 +749,22 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
                 .await
                 .unwrap_err()
                 .to_string();
-            assert_eq!(e, "node1: `sleep 5` did not finish within 1.0s");
+            assert_eq!(e, "node1: `sleep 30` did not finish within 1.0s");
+            // ... and the host ends it soon after, instead of letting it run on
+            let gone = async {
+                for _ in 0..24 {
+                    let left = s.run("pgrep -x sleep | wc -l").await.unwrap();
+                    if left.trim() == "0" {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                false
+            };
+            assert!(
+                gone.await,
+                "{user}: the timed-out command was stopped on the host"
+            );
             s.run(&format!("rm -rf /etc/kf-test-{user} /opt/kf-test-{user}"))
                 .await
                 .unwrap();

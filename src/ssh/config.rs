@@ -235,7 +235,8 @@ impl SshConfig {
                 Condition::Host(pats) => {
                     let mut m = false;
                     for (neg, p) in pats {
-                        if wildcard_match(p, host) {
+                        // case-insensitive, as OpenSSH matches Host patterns
+                        if wildcard_match(&p.to_ascii_lowercase(), &host.to_ascii_lowercase()) {
                             if *neg {
                                 m = false;
                                 break;

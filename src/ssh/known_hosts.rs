@@ -71,9 +71,11 @@ pub struct KnownHosts {
 static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 /// The name a host is recorded under: `host` on port 22, else `[host]:port`.
+/// Host names compare case-insensitively, as in OpenSSH (which lowercases them).
 pub fn host_name(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
     if port == 22 {
-        host.to_string()
+        host
     } else {
         format!("[{host}]:{port}")
     }
@@ -129,7 +131,7 @@ impl Patterns {
             Patterns::List(list) => {
                 let mut matched = false;
                 for (negated, pattern) in list {
-                    if wildcard_match(pattern, name) {
+                    if wildcard_match(&pattern.to_ascii_lowercase(), name) {
                         if *negated {
                             return false;
                         }
@@ -364,6 +366,20 @@ mod tests {
         assert!(matches!(k.check("10.0.0.2", 2222, &key(K2)), Verdict::Trusted(l) if l.line == 3));
         assert_eq!(k.check("10.0.0.2", 22, &key(K2)), Verdict::Unknown);
         assert_eq!(k.check("10.0.0.9", 22, &key(K1)), Verdict::Unknown);
+        // names compare case-insensitively, as in OpenSSH
+        assert!(matches!(
+            k.check("Node1", 22, &key(K1)),
+            Verdict::Trusted(_)
+        ));
+        let upper = kh(&format!(
+            "Node2.Example.COM ssh-ed25519 {K1}
+"
+        ));
+        assert!(matches!(
+            upper.check("node2.example.com", 22, &key(K1)),
+            Verdict::Trusted(_)
+        ));
+        assert_eq!(host_name("Node1", 2222), "[node1]:2222");
     }
 
     #[test]

@@ -446,6 +446,10 @@ impl Session {
         } else {
             (format!("sh -c {}", shell_quote(&full)), opts.stdin)
         };
+        // the host ends the command a little after we give up on it (a dropped channel does not
+        // stop a process without a terminal): a timed-out kubeadm does not run on behind a retry
+        let limit = opts.timeout.unwrap_or(self.command_timeout);
+        let shell = format!("timeout -k 5 {} {shell}", limit.as_secs() + 5);
         let command = if !opts.unprivileged && self.needs_sudo() {
             format!("sudo -n -- {shell}")
         } else {
@@ -456,13 +460,7 @@ impl Session {
             .map(str::to_string)
             .unwrap_or_else(|| short(script));
         tracing::debug!("{}: run {}", self.name(), shown);
-        self.exec_raw(
-            &command,
-            stdin,
-            opts.timeout.unwrap_or(self.command_timeout),
-            &shown,
-        )
-        .await
+        self.exec_raw(&command, stdin, limit, &shown).await
     }
 
     /// Runs a script as root; any exit status is returned.
