@@ -542,7 +542,12 @@ pub async fn verify(ctx: &Arc<Ctx>) -> (Vec<NodeLine>, Vec<String>) {
             for h in &ctx.cluster.hosts {
                 match nodes.iter().find(|n| n.name == h.name) {
                     Some(n) => {
-                        if !n.ready {
+                        if !n.ready && steps::wait_ready::no_pod_network(&ctx.cluster) {
+                            tracing::warn!(
+                                "{}: NotReady until a pod network is installed (cni: none)",
+                                h.name
+                            );
+                        } else if !n.ready {
                             problems.push(format!(
                                 "{}: node not Ready: {}",
                                 h.name,
@@ -624,13 +629,17 @@ pub fn missing_system_pods(c: &crate::model::Cluster, pods_json: &str) -> Vec<St
 
 /// Where the operator reaches the API: the endpoint for an external or Octavia load balancer,
 /// else the first control plane's SSH address (a certificate name of every API server).
-pub fn operator_server(c: &crate::model::Cluster) -> String {
+/// The API address for the operator's kubeconfig. With the node-local endpoint (a name only
+/// the nodes resolve), a control plane's own address: `via`, the one that answered, when it is
+/// a control plane, else the first.
+pub fn operator_server(c: &crate::model::Cluster, via: Option<&str>) -> String {
     let ep = desired::api_endpoint(c);
     match c.api.load_balancer {
         LoadBalancer::Local => format!(
             "https://{}:{}",
             c.control_planes()
-                .next()
+                .find(|h| Some(h.name.as_str()) == via)
+                .or_else(|| c.control_planes().next())
                 .map(|h| h.ssh.address.as_str())
                 .unwrap_or(ep.host.as_str()),
             desired::API_PORT
@@ -659,7 +668,7 @@ pub async fn fetch_kubeconfig(
         .read_file(ADMIN_KUBECONFIG)
         .await
         .map_err(|e| ApplyError::Other(e.into()))?;
-    let server = operator_server(&loaded.cluster);
+    let server = operator_server(&loaded.cluster, Some(api.name()));
     let v = crate::kubeconfig::for_operator(
         &String::from_utf8_lossy(&raw),
         &loaded.cluster.name,
@@ -677,7 +686,7 @@ async fn write_kubeconfig(
 ) -> Result<(Option<PathBuf>, Option<String>), ApplyError> {
     let path = kubeconfig_path(loaded);
     if !changed && path.exists() {
-        return Ok((Some(path), Some(operator_server(&loaded.cluster))));
+        return Ok((Some(path), Some(operator_server(&loaded.cluster, None))));
     }
     let api = ctx.api().map_err(|e| ApplyError::Other(e.into()))?;
     let (v, server) = fetch_kubeconfig(loaded, api).await?;

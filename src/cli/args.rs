@@ -326,9 +326,15 @@ pub struct KubeconfigArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
-    /// Merge into ~/.kube/config (or the first file of $KUBECONFIG) instead of printing
-    #[arg(long)]
+    /// Merge into ~/.kube/config (or the first file of $KUBECONFIG), as a context named after
+    /// the cluster, keeping the other contexts
+    #[arg(long, conflicts_with = "output")]
     pub merge: bool,
+
+    /// Write to PATH (mode 0600) instead; `-` prints it to stdout. Without --merge or
+    /// --output, ~/.kube/config is written when it does not exist yet
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -516,19 +516,47 @@ pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("the inventory lists no control plane")))
     })?;
-    if a.merge {
-        let path = std::env::var_os("KUBECONFIG")
+    let default_path = || {
+        std::env::var_os("KUBECONFIG")
             .and_then(|k| std::env::split_paths(&k).next())
             .or_else(|| dirs::home_dir().map(|h| h.join(".kube/config")))
-            .context("no home directory for ~/.kube/config")?;
-        kubeforge::kubeconfig::merge_into(&path, &v)?;
-        eprintln!(
-            "merged context {} (server {server}) into {}",
-            c.name,
-            path.display()
-        );
-    } else {
-        print!("{}", kubeforge::kubeconfig::to_yaml(&v));
+            .context("no home directory for ~/.kube/config")
+    };
+    match &a.output {
+        Some(p) if p.as_os_str() == "-" => print!("{}", kubeforge::kubeconfig::to_yaml(&v)),
+        Some(p) => {
+            kubeforge::kubeconfig::write_private(p, &kubeforge::kubeconfig::to_yaml(&v))?;
+            eprintln!(
+                "wrote the admin kubeconfig of {} (server {server}) to {} (mode 0600)",
+                c.name,
+                p.display()
+            );
+        }
+        None if a.merge => {
+            let path = default_path()?;
+            kubeforge::kubeconfig::merge_into(&path, &v)?;
+            eprintln!(
+                "merged context {} (server {server}) into {}",
+                c.name,
+                path.display()
+            );
+        }
+        None => {
+            let path = default_path()?;
+            if path.exists() {
+                bail!(
+                    "{} exists: pass --merge to add context {} to it, or -o PATH to write elsewhere (-o - prints it)",
+                    path.display(),
+                    c.name
+                );
+            }
+            kubeforge::kubeconfig::write_private(&path, &kubeforge::kubeconfig::to_yaml(&v))?;
+            eprintln!(
+                "wrote context {} (server {server}) to {} (mode 0600)",
+                c.name,
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
