@@ -51,6 +51,7 @@ for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /et
 [ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
 [ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
 [ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
+[ -f /etc/kubeforge/initialized ] && echo "initialized=yes"
 set -- inactive inactive inactive disabled
 for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
   [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] || [ -e $d/haproxy.service ] && { set -- $(systemctl is-active kubelet containerd haproxy 2>/dev/null) $(systemctl is-enabled kubelet 2>/dev/null); break; }
@@ -132,6 +133,8 @@ pub struct Membership {
     pub marker: BTreeMap<String, String>,
     pub kubelet_active: bool,
     pub containerd_active: bool,
+    /// /etc/kubeforge/initialized: kubeadm init or a control-plane join completed here.
+    pub initialized: bool,
 }
 
 impl Membership {
@@ -374,6 +377,7 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
             "server" if !value.is_empty() => membership.server = Some(value.to_string()),
             "active-kubelet" => membership.kubelet_active = value == "active",
             "active-containerd" => membership.containerd_active = value == "active",
+            "initialized" => membership.initialized = value == "yes",
             "active-haproxy" => haproxy_active = value == "active",
             "enabled-kubelet" => kubelet_enabled = value == "enabled",
             k => {

@@ -249,7 +249,32 @@ impl Input<'_> {
         self.facts.get(&h.name).is_some_and(|f| {
             f.membership.role().is_some()
                 && f.membership.cluster() == Some(self.cluster.name.as_str())
-        }) && self.state.is_none_or(|s| s.node(&h.name).is_some())
+        }) && match self.state {
+            Some(s) => s.node(&h.name).is_some(),
+            None => !self.interrupted_init(h),
+        }
+    }
+
+    /// `kubeadm init` on `h` stopped before it completed: kubeadm's files without kubeforge's
+    /// record of a finished init or join, no API answering, and no other control plane of the
+    /// inventory holding kubeadm's files (so no cluster can be behind them). The next run resets
+    /// the host and runs init again.
+    pub fn interrupted_init(&self, h: &Host) -> bool {
+        let has_files = |h: &Host| {
+            self.facts
+                .get(&h.name)
+                .is_some_and(|f| f.membership.role().is_some())
+        };
+        self.state.is_none()
+            && h.role == Role::ControlPlane
+            && self
+                .facts
+                .get(&h.name)
+                .is_some_and(|f| has_files(h) && !f.membership.initialized)
+            && self
+                .cluster
+                .control_planes()
+                .all(|o| o.name == h.name || !has_files(o))
     }
 
     /// A host with kubeadm's files but not (or not yet) a node of the cluster: an interrupted join.
@@ -433,17 +458,35 @@ pub fn install_actions(
     step: Step,
     components: &[&str],
 ) -> Vec<Action> {
+    // the record alone is not trusted: a component whose binary is gone is installed again
+    let binary_gone = |c: &str| {
+        [
+            "containerd",
+            "runc",
+            "kubelet",
+            "kubeadm",
+            "kubectl",
+            "crictl",
+        ]
+        .contains(&c)
+            && !f.installed.contains_key(c)
+    };
     want.installs
         .iter()
         .filter(|a| components.contains(&a.component.as_str()))
-        .filter(|a| f.marker_sha(&a.component) != Some(a.sha256.as_str()))
+        .filter(|a| {
+            f.marker_sha(&a.component) != Some(a.sha256.as_str()) || binary_gone(&a.component)
+        })
         .map(|a| {
-            let from = f
-                .markers
-                .get(&a.component)
-                .and_then(|m| m.split_whitespace().nth(1))
-                .map(|v| format!(" (was {v})"))
-                .unwrap_or_default();
+            let from = if f.marker_sha(&a.component) == Some(a.sha256.as_str()) {
+                " (its binary is missing)".to_string()
+            } else {
+                f.markers
+                    .get(&a.component)
+                    .and_then(|m| m.split_whitespace().nth(1))
+                    .map(|v| format!(" (was {v})"))
+                    .unwrap_or_default()
+            };
             let mut act = host_action(
                 h,
                 step,

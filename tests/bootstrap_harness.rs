@@ -107,7 +107,7 @@ fn one_control_plane_and_one_worker() {
         h.sh(1, "ls /etc/kubeforge")
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["cluster", "cni.yaml", "installed"]
+        ["cluster", "cni.yaml", "initialized", "installed"]
     );
 
     // the operator's kubeconfig
@@ -128,7 +128,10 @@ fn one_control_plane_and_one_worker() {
     // converged: nothing to do, and apply changes nothing
     let plan = plan_json(&inv);
     assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "{plan}");
-    let before = h.sh(2, "stat -c %Y /etc/containerd/config.toml; systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy");
+    let state = |i: usize| {
+        h.sh(i, "stat -c '%n %Y' /etc/containerd/config.toml /etc/kubernetes/manifests/* /var/lib/kubelet/config.yaml /etc/haproxy/haproxy.cfg 2>/dev/null; systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy")
+    };
+    let before = [state(1), state(2)];
     let out = apply(&inv, &[]);
     assert!(out.status.success());
     assert!(
@@ -136,7 +139,7 @@ fn one_control_plane_and_one_worker() {
         "{}",
         text(&out.stdout)
     );
-    let after = h.sh(2, "stat -c %Y /etc/containerd/config.toml; systemctl show -p ActiveEnterTimestampMonotonic containerd kubelet haproxy");
+    let after = [state(1), state(2)];
     assert_eq!(
         before, after,
         "a converged apply restarts nothing and writes nothing"
@@ -159,6 +162,42 @@ fn one_control_plane_and_one_worker() {
             .mode()
             & 0o777,
         0o600
+    );
+    // without --merge an existing config is never overwritten; -o writes elsewhere (0600)
+    let out = kubeforge(
+        &["kubeconfig", "-f", inv.to_str().unwrap()],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("config exists: pass --merge to add context c11 to it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".kube/config")).unwrap(),
+        merged
+    );
+    let other = dir.path().join("other.kubeconfig");
+    let out = kubeforge(
+        &[
+            "kubeconfig",
+            "-f",
+            inv.to_str().unwrap(),
+            "-o",
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .contains("https://10.123.0.11:6443")
     );
 }
 
@@ -384,4 +423,72 @@ fn no_join_token_or_certificate_key_reaches_the_output_or_the_logs() {
         }
         h.sh(i, "rm -f /usr/local/sbin/kubeadm /root/kubeadm-calls.log");
     }
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn an_interrupted_init_is_run_again_and_cni_none_completes() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(1);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = cluster_inventory(&h, dir.path(), "c1n", V, &[(1, "control-plane")], "");
+    let text_of = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text_of.replace(
+            &format!("  kubernetes: {{version: {V}}}"),
+            &format!("  kubernetes: {{version: {V}, cni: none}}"),
+        ),
+    )
+    .unwrap();
+    // cni: none: the node registers and stays NotReady until the operator installs a network
+    let out = apply(&inv, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("node1: NotReady until a pod network is installed (cni: none)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    assert!(
+        h.sh(1, &format!("{kubectl} get node node1"))
+            .contains("NotReady")
+    );
+
+    // the API is down on a cluster whose init completed: kubeforge refuses to guess
+    h.sh(1, "systemctl stop kubelet; systemctl stop 'kubedouble-*'");
+    let out = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("the cluster's API did not answer"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(h.sh(1, "ls /etc/kubernetes").contains("admin.conf"));
+
+    // kubeadm's files without a completed init (as when init stops half-way): reset, init again
+    h.sh(1, "rm /etc/kubeforge/initialized");
+    let plan = plan_json(&inv);
+    let steps: Vec<String> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["summary"].as_str().unwrap().to_string())
+        .collect();
+    let reset = steps.iter().position(|s| s.starts_with("reset node1"));
+    let init = steps
+        .iter()
+        .position(|s| s.starts_with("kubeadm init on node1"));
+    assert!(
+        reset.is_some() && init.is_some() && reset < init,
+        "{steps:?}"
+    );
+    let out = apply(&inv, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        h.sh(1, &format!("{kubectl} get --raw /readyz")).trim(),
+        "ok"
+    );
+    assert!(h.sh(1, "ls /etc/kubeforge").contains("initialized"));
 }

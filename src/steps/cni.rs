@@ -34,17 +34,23 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
     )]
 }
 
+/// Applies the manifest from a staging path and keeps it as the applied copy only once
+/// `kubectl apply` succeeded: a failed apply is planned again by the next run.
 pub async fn run(ctx: &super::Ctx, manifest: &str) -> Result<(), StepError> {
     let api = ctx.api()?;
+    let staged = format!("{CNI_MANIFEST}.new");
     api.upload(
         Upload::Bytes(manifest.as_bytes()),
-        CNI_MANIFEST,
+        &staged,
         0o644,
         "root:root",
     )
     .await?;
     ctx.stats.add_upload(api.name(), manifest.len() as u64);
-    api.run(&kubectl(&format!("apply -f {CNI_MANIFEST}")))
-        .await?;
+    api.run(&format!(
+        "{} && mv -f {staged} {CNI_MANIFEST}",
+        kubectl(&format!("apply -f {staged}"))
+    ))
+    .await?;
     Ok(())
 }

@@ -66,6 +66,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
     let config = render_config(&ctx.cluster, h, &token, &key)?;
     super::kubeadm_with_config(ctx, host, &config, "init --upload-certs", "init").await?;
     let api = ctx.session(host)?;
+    api.run(&format!("touch {}", desired::INITIALIZED)).await?;
     let ca_hash = super::ca_hash(api).await?;
     *ctx.secrets.lock().await = Some(JoinSecrets {
         token,

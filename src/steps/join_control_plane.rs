@@ -50,6 +50,9 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
         s.certificate_key.as_deref(),
     )?;
     super::kubeadm_with_config(ctx, host, &config, "join", "join (control plane)").await?;
+    ctx.session(host)?
+        .run(&format!("touch {}", desired::INITIALIZED))
+        .await?;
     // its own API server runs now: the endpoint name points at it
     let ep = desired::api_endpoint(&ctx.cluster);
     if ep.local {

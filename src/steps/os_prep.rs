@@ -3,7 +3,7 @@
 //! balancer), sysctls and module-load configuration.
 
 use super::StepError;
-use crate::desired::HostDesired;
+use crate::desired::{Followup, HostDesired};
 use crate::facts::Facts;
 use crate::model::Host;
 use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action};
@@ -51,10 +51,31 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
         ));
     }
     out.extend(writes);
-    for fu in followups {
+    for fu in kernel_followups(f, followups) {
         out.push(followup_action(h, Step::OsPrep, fu));
     }
     out
+}
+
+/// The module loads and sysctls to run: those a changed file asks for, and those the facts
+/// show are still missing (a run that stopped after writing the files). Modules first: the
+/// `net.bridge.*` sysctls exist only once br_netfilter is loaded.
+fn kernel_followups(f: &Facts, mut followups: Vec<Followup>) -> Vec<Followup> {
+    let k = &f.kernel_features;
+    if k.bridge_nf_call_iptables.is_none() && !followups.contains(&Followup::Modules) {
+        followups.push(Followup::Modules);
+    }
+    if (!k.ip_forward || k.bridge_nf_call_iptables != Some(true))
+        && !followups.contains(&Followup::Sysctl)
+    {
+        followups.push(Followup::Sysctl);
+    }
+    followups.sort_by_key(|fu| match fu {
+        Followup::Modules => 0,
+        Followup::Sysctl => 1,
+        _ => 2,
+    });
+    followups
 }
 
 pub async fn swap_off(s: &Session) -> Result<(), StepError> {

@@ -22,7 +22,7 @@ pub fn script(scope: Scope) -> String {
     if scope == Scope::Stale {
         return "kubeadm reset -f >/dev/null 2>&1 || true\n\
                 systemctl stop kubelet 2>/dev/null || true\n\
-                rm -rf /etc/kubernetes /var/lib/kubelet /var/lib/etcd /etc/cni/net.d/* /etc/kubeforge/kubeadm.yaml\n"
+                rm -rf /etc/kubernetes /var/lib/kubelet /var/lib/etcd /etc/cni/net.d/* /etc/kubeforge/kubeadm.yaml /etc/kubeforge/initialized\n"
             .to_string();
     }
     let remove_binaries = matches!(
@@ -36,7 +36,7 @@ pub fn script(scope: Scope) -> String {
          systemctl stop kubelet 2>/dev/null || true\n\
          crictl --runtime-endpoint unix:///run/containerd/containerd.sock rmp -fa >/dev/null 2>&1 || true\n\
          rm -rf /etc/kubernetes /var/lib/kubelet /var/lib/etcd /var/lib/cni /run/flannel /etc/cni/net.d/* \\\n\
-                /etc/kubeforge/cluster /etc/kubeforge/cni.yaml /etc/kubeforge/kubeadm.yaml $HOME/.kube\n\
+                /etc/kubeforge/cluster /etc/kubeforge/cni.yaml /etc/kubeforge/kubeadm.yaml /etc/kubeforge/initialized $HOME/.kube\n\
          for i in cni0 flannel.1 kube-ipvs0; do ip link del \"$i\" 2>/dev/null || true; done\n\
          if command -v iptables-save >/dev/null; then\n\
            for t in iptables ip6tables; do\n\

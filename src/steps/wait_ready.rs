@@ -15,17 +15,25 @@ pub fn plan(input: &Input, changes: bool) -> Vec<Action> {
     if !changes && all_ready {
         return Vec::new();
     }
-    vec![cluster_action(
-        Step::WaitReady,
-        "wait until every node is Ready",
-        Op::WaitReady,
-    )]
+    let what = if no_pod_network(input.cluster) {
+        "wait until every node is registered (cni: none: nodes stay NotReady until you install a pod network)"
+    } else {
+        "wait until every node is Ready"
+    };
+    vec![cluster_action(Step::WaitReady, what, Op::WaitReady)]
+}
+
+/// With `cni: none` a kubelet reports NotReady (no network plugin) until the operator installs
+/// one: registration is all there is to wait for.
+pub fn no_pod_network(c: &crate::model::Cluster) -> bool {
+    c.cni == crate::model::Cni::None
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
     let start = Instant::now();
+    let registered_is_enough = no_pod_network(&ctx.cluster);
     let result = loop {
         let last = nodes(ctx).await;
         let pending: Vec<String> = match &last {
@@ -34,7 +42,7 @@ pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
                 .hosts
                 .iter()
                 .filter_map(|h| match ns.iter().find(|n| n.name == h.name) {
-                    Some(n) if n.ready => None,
+                    Some(n) if n.ready || registered_is_enough => None,
                     Some(n) => Some(format!(
                         "{}: {}",
                         h.name,
