@@ -354,10 +354,15 @@ pub async fn execute(
         plan,
         manifest,
         fleet,
+        elapsed: prepared_in,
         ..
     } = prepared;
+    // gathering facts and planning came first (a confirmation prompt in between is not counted)
     let mut phases = Phases {
-        list: Vec::new(),
+        list: vec![(
+            "facts and plan".to_string(),
+            (prepared_in.as_secs_f64() * 10.0).round() / 10.0,
+        )],
         at: Instant::now(),
     };
     // 1. every artifact, verified, before any host changes
@@ -488,7 +493,7 @@ pub async fn execute(
         kubeconfig,
         kubeconfig_server: server,
         phases: phases.list,
-        total_seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        total_seconds: ((start.elapsed() + prepared_in).as_secs_f64() * 10.0).round() / 10.0,
         waited_seconds: (ctx
             .stats
             .waited

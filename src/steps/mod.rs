@@ -66,8 +66,26 @@ pub struct JoinSecrets {
 #[derive(Default)]
 pub struct Stats {
     pub uploaded: Mutex<BTreeMap<String, u64>>,
-    /// Time spent waiting on kubeadm and the kubelets (init, joins, nodes turning Ready).
+    /// Wall time spent waiting on kubeadm and the kubelets (init, joins, nodes turning Ready).
+    /// Waits that overlap (workers joining in parallel) count once.
     pub waited: Mutex<Duration>,
+    /// Waits under way, and since when at least one has been.
+    active: Mutex<(usize, Option<Instant>)>,
+}
+
+/// One wait under way; the time counts until it is dropped.
+pub struct Waiting<'a>(&'a Stats);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut a = self.0.active.lock().unwrap_or_else(|p| p.into_inner());
+        a.0 -= 1;
+        if a.0 == 0
+            && let Some(since) = a.1.take()
+        {
+            *self.0.waited.lock().unwrap_or_else(|p| p.into_inner()) += since.elapsed();
+        }
+    }
 }
 
 impl Stats {
@@ -79,8 +97,14 @@ impl Stats {
             .entry(host.to_string())
             .or_default() += bytes;
     }
-    pub fn add_wait(&self, d: Duration) {
-        *self.waited.lock().unwrap_or_else(|p| p.into_inner()) += d;
+    /// Starts counting a wait (the union of all waits' wall time is what is reported).
+    pub fn wait(&self) -> Waiting<'_> {
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if a.0 == 0 {
+            a.1 = Some(Instant::now());
+        }
+        a.0 += 1;
+        Waiting(self)
     }
 }
 
@@ -111,10 +135,8 @@ impl Ctx {
 
     /// Runs a kubeadm or kubectl command that waits on the cluster, counting the time waited.
     pub async fn waiting<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        let t = Instant::now();
-        let r = f.await;
-        self.stats.add_wait(t.elapsed());
-        r
+        let _w = self.stats.wait();
+        f.await
     }
 }
 
@@ -396,4 +418,36 @@ pub async fn nodes_through(
         .run(&kubectl("get nodes -o json --request-timeout=20s"))
         .await?;
     crate::cluster_state::parse_nodes(&out).map_err(|m| StepError::failed(api.name(), m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_waits_count_once() {
+        let s = Stats::default();
+        let started = Instant::now();
+        {
+            let _a = s.wait();
+            std::thread::sleep(Duration::from_millis(60));
+            let _b = s.wait(); // a parallel join, inside the first
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        let elapsed = started.elapsed();
+        let waited = *s.waited.lock().unwrap();
+        assert!(waited >= Duration::from_millis(120), "{waited:?}");
+        assert!(waited <= elapsed, "{waited:?} > wall {elapsed:?}");
+        std::thread::sleep(Duration::from_millis(30)); // not waiting: not counted
+        {
+            let _c = s.wait();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let total = *s.waited.lock().unwrap();
+        assert!(total >= waited + Duration::from_millis(20));
+        assert!(
+            total < started.elapsed() - Duration::from_millis(25),
+            "{total:?}"
+        );
+    }
 }

@@ -330,6 +330,7 @@ async fn wait_node(
     kubectl_on: &crate::ssh::Session,
 ) -> Result<(), StepError> {
     let start = Instant::now();
+    let _w = ctx.stats.wait();
     let timeout = super::wait_ready::TIMEOUT;
     loop {
         let last = match kubectl_on
@@ -339,7 +340,6 @@ async fn wait_node(
             Ok(json) => match crate::cluster_state::parse_nodes(&json) {
                 Ok(nodes) => match nodes.into_iter().find(|n| n.name == host) {
                     Some(n) if n.ready && n.kubelet_version == version => {
-                        ctx.stats.add_wait(start.elapsed());
                         return Ok(());
                     }
                     Some(n) => format!(
@@ -354,7 +354,6 @@ async fn wait_node(
             Err(e) => e.to_string(),
         };
         if start.elapsed() > timeout {
-            ctx.stats.add_wait(start.elapsed());
             return Err(StepError::failed(
                 host,
                 format!(
@@ -392,12 +391,12 @@ async fn wait_apiserver_briefly(s: &crate::ssh::Session) -> bool {
 async fn wait_apiserver(ctx: &Ctx, host: &str) -> Result<(), StepError> {
     let s = ctx.session(host)?;
     let start = Instant::now();
+    let _w = ctx.stats.wait();
     loop {
         let out = s
             .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
             .await?;
         if out.success() && out.stdout().trim() == "ok" {
-            ctx.stats.add_wait(start.elapsed());
             return Ok(());
         }
         if start.elapsed() > super::wait_ready::TIMEOUT {

@@ -33,6 +33,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
     let start = Instant::now();
+    let _w = ctx.stats.wait();
     let registered_is_enough = no_pod_network(&ctx.cluster);
     let result = loop {
         let last = nodes(ctx).await;
@@ -68,6 +69,5 @@ pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    ctx.stats.add_wait(start.elapsed());
     result
 }
