@@ -35,7 +35,7 @@ pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
     let start = Instant::now();
     let _w = ctx.stats.wait();
     let registered_is_enough = no_pod_network(&ctx.cluster);
-    let result = loop {
+    loop {
         let last = nodes(ctx).await;
         let pending: Vec<String> = match &last {
             Ok(ns) => ctx
@@ -55,10 +55,10 @@ pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
             Err(e) => vec![e.to_string()],
         };
         if pending.is_empty() {
-            break Ok(());
+            return Ok(());
         }
         if start.elapsed() > TIMEOUT {
-            break Err(StepError::failed(
+            return Err(StepError::failed(
                 &ctx.init_host,
                 format!(
                     "nodes not Ready after {}s:\n    {}",
@@ -68,6 +68,5 @@ pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
             ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-    };
-    result
+    }
 }
