@@ -130,7 +130,7 @@ pub fn load_str(
     }
     let mut inv: Inventory = match serde_saphyr::from_str(text) {
         Ok(inv) => inv,
-        Err(e) => return Err(invalid(vec![yaml_error(&e, &ix)])),
+        Err(e) => return Err(invalid(vec![yaml_error(&e, &ix, text)])),
     };
     let mut diags = Vec::new();
     let failed_paths = expand_inventory(&mut inv, &ix, env, &mut diags);
@@ -230,7 +230,7 @@ fn walk_strings(v: &mut serde_json::Value, path: String, f: &mut dyn FnMut(Strin
 }
 
 /// Turns a YAML or type error into a diagnostic with a field path and a hint.
-fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex) -> Diagnostic {
+fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex, text: &str) -> Diagnostic {
     let inner = e.without_snippet();
     let raw = serde_saphyr::DefaultMessageFormatter
         .format_message(inner)
@@ -259,6 +259,42 @@ fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex) -> Diagnostic {
         }
         if !at.is_empty() {
             pos = ix.key_pos(&at).or(pos);
+        }
+    }
+    if raw.contains("found a tab") || raw.contains("tabs disallowed") {
+        // the parser notices a tab where a token ends, possibly on an earlier line: point at
+        // the first tab from the reported line on
+        let from = pos.map(|p| p.line).unwrap_or(1);
+        if let Some((line, column)) = text
+            .lines()
+            .enumerate()
+            .skip(from.saturating_sub(1))
+            .find_map(|(i, l)| l.find('\t').map(|c| (i + 1, c + 1)))
+        {
+            pos = Some(locate::Pos {
+                line,
+                column,
+                len: 1,
+            });
+            at = ix.path_at(line, column).unwrap_or(at);
+        }
+    }
+    if raw.contains("multiple YAML documents") {
+        // point at the `---` that starts the second document
+        let mut seen_content = false;
+        for (i, l) in text.lines().enumerate() {
+            if l.starts_with("---") && seen_content {
+                pos = Some(locate::Pos {
+                    line: i + 1,
+                    column: 1,
+                    len: 3,
+                });
+                at = String::new();
+                break;
+            }
+            if !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("---") {
+                seen_content = true;
+            }
         }
     }
     let (path, message, hint) = explain(&raw, &at);
@@ -399,11 +435,39 @@ fn explain(raw: &str, at: &str) -> (String, String, Option<String>) {
             Some("write one `- item` per line below the key, or [a, b]".into()),
         );
     }
+    if raw.contains("multiple YAML documents") {
+        return (
+            at.to_string(),
+            "the file holds more than one YAML document".into(),
+            Some("an inventory is one document (one cluster): remove this `---` and what follows, or move it to a file of its own".into()),
+        );
+    }
+    if raw.contains("invalid boolean") {
+        return (
+            at.to_string(),
+            "expected true or false".into(),
+            Some("write true or false, without quotes".into()),
+        );
+    }
+    if raw == "expected string scalar" || raw.starts_with("expected string") {
+        return (
+            at.to_string(),
+            "expected a single text value here, not a list or a mapping".into(),
+            Some("write one value after the colon, e.g. `role: worker`".into()),
+        );
+    }
     if raw.starts_with("invalid type") {
         return (
             at.to_string(),
             raw.to_string(),
             Some("quote the value if it is text, e.g. \"1.30\"".into()),
+        );
+    }
+    if raw.contains("found a tab") || raw.contains("tabs disallowed") {
+        return (
+            at.to_string(),
+            format!("a tab character where YAML allows only spaces ({raw})"),
+            Some("YAML indentation must use spaces, not tabs: replace the tab with spaces".into()),
         );
     }
     let hint = if raw.contains("tab") {
