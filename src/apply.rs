@@ -142,7 +142,13 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
                 );
                 let f = r?;
                 let certs = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
-                    crate::certs::check(&s).await.ok()
+                    match crate::certs::check(&s).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!("{name}: cannot read certificate expiry: {e}");
+                            None
+                        }
+                    }
                 } else {
                     None
                 };

@@ -90,8 +90,10 @@ pub async fn renew(s: &Session) -> Result<(), crate::ssh::SshError> {
     .await?;
     // the static pods read their certificates at start: move the manifests away until the
     // kubelet has stopped them, then back
+    // manifests an interrupted earlier run left aside go back first
     let restart = "set -e\n\
         d=/etc/kubernetes/manifests.kubeforge-restart\n\
+        if [ -d $d ]; then for f in $d/*.yaml; do [ -e \"$f\" ] && mv -n \"$f\" /etc/kubernetes/manifests/; done; rm -rf $d; fi\n\
         mkdir -p $d && mv /etc/kubernetes/manifests/*.yaml $d/\n\
         for i in $(seq 1 60); do\n\
           n=$(crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -q --name 'kube-apiserver|kube-controller-manager|kube-scheduler|etcd' 2>/dev/null | wc -l)\n\

@@ -556,6 +556,46 @@ fn backup_then_reset_then_a_fresh_apply() {
     );
     ok(&apply(&inv));
 
+    // certificates: renewed on the control plane, after putting back a manifest that an
+    // interrupted earlier renewal left aside
+    let serial = || {
+        h.sh(
+            1,
+            "openssl x509 -serial -noout -in /etc/kubernetes/pki/apiserver.crt",
+        )
+    };
+    let before = serial();
+    h.sh(
+        1,
+        "d=/etc/kubernetes/manifests.kubeforge-restart; mkdir -p $d && mv /etc/kubernetes/manifests/kube-scheduler.yaml $d/",
+    );
+    let out = kubeforge(&["certs", "renew", "-f", inv.to_str().unwrap()], &[]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("node1: renewed; soonest expiry in 36"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_ne!(serial(), before, "apiserver.crt was renewed");
+    assert_eq!(
+        h.sh(
+            1,
+            "ls /etc/kubernetes/manifests; ls -d /etc/kubernetes/manifests.* 2>/dev/null; true"
+        )
+        .split_whitespace()
+        .collect::<Vec<_>>(),
+        [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml"
+        ]
+    );
+    let status = kubeforge(&["status", "-f", inv.to_str().unwrap(), "-o", "json"], &[]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let days = status["hosts"][0]["cert_expiry_days"].as_u64().unwrap();
+    assert!(days >= 360, "status shows the renewed expiry: {days}");
+
     let out = kubeforge(
         &[
             "backup",
