@@ -468,16 +468,59 @@ EOF
             .contains("node2")
     );
 
-    // back up; then removing a control plane from three is allowed
+    // the dead control plane itself: its removal must be explicit (--force); it leaves the
+    // cluster and etcd (two of three members answer), and its skipped cleanup is reported
+    let remove3 = |force: bool| {
+        let mut args = vec![
+            "node",
+            "remove",
+            "node3",
+            "-f",
+            inv.to_str().unwrap(),
+            "--yes",
+            "--connect-timeout",
+            "3",
+        ];
+        if force {
+            args.push("--force");
+        }
+        kubeforge(&args, &[])
+    };
+    let out = remove3(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("node3's etcd member does not answer: removing a dead member must be explicit; run again with --force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(members().len(), 3, "nothing removed");
+    let out = remove3(true);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("node3 is unreachable: it was removed from the cluster, but its own cleanup (kubeadm reset) was skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(members(), vec!["node1", "node2"]);
+    assert!(
+        !h.sh(1, &format!("{KUBECTL} get nodes -o name"))
+            .contains("node3")
+    );
+
+    // back, with its old files: apply resets it and joins it again; then removing a control
+    // plane from three is allowed
     assert!(h.nodes(&["start", "3"]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !h
-        .sh(1, &format!("{KUBECTL} get node node3"))
-        .contains(" Ready")
-    {
-        assert!(Instant::now() < deadline, "node3 back");
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    let inv4 = inventory(&h, dir.path(), "grow", "1.33.5", &four);
+    let plan = kubeforge(&["plan", "-f", inv4.to_str().unwrap()], &[]);
+    ok(&plan);
+    assert!(
+        text(&plan.stdout)
+            .contains("reset node3: an interrupted join left kubeadm's files, but it is no node"),
+        "{}",
+        text(&plan.stdout)
+    );
+    ok(&apply(&inv4));
+    assert_eq!(members().len(), 3);
     // (through apply --prune: node3 is no longer in the inventory, and its etcd member's health
     // is read through node3 itself)
     let three = [(1, "control-plane"), (2, "control-plane"), (4, "worker")];
