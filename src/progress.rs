@@ -13,6 +13,15 @@ fn active() -> &'static Mutex<Option<MultiProgress>> {
     ACTIVE.get_or_init(|| Mutex::new(None))
 }
 
+/// Runs `f` (a prompt on the terminal) with the progress bars, if any, cleared meanwhile.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let mp = active().lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match mp {
+        Some(mp) => mp.suspend(f),
+        None => f(),
+    }
+}
+
 /// A stderr writer for the log subscriber that prints above the progress bars when they show.
 #[derive(Clone, Copy, Default)]
 pub struct LogWriter;

@@ -62,8 +62,11 @@ impl Credentials {
                 let path_s = path.display().to_string();
                 for _ in 0..3 {
                     let prompt = format!("Enter passphrase for key {path_s}: ");
-                    let pass = tokio::task::block_in_place(|| rpassword::prompt_password(prompt))
-                        .map_err(|e| key_err(format!("cannot read the passphrase: {e}")))?;
+                    // the per-host progress lines would redraw over the prompt
+                    let pass = tokio::task::block_in_place(|| {
+                        crate::progress::suspend(|| rpassword::prompt_password(prompt))
+                    })
+                    .map_err(|e| key_err(format!("cannot read the passphrase: {e}")))?;
                     match russh::keys::load_secret_key(path, Some(&pass)) {
                         Ok(k) => {
                             let k = Arc::new(k);
