@@ -65,7 +65,8 @@ pub fn connect_setup(
     mut options: ConnectOptions,
 ) -> anyhow::Result<(Arc<Connector>, Resolver)> {
     options.command_timeout = loaded.cluster.options.command_timeout;
-    let resolver = Resolver::new(&loaded.cluster, options.connect_timeout)?;
+    let resolver = Resolver::new(&loaded.cluster, options.connect_timeout)?
+        .timeout_given(options.connect_timeout_given);
     Ok((Arc::new(Connector::new(options)), resolver))
 }
 

@@ -148,9 +148,10 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub accept_new_host_keys: bool,
 
-    /// Seconds to wait for a host's SSH handshake
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub connect_timeout: u64,
+    /// Seconds to wait for a host's SSH handshake and each authentication exchange
+    /// [default: ConnectTimeout from ~/.ssh/config, else 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,8 @@ pub(crate) fn load_observed(
 pub(crate) fn connect_options(a: &ConnectArgs) -> ConnectOptions {
     ConnectOptions {
         accept_new_host_keys: a.accept_new_host_keys,
-        connect_timeout: Duration::from_secs(a.connect_timeout.max(1)),
+        connect_timeout: Duration::from_secs(a.connect_timeout.unwrap_or(10).max(1)),
+        connect_timeout_given: a.connect_timeout.is_some(),
         interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         ..ConnectOptions::default()
     }

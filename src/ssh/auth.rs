@@ -93,9 +93,19 @@ impl Credentials {
             host: host.clone(),
             message: e.to_string(),
         };
-        let rsa_hash = handle
-            .best_supported_rsa_hash()
+        // each exchange with the server is bounded (a stalled PAM or LDAP lookup must not hang
+        // the run); a passphrase prompt on the terminal is not
+        let limit = target.connect_timeout;
+        let stalled = || SshError::Protocol {
+            host: host.clone(),
+            message: format!(
+                "the server did not answer authentication within {}s",
+                limit.as_secs()
+            ),
+        };
+        let rsa_hash = tokio::time::timeout(limit, handle.best_supported_rsa_hash())
             .await
+            .map_err(|_| stalled())?
             .map_err(proto)?
             .flatten();
         let mut tried: Vec<String> = Vec::new();
@@ -125,14 +135,17 @@ impl Credentials {
                             } else {
                                 None
                             };
-                            let r = handle
-                                .authenticate_publickey_with(
+                            let r = tokio::time::timeout(
+                                limit,
+                                handle.authenticate_publickey_with(
                                     target.user.clone(),
                                     key.clone(),
                                     hash,
                                     &mut agent,
-                                )
-                                .await;
+                                ),
+                            )
+                            .await
+                            .map_err(|_| stalled())?;
                             match r {
                                 Ok(res) if res.success() => return Ok(()),
                                 Ok(_) => tried.push(format!("agent key {comment} rejected")),
@@ -180,10 +193,16 @@ impl Credentials {
             } else {
                 None
             };
-            let res = handle
-                .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(key, hash))
-                .await
-                .map_err(proto)?;
+            let res = tokio::time::timeout(
+                limit,
+                handle.authenticate_publickey(
+                    target.user.clone(),
+                    PrivateKeyWithHashAlg::new(key, hash),
+                ),
+            )
+            .await
+            .map_err(|_| stalled())?
+            .map_err(proto)?;
             if res.success() {
                 return Ok(());
             }

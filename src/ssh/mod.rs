@@ -183,6 +183,8 @@ pub struct ConnectOptions {
     /// Record unknown host keys (OpenSSH's `StrictHostKeyChecking accept-new`).
     pub accept_new_host_keys: bool,
     pub connect_timeout: Duration,
+    /// The operator gave `connect_timeout` on the command line: it wins over ~/.ssh/config.
+    pub connect_timeout_given: bool,
     pub command_timeout: Duration,
     /// Keepalive probes: the interval, and how many unanswered probes mean the peer is dead.
     pub keepalive_interval: Duration,
@@ -196,6 +198,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
+            connect_timeout_given: false,
             command_timeout: Duration::from_secs(600),
             keepalive_interval: Duration::from_secs(3),
             keepalive_max: 2,

@@ -41,6 +41,8 @@ pub struct Resolver {
     known_hosts: Option<PathBuf>,
     default_user: Option<String>,
     connect_timeout: Duration,
+    /// `connect_timeout` came from the command line: ~/.ssh/config's ConnectTimeout yields.
+    timeout_given: bool,
 }
 
 const DEFAULT_KEYS: &[&str] = &["id_ed25519", "id_ecdsa", "id_rsa"];
@@ -56,7 +58,14 @@ impl Resolver {
             known_hosts: cluster.ssh.known_hosts.clone(),
             default_user: None,
             connect_timeout,
+            timeout_given: false,
         })
+    }
+
+    /// The timeout was given explicitly (the command line), so it overrides ssh_config's.
+    pub fn timeout_given(mut self, given: bool) -> Self {
+        self.timeout_given = given;
+        self
     }
 
     /// A resolver from an explicit config (tests, or tools without an inventory).
@@ -70,6 +79,7 @@ impl Resolver {
             known_hosts,
             default_user: None,
             connect_timeout,
+            timeout_given: false,
         }
     }
 
@@ -123,10 +133,10 @@ impl Resolver {
         known_hosts.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
         let host = o.hostname.clone().unwrap_or_else(|| t.address.clone());
         let port = t.port.or(o.port).unwrap_or(22);
-        let connect_timeout = o
-            .connect_timeout
-            .map(Duration::from_secs)
-            .unwrap_or(self.connect_timeout);
+        let connect_timeout = match o.connect_timeout {
+            Some(secs) if !self.timeout_given => Duration::from_secs(secs),
+            _ => self.connect_timeout,
+        };
         let mut target = Target {
             name,
             host,
