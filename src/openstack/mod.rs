@@ -93,6 +93,10 @@ pub fn cloud_provider(
     render_cloud_provider(c, m, &cloud.credentials, subnet_id, external_network_id).map(Some)
 }
 
+/// Where the cloud provider's pods read the CA bundle: the key `ca.crt` of the Secret
+/// kube-system/cloud-config, mounted at /etc/config.
+pub const CA_FILE: &str = "/etc/config/ca.crt";
+
 /// The cloud-controller-manager and Cinder CSI manifests, and the cloud.conf they read.
 pub fn render_cloud_provider(
     c: &crate::model::Cluster,
@@ -143,12 +147,33 @@ pub fn render_cloud_provider(
             map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)}))
         })
         .collect();
+    // the CA that verifies the cloud goes into the Secret next to cloud.conf: the
+    // cloud-controller-manager and Cinder CSI mount it at /etc/config
+    let ca_cert = match &credentials.cacert() {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                ProviderError::Config(format!(
+                    "cannot read the CA bundle {} (`cacert` of the cloud, or OS_CACERT): {e}; the cloud provider needs it to verify the cloud",
+                    path.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ProviderError::Config(format!(
+                    "the CA bundle {} (`cacert` of the cloud, or OS_CACERT) holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
     let cloud_conf = crate::templates::render(
         "openstack-cloud-config",
         &serde_json::json!({
             "auth_url": credentials.auth_url,
             "region": credentials.region,
             "fields": fields,
+            "ca_file": ca_cert.as_ref().map(|_| CA_FILE),
             "subnet_id": subnet_id,
             "floating_network_id": external_network_id,
         }),
@@ -157,6 +182,7 @@ pub fn render_cloud_provider(
     Ok(crate::plan::CloudProvider {
         manifest,
         cloud_conf,
+        ca_cert,
     })
 }
 
@@ -275,6 +301,19 @@ pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, Prov
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cloud_conf_names_the_ca_file_only_when_there_is_one() {
+        let render = |ca: Option<&str>| {
+            crate::templates::render(
+                "openstack-cloud-config",
+                &serde_json::json!({"auth_url": "https://k:5000/v3", "fields": [], "ca_file": ca, "subnet_id": "s"}),
+            )
+            .unwrap()
+        };
+        assert!(render(Some(super::CA_FILE)).contains("\nca-file=/etc/config/ca.crt\n"));
+        assert!(!render(None).contains("ca-file"));
+    }
+
     #[test]
     fn gcfg_values_are_quoted() {
         assert_eq!(super::gcfg_quote("plain"), r#""plain""#);
