@@ -231,6 +231,8 @@ pub struct CloudProvider {
     pub manifest: String,
     /// Holds credentials: only ever sent to the cluster in a Secret.
     pub cloud_conf: String,
+    /// The PEM CA bundle of the cloud (`cacert`), sent in the same Secret as `ca.crt`.
+    pub ca_cert: Option<String>,
 }
 
 impl std::fmt::Debug for CloudProvider {

@@ -26,14 +26,64 @@ fn os(cloud: &str, args: &[&str]) -> Output {
 }
 
 fn os_ok(args: &[&str]) -> String {
-    let o = os("oslab", args);
+    os_as_ok("oslab", args)
+}
+
+/// `os` as `cloud`, failing the test if the CLI fails.
+fn os_as_ok(cloud: &str, args: &[&str]) -> String {
+    let o = os(cloud, args);
     assert!(
         o.status.success(),
-        "openstack {}: {}",
+        "openstack --os-cloud {cloud} {}: {}",
         args.join(" "),
         text(&o.stderr)
     );
     text(&o.stdout)
+}
+
+fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// The IDs of everything with the cluster's tag (and the rules of its security groups), kind
+/// by kind, as the API lists them.
+fn tagged_ids(name: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let tag = format!("kubeforge-cluster-{name}");
+    let mut m = std::collections::BTreeMap::new();
+    for kind in [
+        &["network", "list"][..],
+        &["subnet", "list"],
+        &["router", "list"],
+        &["security", "group", "list"],
+        &["server", "list"],
+        &["floating", "ip", "list"],
+    ] {
+        let mut a = kind.to_vec();
+        a.extend(["--tags", &tag, "-f", "value", "-c", "ID"]);
+        m.insert(kind.join(" "), lines(&os_ok(&a)));
+    }
+    let mut rules = Vec::new();
+    for sg in m["security group list"].clone() {
+        rules.extend(lines(&os_ok(&[
+            "security", "group", "rule", "list", &sg, "-f", "value", "-c", "ID",
+        ])));
+    }
+    rules.sort();
+    m.insert("security group rule list".into(), rules);
+    m
+}
+
+/// The floating IPs whose description says kubeforge made them for `name`, tagged or not.
+fn fips_described(name: &str) -> Vec<String> {
+    let all = os_json(&["floating", "ip", "list", "--long"]);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["Description"] == format!("kubeforge: cluster {name}"))
+        .map(|f| f["Floating IP Address"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn os_json(args: &[&str]) -> serde_json::Value {
@@ -98,6 +148,8 @@ fn names_with_tag(kind: &[&str], name: &str) -> Vec<String> {
 /// What an earlier, interrupted run of these tests may have left in the lab.
 fn clean_up(inv: &Path) {
     ok(&kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]));
+    // its key pair holds another run's key, so destroy leaves it
+    let _ = os("oslab", &["keypair", "delete", "kubeforge-lab1"]);
     for id in os_ok(&[
         "server",
         "list",
@@ -284,15 +336,18 @@ fn cloud_resources_are_created_adopted_scaled_and_destroyed() {
             .iter()
             .any(|h| h["name"] == "lab1-api")
     );
-    let ids_before = os_ok(&[
-        "server",
-        "list",
-        "--tags",
-        "kubeforge-cluster-lab1",
-        "-f",
-        "value",
-        "-c",
-        "ID",
+    let ids_before = tagged_ids("lab1");
+    assert_eq!(ids_before["server list"].len(), 5);
+    assert!(ids_before["security group rule list"].len() >= 10);
+    let lb_before = os_json(&["loadbalancer", "show", "lab1-api"])["id"].clone();
+    // the pool and listener are found through our load balancer, not by name
+    os_ok(&[
+        "loadbalancer",
+        "pool",
+        "set",
+        "--name",
+        "renamed-pool",
+        "lab1-api",
     ]);
 
     // a second apply creates nothing
@@ -309,21 +364,35 @@ fn cloud_resources_are_created_adopted_scaled_and_destroyed() {
         "{}",
         text(&out.stderr)
     );
+    assert_eq!(ids_before, tagged_ids("lab1"));
     assert_eq!(
-        ids_before,
-        os_ok(&[
-            "server",
+        os_json(&["loadbalancer", "show", "lab1-api"])["id"],
+        lb_before
+    );
+    assert_eq!(
+        os_json(&["loadbalancer", "pool", "list", "--loadbalancer", "lab1-api"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no second pool"
+    );
+    assert_eq!(
+        os_json(&[
+            "loadbalancer",
+            "listener",
             "list",
-            "--tags",
-            "kubeforge-cluster-lab1",
-            "-f",
-            "value",
-            "-c",
-            "ID"
+            "--loadbalancer",
+            "lab1-api"
         ])
+        .as_array()
+        .unwrap()
+        .len(),
+        1,
+        "no second listener"
     );
 
-    // raising a count adds a server, with a floating IP once asked for
+    // raising a count adds a server
     let inv = inventory(
         dir.path(),
         "lab1",
@@ -363,14 +432,56 @@ fn cloud_resources_are_created_adopted_scaled_and_destroyed() {
         Some(1),
         "a typed confirmation or --yes is required"
     );
+    assert!(
+        text(&out.stderr).contains(
+            "destroy deletes cluster lab1's servers: confirm on a terminal, or pass --yes"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        names_with_tag(&["server", "list"], "lab1").len(),
+        6,
+        "nothing deleted without the confirmation"
+    );
+    assert_eq!(
+        os_json(&["loadbalancer", "show", "lab1-api"])["id"],
+        lb_before
+    );
     let out = kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]);
     ok(&out);
+    // the confirmation lists exactly what was deleted
+    let listed: Vec<String> = text(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - "))
+        .map(String::from)
+        .collect();
+    let deleted: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("deleted "))
+        .map(String::from)
+        .collect();
+    assert!(
+        listed.contains(&"server lab1-worker-3".to_string())
+            && listed.contains(&"key pair kubeforge-lab1".to_string())
+            && listed.contains(&"server group lab1-worker".to_string())
+            && listed.contains(&"load balancer lab1-api".to_string()),
+        "{listed:?}"
+    );
+    let (mut l, mut d) = (listed.clone(), deleted.clone());
+    l.sort();
+    d.sort();
+    assert_eq!(l, d, "listed before, deleted after");
     assert!(names_with_tag(&["server", "list"], "lab1").is_empty());
     assert!(names_with_tag(&["network", "list"], "lab1").is_empty());
     assert!(names_with_tag(&["router", "list"], "lab1").is_empty());
     assert!(!os_ok(&["security", "group", "list", "-f", "value", "-c", "Name"]).contains("lab1-"));
     assert!(!os_ok(&["server", "group", "list", "-f", "value", "-c", "Name"]).contains("lab1-"));
-    assert!(!os_ok(&["keypair", "list", "-f", "value", "-c", "Name"]).contains("kubeforge-lab1"));
+    assert!(
+        !os_ok(&["keypair", "list", "-f", "value", "-c", "Name"])
+            .lines()
+            .any(|l| l == "kubeforge-lab1")
+    );
     assert!(!os_ok(&["loadbalancer", "list", "-f", "value", "-c", "name"]).contains("lab1-api"));
     assert!(
         os_ok(&["server", "list", "-f", "value", "-c", "Name"]).contains("unrelated-vm"),
@@ -382,6 +493,134 @@ fn cloud_resources_are_created_adopted_scaled_and_destroyed() {
     );
     os_ok(&["server", "delete", "--wait", "unrelated-vm"]);
     os_ok(&["network", "delete", "unrelated-net"]);
+
+    // floating IPs (servers only: Octavia's noop driver makes no VIP port to put one on)
+    let body = "    cloud: oslab\n    image: tiny\n    network: {cidr: 10.21.0.0/24, externalNetwork: public}\n    controlPlane: {count: 1, flavor: m1.tiny}\n    workers: {count: 2, flavor: m1.tiny}\n    floatingIps: true\n";
+    let inv = inventory(dir.path(), "lab1f", "local", body);
+    ok(&kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"])); // leftovers of an interrupted run
+    // (whose key pair holds another run's key, so destroy leaves it)
+    let _ = os("oslab", &["keypair", "delete", "kubeforge-lab1f"]);
+    ok(&kf(&[
+        "apply",
+        "-f",
+        inv.to_str().unwrap(),
+        "--yes",
+        "--cloud-only",
+    ]));
+    // each server's port carries one floating IP with the cluster's tag
+    let fip_of = |server: &str| -> Vec<String> {
+        let id = os_ok(&["server", "show", server, "-f", "value", "-c", "id"]);
+        let mut out = Vec::new();
+        for port in os_ok(&[
+            "port",
+            "list",
+            "--device-id",
+            id.trim(),
+            "-f",
+            "value",
+            "-c",
+            "ID",
+        ])
+        .lines()
+        {
+            let f = os_json(&["floating", "ip", "list", "--port", port, "--long"]);
+            for f in f.as_array().unwrap() {
+                assert!(
+                    f["Tags"].to_string().contains("kubeforge-cluster-lab1f"),
+                    "{f}"
+                );
+                out.push(f["Floating IP Address"].as_str().unwrap().to_string());
+            }
+        }
+        out
+    };
+    let mut ids = Vec::new();
+    for s in ["lab1f-control-plane-1", "lab1f-worker-1", "lab1f-worker-2"] {
+        assert_eq!(fip_of(s).len(), 1, "{s}");
+        ids.push(
+            os_ok(&["server", "show", s, "-f", "value", "-c", "id"])
+                .trim()
+                .to_string(),
+        );
+    }
+    assert_eq!(tagged_ids("lab1f")["floating ip list"].len(), 3);
+    // a second apply makes no more
+    let before = tagged_ids("lab1f");
+    ok(&kf(&[
+        "apply",
+        "-f",
+        inv.to_str().unwrap(),
+        "--yes",
+        "--cloud-only",
+    ]));
+    assert_eq!(before, tagged_ids("lab1f"));
+    // a new server gets one; once beyond the count (about to be removed) it gets no new one
+    let more = inventory(
+        dir.path(),
+        "lab1f",
+        "local",
+        &body.replace("count: 2", "count: 3"),
+    );
+    ok(&kf(&[
+        "apply",
+        "-f",
+        more.to_str().unwrap(),
+        "--yes",
+        "--cloud-only",
+    ]));
+    let w3 = fip_of("lab1f-worker-3");
+    assert_eq!(w3.len(), 1);
+    ids.push(
+        os_ok(&[
+            "server",
+            "show",
+            "lab1f-worker-3",
+            "-f",
+            "value",
+            "-c",
+            "id",
+        ])
+        .trim()
+        .to_string(),
+    );
+    os_ok(&["floating", "ip", "delete", &w3[0]]);
+    let inv = inventory(dir.path(), "lab1f", "local", body);
+    let out = kf(&[
+        "apply",
+        "-f",
+        inv.to_str().unwrap(),
+        "--yes",
+        "--cloud-only",
+    ]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("lab1f-worker-3 is beyond the count"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        fip_of("lab1f-worker-3").is_empty(),
+        "no new floating IP for a surplus server"
+    );
+    assert_eq!(tagged_ids("lab1f")["floating ip list"].len(), 3);
+    // destroy: no floating IP of the cluster is left, and no port of its servers
+    let out = kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]);
+    ok(&out);
+    assert_eq!(
+        text(&out.stderr).matches("  - floating IP ").count(),
+        3,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(tagged_ids("lab1f").values().all(|v| v.is_empty()));
+    assert!(fips_described("lab1f").is_empty());
+    for id in &ids {
+        assert_eq!(
+            os_ok(&["port", "list", "--device-id", id, "-f", "value", "-c", "ID"]).trim(),
+            "",
+            "ports of server {id}"
+        );
+    }
 }
 
 #[test]
@@ -461,6 +700,108 @@ fn cloud_errors_are_clear_and_nothing_is_left_unreported() {
             !os_ok(&["keypair", "list", "-f", "value", "-c", "Name"]).contains("kubeforge-err")
         );
     }
+
+    // what is named like the cluster's but is not kubeforge's is refused, before anything is
+    // created: a network without the tag, a server group with another policy
+    let _ = os("oslab", &["network", "delete", "own"]);
+    let _ = os("oslab", &["server", "group", "delete", "grp-worker"]);
+    os_ok(&["network", "create", "own"]);
+    os_ok(&[
+        "server",
+        "group",
+        "create",
+        "--policy",
+        "anti-affinity",
+        "grp-worker",
+    ]);
+    for (cluster, msg) in [
+        (
+            "own",
+            "network own (", // then its id
+        ),
+        ("grp", "server group grp-worker ("),
+    ] {
+        let inv = inventory(
+            dir.path(),
+            cluster,
+            "local",
+            "    cloud: oslab\n    image: tiny\n    network: {cidr: 10.41.0.0/24, externalNetwork: public}\n    controlPlane: {count: 1, flavor: m1.tiny}\n    workers: {count: 1, flavor: m1.tiny}\n    floatingIps: false\n",
+        );
+        let want = if cluster == "own" {
+            ") exists but is not kubeforge's (no tag kubeforge-cluster-own); name it in spec.openstack.network.name to use it, or rename it"
+        } else {
+            ") exists with policy anti-affinity, not the soft-anti-affinity kubeforge creates, so it is not kubeforge's; rename or delete it"
+        };
+        for cmd in [&["plan"][..], &["apply", "--yes", "--cloud-only"]] {
+            let mut args = cmd.to_vec();
+            args.extend(["-f", inv.to_str().unwrap()]);
+            let out = kf(&args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{cluster} {cmd:?}: {err}");
+            assert!(
+                err.contains(msg) && err.contains(want),
+                "{cluster} {cmd:?}: {err}"
+            );
+            assert!(
+                !err.contains("kubeforge created before the failure"),
+                "{err}"
+            );
+        }
+        assert!(
+            tagged_ids(cluster).values().all(|v| v.is_empty()),
+            "{cluster}"
+        );
+        assert!(
+            !os_ok(&["keypair", "list", "-f", "value", "-c", "Name"])
+                .contains(&format!("kubeforge-{cluster}")),
+            "{cluster}: no key pair"
+        );
+        assert!(
+            !os_ok(&["security", "group", "list", "-f", "value", "-c", "Name"])
+                .contains(&format!("{cluster}-")),
+            "{cluster}: no security group"
+        );
+        assert_eq!(
+            os_ok(&[
+                "network", "list", "--name", cluster, "-f", "value", "-c", "ID"
+            ])
+            .lines()
+            .count(),
+            usize::from(cluster == "own"),
+            "{cluster}: no network made"
+        );
+    }
+    // destroy leaves them, and a key pair named like the cluster's that holds another key
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let _ = os("oslab", &["keypair", "delete", "kubeforge-own"]);
+    os_ok(&[
+        "keypair",
+        "create",
+        "--public-key",
+        &format!("{}.pub", keypair(&other).display()),
+        "kubeforge-own",
+    ]);
+    let inv = dir.path().join("own.yaml");
+    let out = kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]);
+    ok(&out);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("key pair kubeforge-own: it holds another public key than the inventory's")
+            && err.contains("network own (")
+            && err.contains("): no tag kubeforge-cluster-own"),
+        "{err}"
+    );
+    assert!(
+        !text(&out.stdout).contains("deleted "),
+        "{}",
+        text(&out.stdout)
+    );
+    os_ok(&["keypair", "show", "kubeforge-own"]);
+    os_ok(&["network", "show", "own"]);
+    os_ok(&["keypair", "delete", "kubeforge-own"]);
+    os_ok(&["network", "delete", "own"]);
+    os_ok(&["server", "group", "delete", "grp-worker"]);
 
     // a server that goes to ERROR: Nova's fault message; once the inventory is fixed, the next
     // apply replaces the failed server (it never launched) instead of stopping on it again
@@ -565,22 +906,26 @@ fn cloud_errors_are_clear_and_nothing_is_left_unreported() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(created.contains("server quota-control-plane-1"), "{err}");
     // every server in the project is one the message named
-    let listed = os(
+    let listed = os_as_ok(
         "oslab-demo",
         &["server", "list", "-f", "value", "-c", "Name"],
     );
-    for name in text(&listed.stdout).lines() {
+    assert!(
+        !listed.trim().is_empty(),
+        "the server made before the error exists"
+    );
+    for name in listed.lines() {
         assert!(
             created.contains(&format!("server {name}")),
             "{name} exists but was not reported: {err}"
         );
     }
     ok(&kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]));
-    let listed = os(
+    let listed = os_as_ok(
         "oslab-demo",
         &["server", "list", "-f", "value", "-c", "Name"],
     );
-    assert_eq!(text(&listed.stdout).trim(), "");
+    assert_eq!(listed.trim(), "");
 }
 
 #[test]
@@ -717,11 +1062,20 @@ fn provisions_then_bootstraps_kubernetes_on_the_servers_addresses() {
         ["node/e2e-control-plane-1", "node/e2e-worker-1"]
     );
     assert_eq!(h.sh(cp_node, "hostname").trim(), "e2e-control-plane-1");
-    // the cloud provider: kubelets defer to it, its Secret holds the credentials
-    assert!(
-        h.sh(cp_node, "cat /var/lib/kubelet/kubeadm-flags.env")
-            .contains("--cloud-provider=external")
-    );
+    // the cloud provider: kubelets defer to it (the joined worker's too), its Secret holds the
+    // credentials
+    let worker_node: usize = ip_of("e2e-worker-1").parse::<usize>().unwrap() - 10;
+    for (node, host) in [
+        (cp_node, "e2e-control-plane-1"),
+        (worker_node, "e2e-worker-1"),
+    ] {
+        assert_eq!(h.sh(node, "hostname").trim(), host);
+        let flags = h.sh(node, "cat /var/lib/kubelet/kubeadm-flags.env");
+        assert!(
+            flags.contains("--cloud-provider=external"),
+            "{host}: {flags}"
+        );
+    }
     assert!(h.sh(cp_node, &format!("{kubectl} -n kube-system get ds openstack-cloud-controller-manager csi-cinder-nodeplugin -o name")).lines().count() == 2);
     assert!(
         h.sh(

@@ -571,18 +571,13 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
         );
     }
     let rt = runtime()?;
-    let mut observed = loaded.clone();
-    let plan = rt
-        .block_on(kubeforge::openstack::observe_into(&mut observed))?
-        .actions;
-    let existing: Vec<String> = plan
-        .iter()
-        .filter(|x| x.verb == "adopt")
-        .map(|x| format!("{} {}", x.kind, x.name))
-        .collect();
+    let (deletes, kept) = rt.block_on(kubeforge::openstack::destroy_preview(&loaded))?;
     eprintln!("kubeforge would delete what it created for cluster {name}:");
-    for e in &existing {
-        eprintln!("  - {e}");
+    for x in &deletes {
+        eprintln!("  - {} {}", x.kind, x.name);
+    }
+    for k in &kept {
+        eprintln!("  (left in place: {k})");
     }
     if !a.yes {
         if !std::io::stdin().is_terminal() {

@@ -73,7 +73,19 @@ pub struct Cloud {
 pub struct Credentials {
     pub auth_url: String,
     pub region: Option<String>,
+    /// The `auth` keys of clouds.yaml (or the `OS_*` variables), and `cacert`: the CA bundle
+    /// that verifies the cloud's TLS (clouds.yaml's `cacert` or `OS_CACERT`), as an absolute path.
     pub fields: Vec<(String, String)>,
+}
+
+impl Credentials {
+    /// The CA bundle that verifies the cloud's TLS, if one is given.
+    pub fn cacert(&self) -> Option<PathBuf> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == "cacert")
+            .map(|(_, v)| PathBuf::from(v))
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -188,15 +200,35 @@ pub fn error_message(body: &[u8]) -> String {
 impl Cloud {
     /// Logs in with the clouds.yaml entry `cloud`, or with the `OS_*` variables.
     pub async fn connect(cloud: Option<&str>) -> Result<Cloud, CloudError> {
-        let (config, who, creds) = match cloud {
+        // OS_CLOUD names a clouds.yaml entry, as it does for the openstack CLI
+        let env_cloud = std::env::var("OS_CLOUD").ok().filter(|c| !c.is_empty());
+        let (config, who, creds) = match cloud.or(env_cloud.as_deref()) {
             Some(name) => {
-                let (entry, path) = cloud_entry(name)?;
+                let (mut entry, path) = cloud_entry(name)?;
+                // the secrets first: an error of the typed parsing below may quote a value
+                register_secrets(&entry);
                 if entry.get("verify").and_then(Value::as_bool) == Some(false) {
                     return Err(CloudError::Config(format!(
                         "cloud `{name}` in {} sets `verify: false`; kubeforge always verifies TLS: give the CA with `cacert:` instead",
                         path.display()
                     )));
                 }
+                // a relative cacert is relative to the clouds.yaml that names it
+                let cacert = match entry.get("cacert") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(c)) => {
+                        let base = path.parent().unwrap_or(std::path::Path::new("."));
+                        let abs = absolute(&base.join(c));
+                        entry["cacert"] = Value::String(abs.display().to_string());
+                        Some(abs)
+                    }
+                    Some(_) => {
+                        return Err(CloudError::Config(format!(
+                            "cloud `{name}` in {}: `cacert` must be the path of a PEM file",
+                            path.display()
+                        )));
+                    }
+                };
                 let auth = entry.get("auth").cloned().unwrap_or_default();
                 let who = format!(
                     "cloud {name} from {}: {} at {}",
@@ -204,53 +236,47 @@ impl Cloud {
                     describe_principal(&auth),
                     auth.get("auth_url").and_then(Value::as_str).unwrap_or("?")
                 );
-                let creds = credentials_of(&auth, entry.get("region_name").and_then(Value::as_str));
+                let creds = credentials_of(
+                    &auth,
+                    entry.get("region_name").and_then(Value::as_str),
+                    cacert,
+                );
                 let config: osauth::CloudConfig = serde_json::from_value(entry).map_err(|e| {
-                    CloudError::Config(format!("cloud `{name}` in {}: {e}", path.display()))
+                    CloudError::Config(format!(
+                        "cloud `{name}` in {}: {}",
+                        path.display(),
+                        crate::secrets::redact(&e.to_string())
+                    ))
                 })?;
                 (config, who, creds)
             }
             None => {
-                let config = osauth::CloudConfig::from_env().map_err(|e| {
-                    CloudError::Config(format!(
-                        "no spec.openstack.cloud and no usable OS_* environment: {}",
-                        e.to_string().replace(|c: char| c.is_control(), " ")
-                    ))
-                })?;
-                let env = |k: &str| std::env::var(k).ok();
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
                 let mut auth = serde_json::Map::new();
-                for (k, v) in [
-                    ("auth_url", "OS_AUTH_URL"),
-                    ("username", "OS_USERNAME"),
-                    ("password", "OS_PASSWORD"),
-                    ("project_name", "OS_PROJECT_NAME"),
-                    ("user_domain_name", "OS_USER_DOMAIN_NAME"),
-                    ("project_domain_name", "OS_PROJECT_DOMAIN_NAME"),
-                    ("application_credential_id", "OS_APPLICATION_CREDENTIAL_ID"),
-                    (
-                        "application_credential_secret",
-                        "OS_APPLICATION_CREDENTIAL_SECRET",
-                    ),
-                ] {
+                for (k, v) in ENV_AUTH {
                     if let Some(val) = env(v) {
-                        auth.insert(k.into(), Value::String(val));
+                        auth.insert(k.to_string(), Value::String(val));
                     }
                 }
                 let auth = Value::Object(auth);
+                register_secrets(&json_auth(&auth));
+                let config = osauth::CloudConfig::from_env().map_err(|e| {
+                    CloudError::Config(format!(
+                        "no spec.openstack.cloud and no usable OS_* environment: {}",
+                        crate::secrets::redact(&e.to_string())
+                            .replace(|c: char| c.is_control(), " ")
+                    ))
+                })?;
                 let who = format!(
                     "OS_* environment: {} at {}",
                     describe_principal(&auth),
                     env("OS_AUTH_URL").unwrap_or_default()
                 );
-                let creds = credentials_of(&auth, env("OS_REGION_NAME").as_deref());
+                let cacert = env("OS_CACERT").map(|c| absolute(std::path::Path::new(&c)));
+                let creds = credentials_of(&auth, env("OS_REGION_NAME").as_deref(), cacert);
                 (config, who, creds)
             }
         };
-        for (k, v) in &creds.fields {
-            if k.contains("password") || k.contains("secret") || k == "token" {
-                crate::secrets::register(v);
-            }
-        }
         let session = config.create_session().await.map_err(|e| {
             let message = match e.kind() {
                 ErrorKind::AuthenticationFailed => "the credentials were refused (HTTP 401): check the password or application credential".to_string(),
@@ -297,6 +323,29 @@ impl Cloud {
         self.request(svc, reqwest::Method::DELETE, path)
     }
 
+    /// Refuses a compute API older than the microversion kubeforge speaks (from Nova's version
+    /// document; a cloud that does not say is given the benefit of the doubt).
+    pub async fn check_compute_microversion(&self) -> Result<(), CloudError> {
+        let want = osauth::ApiVersion(NOVA_MICROVERSION.0, NOVA_MICROVERSION.1);
+        match self.session.get_api_versions(COMPUTE).await {
+            Ok(Some((_, max))) if max < want => Err(CloudError::Config(format!(
+                "the compute API (Nova) of this cloud supports microversions up to {max}; kubeforge needs {want} (tags on create, server group policies): ask the cloud's operator, or use a newer cloud"
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(api_err("read the compute API's versions", e)),
+        }
+    }
+
+    /// Whether Neutron takes `tags` in the body of a create (the `tag-creation` extension), so
+    /// that a resource never exists untagged.
+    pub async fn neutron_tags_on_create(&self) -> Result<bool, CloudError> {
+        Ok(self
+            .get(Svc::Network, &["extensions", "tag-creation"])
+            .send_opt("read Neutron's extension tag-creation")
+            .await?
+            .is_some())
+    }
+
     /// Whether the catalog has Octavia.
     pub async fn has_load_balancer(&self) -> bool {
         self.session
@@ -323,7 +372,63 @@ fn describe_principal(auth: &Value) -> String {
     }
 }
 
-fn credentials_of(auth: &Value, region: Option<&str>) -> Credentials {
+/// The `OS_*` variables of an openrc file, as clouds.yaml `auth` keys.
+const ENV_AUTH: [(&str, &str); 16] = [
+    ("auth_url", "OS_AUTH_URL"),
+    ("username", "OS_USERNAME"),
+    ("user_id", "OS_USER_ID"),
+    ("password", "OS_PASSWORD"),
+    ("project_name", "OS_PROJECT_NAME"),
+    ("project_id", "OS_PROJECT_ID"),
+    ("user_domain_name", "OS_USER_DOMAIN_NAME"),
+    ("user_domain_id", "OS_USER_DOMAIN_ID"),
+    ("project_domain_name", "OS_PROJECT_DOMAIN_NAME"),
+    ("project_domain_id", "OS_PROJECT_DOMAIN_ID"),
+    ("domain_name", "OS_DOMAIN_NAME"),
+    ("domain_id", "OS_DOMAIN_ID"),
+    ("application_credential_id", "OS_APPLICATION_CREDENTIAL_ID"),
+    (
+        "application_credential_name",
+        "OS_APPLICATION_CREDENTIAL_NAME",
+    ),
+    (
+        "application_credential_secret",
+        "OS_APPLICATION_CREDENTIAL_SECRET",
+    ),
+    ("token", "OS_TOKEN"),
+];
+
+fn json_auth(auth: &Value) -> Value {
+    serde_json::json!({ "auth": auth })
+}
+
+fn is_secret_key(k: &str) -> bool {
+    k.contains("password") || k.contains("secret") || k == "token"
+}
+
+/// Registers every secret of a clouds.yaml entry (`auth.password`, `auth.*secret*`,
+/// `auth.token`), whatever its YAML type, so that no message can show it.
+fn register_secrets(entry: &Value) {
+    let Some(auth) = entry.get("auth").and_then(Value::as_object) else {
+        return;
+    };
+    for (k, v) in auth {
+        if !is_secret_key(k) {
+            continue;
+        }
+        match v {
+            Value::String(s) => crate::secrets::register(s),
+            Value::Null => {}
+            other => crate::secrets::register(&other.to_string()),
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn credentials_of(auth: &Value, region: Option<&str>, cacert: Option<PathBuf>) -> Credentials {
     let mut fields = Vec::new();
     if let Some(o) = auth.as_object() {
         for (k, v) in o {
@@ -331,6 +436,9 @@ fn credentials_of(auth: &Value, region: Option<&str>) -> Credentials {
                 fields.push((k.clone(), v.to_string()));
             }
         }
+    }
+    if let Some(c) = cacert {
+        fields.push(("cacert".into(), c.display().to_string()));
     }
     Credentials {
         auth_url: auth
@@ -428,4 +536,34 @@ fn sorted(v: &[String]) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_of_any_yaml_type_is_registered_before_parsing() {
+        let entry: Value =
+            serde_saphyr::from_str("auth:\n  username: u\n  password: 98765432123\n").unwrap();
+        register_secrets(&entry);
+        let err = serde_json::from_value::<osauth::CloudConfig>(entry)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !crate::secrets::redact(&err).contains("98765432123"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_cacert_is_kept_with_the_credentials() {
+        let c = credentials_of(
+            &serde_json::json!({"auth_url": "https://k", "password": "p"}),
+            None,
+            Some(PathBuf::from("/etc/ca.pem")),
+        );
+        assert_eq!(c.cacert(), Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(credentials_of(&Value::Null, None, None).cacert(), None);
+    }
 }

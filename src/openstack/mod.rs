@@ -93,6 +93,10 @@ pub fn cloud_provider(
     render_cloud_provider(c, m, &cloud.credentials, subnet_id, external_network_id).map(Some)
 }
 
+/// Where the cloud provider's pods read the CA bundle: the key `ca.crt` of the Secret
+/// kube-system/cloud-config, mounted at /etc/config.
+pub const CA_FILE: &str = "/etc/config/ca.crt";
+
 /// The cloud-controller-manager and Cinder CSI manifests, and the cloud.conf they read.
 pub fn render_cloud_provider(
     c: &crate::model::Cluster,
@@ -143,12 +147,33 @@ pub fn render_cloud_provider(
             map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)}))
         })
         .collect();
+    // the CA that verifies the cloud goes into the Secret next to cloud.conf: the
+    // cloud-controller-manager and Cinder CSI mount it at /etc/config
+    let ca_cert = match &credentials.cacert() {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                ProviderError::Config(format!(
+                    "cannot read the CA bundle {} (`cacert` of the cloud, or OS_CACERT): {e}; the cloud provider needs it to verify the cloud",
+                    path.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ProviderError::Config(format!(
+                    "the CA bundle {} (`cacert` of the cloud, or OS_CACERT) holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
     let cloud_conf = crate::templates::render(
         "openstack-cloud-config",
         &serde_json::json!({
             "auth_url": credentials.auth_url,
             "region": credentials.region,
             "fields": fields,
+            "ca_file": ca_cert.as_ref().map(|_| CA_FILE),
             "subnet_id": subnet_id,
             "floating_network_id": external_network_id,
         }),
@@ -157,6 +182,7 @@ pub fn render_cloud_provider(
     Ok(crate::plan::CloudProvider {
         manifest,
         cloud_conf,
+        ca_cert,
     })
 }
 
@@ -187,14 +213,29 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
             cluster: &loaded.cluster,
             os: &os,
         };
+        // what apply would refuse, plan refuses too, before anything is created
+        cloud.check_compute_microversion().await?;
         let o = provider::observe(&cloud, &d).await?;
+        provider::check(&d, &o)?;
         let plan = provider::plan(&d, &o);
         (
             o.servers.clone(),
-            o.load_balancer.clone(),
+            o.our_load_balancer().map(|lb| lb.vip.clone()),
             plan,
             o.subnet.clone(),
         )
+    };
+    let d = Desired {
+        cluster: &loaded.cluster,
+        os: &os,
+    };
+    // refused when a router or floating IPs need it; else only for the cloud provider's
+    // floating-network-id, if there is a single one (as apply does)
+    let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref()).await;
+    let ext = if d.needs_external_network() {
+        Some(ext?)
+    } else {
+        ext.ok()
     };
     let count = |role| match role {
         crate::model::Role::ControlPlane => os.control_plane.as_ref().map_or(0, |p| p.count),
@@ -207,17 +248,12 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
     let hosts = provider::hosts(&loaded.cluster, &existing);
     loaded.cluster.hosts.extend(hosts);
     if loaded.cluster.api.load_balancer == LoadBalancer::Octavia
-        && let Some((_, vip)) = lb
+        && let Some(vip) = lb
     {
         loaded.cluster.api.endpoint = Some((vip, crate::desired::API_PORT));
     }
     let cloud_provider = match subnet {
-        Some(sn) => {
-            let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref())
-                .await
-                .ok();
-            cloud_provider(loaded, &cloud, &sn, ext.as_deref())?
-        }
+        Some(sn) => cloud_provider(loaded, &cloud, &sn, ext.as_deref())?,
         None => None,
     };
     Ok(CloudView {
@@ -244,7 +280,11 @@ pub async fn provision(
                 "cloud-init.yaml",
                 &serde_json::json!({"hostname": host, "cluster": name, "public_key": key}),
             )
-            .unwrap_or_default()
+            .map_err(|e| {
+                cloud::CloudError::Config(format!(
+                    "cannot render the cloud-init user data of server {host} (template cloud-init.yaml): {e}"
+                ))
+            })
         };
         provider::ensure(&cloud, &d, &key, &user_data).await?
     };
@@ -262,7 +302,23 @@ pub async fn provision(
     Ok((p, cp))
 }
 
-/// Deletes what kubeforge created for the cluster.
+/// What `destroy` would delete, and what it leaves (with why), changing nothing.
+pub async fn destroy_preview(
+    loaded: &Loaded,
+) -> Result<(Vec<provider::CloudAction>, Vec<String>), ProviderError> {
+    let cloud = connect(loaded).await?;
+    let os = spec(loaded)?.clone();
+    let d = Desired {
+        cluster: &loaded.cluster,
+        os: &os,
+    };
+    let key = public_key(loaded).ok();
+    let t = provider::teardown(&cloud, &d, key.as_deref()).await?;
+    Ok((t.actions(&loaded.cluster.name), t.kept.clone()))
+}
+
+/// Deletes what kubeforge created for the cluster (see `provider::teardown`); what it leaves
+/// is logged with the reason.
 pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
     let cloud = connect(loaded).await?;
     let os = spec(loaded)?.clone();
@@ -270,11 +326,29 @@ pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, Prov
         cluster: &loaded.cluster,
         os: &os,
     };
-    Ok(provider::destroy(&cloud, &d).await?)
+    let key = public_key(loaded).ok();
+    let t = provider::teardown(&cloud, &d, key.as_deref()).await?;
+    for k in &t.kept {
+        tracing::warn!("left in place: {k}");
+    }
+    Ok(provider::destroy(&cloud, &d, t).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cloud_conf_names_the_ca_file_only_when_there_is_one() {
+        let render = |ca: Option<&str>| {
+            crate::templates::render(
+                "openstack-cloud-config",
+                &serde_json::json!({"auth_url": "https://k:5000/v3", "fields": [], "ca_file": ca, "subnet_id": "s"}),
+            )
+            .unwrap()
+        };
+        assert!(render(Some(super::CA_FILE)).contains("\nca-file=/etc/config/ca.crt\n"));
+        assert!(!render(None).contains("ca-file"));
+    }
+
     #[test]
     fn gcfg_values_are_quoted() {
         assert_eq!(super::gcfg_quote("plain"), r#""plain""#);

@@ -78,18 +78,47 @@ pub struct ServerInfo {
     pub failed_build: bool,
 }
 
+/// The server group policy kubeforge creates.
+pub const SERVER_GROUP_POLICY: &str = "soft-anti-affinity";
+
+/// A Nova server group named like one of the cluster's (server groups have no tags).
+#[derive(Debug, Clone)]
+pub struct ServerGroup {
+    pub id: String,
+    pub policy: String,
+    pub members: Vec<String>,
+}
+
+/// An Octavia load balancer named like the cluster's.
+#[derive(Debug, Clone)]
+pub struct LoadBalancerInfo {
+    pub id: String,
+    pub vip: String,
+    /// Carries the cluster's tag: kubeforge made it.
+    pub ours: bool,
+}
+
 /// What exists in the cloud for the cluster.
 #[derive(Debug, Default)]
 pub struct Observed {
     pub keypair: Option<String>,
+    /// (id, carries the cluster's tag)
     pub network: Option<(String, bool)>,
     pub subnet: Option<String>,
     pub router: Option<String>,
     pub security_groups: BTreeMap<String, String>,
-    pub server_groups: BTreeMap<String, String>,
+    pub server_groups: BTreeMap<String, ServerGroup>,
     pub servers: Vec<ServerInfo>,
-    pub load_balancer: Option<(String, String)>,
+    pub load_balancer: Option<LoadBalancerInfo>,
+    /// Floating IPs with the cluster's tag: (id, address).
     pub floating_ips: Vec<(String, String)>,
+}
+
+impl Observed {
+    /// The load balancer kubeforge made (tagged), if any.
+    pub fn our_load_balancer(&self) -> Option<&LoadBalancerInfo> {
+        self.load_balancer.as_ref().filter(|lb| lb.ours)
+    }
 }
 
 pub struct Desired<'a> {
@@ -146,6 +175,10 @@ impl Desired<'_> {
     fn own_network(&self) -> bool {
         self.os.network.name.is_none()
     }
+    /// The router of an own network, and floating IPs, need the external network.
+    pub fn needs_external_network(&self) -> bool {
+        self.floating_ips() || self.own_network()
+    }
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -162,19 +195,8 @@ fn list<'a>(v: &'a Value, k: &str) -> Vec<&'a Value> {
         .unwrap_or_default()
 }
 
-async fn find_by_name(
-    cloud: &Cloud,
-    svc: Svc,
-    path: &[&str],
-    key: &str,
-    name: &str,
-    what: &str,
-) -> Result<Option<Value>, CloudError> {
-    let v = cloud.get(svc, path).query("name", name).send(what).await?;
-    Ok(list(&v, key)
-        .into_iter()
-        .find(|x| s(x, "name") == name)
-        .cloned())
+fn has_tag(v: &Value, t: &str) -> bool {
+    list(v, "tags").iter().any(|x| x.as_str() == Some(t))
 }
 
 /// Reads what exists, changing nothing.
@@ -192,23 +214,26 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             .name
             .clone()
             .unwrap_or_else(|| name.to_string());
-    if let Some(n) = find_by_name(
-        cloud,
-        Svc::Network,
-        &["networks"],
-        "networks",
-        &net_name,
-        "list networks",
-    )
-    .await?
+    let nets = cloud
+        .get(Svc::Network, &["networks"])
+        .query("name", &net_name)
+        .send("list networks")
+        .await?;
+    let nets: Vec<&Value> = list(&nets, "networks")
+        .into_iter()
+        .filter(|x| s(x, "name") == net_name)
+        .collect();
+    // ours (tagged) first: an untagged namesake is reported by `check`
+    if let Some(n) = nets
+        .iter()
+        .find(|x| has_tag(x, &t))
+        .or_else(|| nets.first())
     {
-        let ours = list(&n, "tags")
-            .iter()
-            .any(|x| x.as_str() == Some(t.as_str()));
-        o.network = Some((s(&n, "id"), ours));
+        let ours = has_tag(n, &t);
+        o.network = Some((s(n, "id"), ours));
         let subnets = cloud
             .get(Svc::Network, &["subnets"])
-            .query("network_id", &s(&n, "id"))
+            .query("network_id", &s(n, "id"))
             .send("list subnets")
             .await?;
         o.subnet = list(&subnets, "subnets")
@@ -216,21 +241,17 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             .find(|x| x["ip_version"] == 4)
             .map(|x| s(x, "id"));
     }
-    if d.own_network()
-        && let Some(r) = find_by_name(
-            cloud,
-            Svc::Network,
-            &["routers"],
-            "routers",
-            name,
-            "list routers",
-        )
-        .await?
-        && list(&r, "tags")
-            .iter()
-            .any(|x| x.as_str() == Some(t.as_str()))
-    {
-        o.router = Some(s(&r, "id"));
+    if d.own_network() {
+        let routers = cloud
+            .get(Svc::Network, &["routers"])
+            .query("name", name)
+            .query("tags", &t)
+            .send("list routers")
+            .await?;
+        o.router = list(&routers, "routers")
+            .into_iter()
+            .find(|r| s(r, "name") == name && has_tag(r, &t))
+            .map(|r| s(r, "id"));
     }
     let sgs = cloud
         .get(Svc::Network, &["security-groups"])
@@ -244,10 +265,29 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
         .get(Svc::Compute, &["os-server-groups"])
         .send("list server groups")
         .await?;
-    for g in list(&groups, "server_groups") {
-        let n = s(g, "name");
-        if n.starts_with(&format!("{name}-")) {
-            o.server_groups.insert(n, s(g, "id"));
+    for role in [Role::ControlPlane, Role::Worker] {
+        let n = format!("{name}-{}", role_slug(role));
+        let same: Vec<&Value> = list(&groups, "server_groups")
+            .into_iter()
+            .filter(|g| s(g, "name") == n)
+            .collect();
+        // of namesakes, one with kubeforge's policy first
+        if let Some(g) = same
+            .iter()
+            .find(|g| s(g, "policy") == SERVER_GROUP_POLICY)
+            .or_else(|| same.first())
+        {
+            o.server_groups.insert(
+                n,
+                ServerGroup {
+                    id: s(g, "id"),
+                    policy: s(g, "policy"),
+                    members: list(g, "members")
+                        .iter()
+                        .filter_map(|m| m.as_str().map(String::from))
+                        .collect(),
+                },
+            );
         }
     }
     let servers = cloud
@@ -293,18 +333,30 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             .push((s(f, "id"), s(f, "floating_ip_address")));
     }
     if d.octavia() || cloud.has_load_balancer().await {
-        match find_by_name(
-            cloud,
-            Svc::LoadBalancer,
-            &["lbaas", "loadbalancers"],
-            "loadbalancers",
-            &format!("{name}-api"),
-            "list load balancers",
-        )
-        .await
+        let lbn = format!("{name}-api");
+        match cloud
+            .get(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
+            .query("name", &lbn)
+            .send("list load balancers")
+            .await
         {
-            Ok(Some(lb)) => o.load_balancer = Some((s(&lb, "id"), s(&lb, "vip_address"))),
-            Ok(None) => {}
+            Ok(v) => {
+                let same: Vec<&Value> = list(&v, "loadbalancers")
+                    .into_iter()
+                    .filter(|x| s(x, "name") == lbn)
+                    .collect();
+                if let Some(lb) = same
+                    .iter()
+                    .find(|x| has_tag(x, &t))
+                    .or_else(|| same.first())
+                {
+                    o.load_balancer = Some(LoadBalancerInfo {
+                        id: s(lb, "id"),
+                        vip: s(lb, "vip_address"),
+                        ours: has_tag(lb, &t),
+                    });
+                }
+            }
             // without Octavia's roles the user cannot have made a load balancer either
             Err(e) if e.status() == Some(403) && !d.octavia() => {
                 tracing::debug!("not allowed to list load balancers ({e}); the cluster uses none");
@@ -326,6 +378,47 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
         }
     }
     Ok(o)
+}
+
+/// Refuses what kubeforge would otherwise adopt although it is not the cluster's: run on what
+/// `observe` read, by `plan` and before `ensure` creates anything.
+pub fn check(d: &Desired<'_>, o: &Observed) -> Result<(), CloudError> {
+    let name = d.name();
+    let t = tag(name);
+    if d.own_network()
+        && let Some((id, false)) = &o.network
+    {
+        return Err(CloudError::Config(format!(
+            "network {name} ({id}) exists but is not kubeforge's (no tag {t}); name it in spec.openstack.network.name to use it, or rename it"
+        )));
+    }
+    for (role, count) in d.counts() {
+        let g = format!("{name}-{}", role_slug(role));
+        if count > 0
+            && let Some(sg) = o.server_groups.get(&g)
+            && sg.policy != SERVER_GROUP_POLICY
+        {
+            return Err(CloudError::Config(format!(
+                "server group {g} ({}) exists with policy {}, not the {SERVER_GROUP_POLICY} kubeforge creates, so it is not kubeforge's; rename or delete it",
+                sg.id,
+                if sg.policy.is_empty() {
+                    "unknown"
+                } else {
+                    &sg.policy
+                }
+            )));
+        }
+    }
+    if d.octavia()
+        && let Some(lb) = &o.load_balancer
+        && !lb.ours
+    {
+        return Err(CloudError::Config(format!(
+            "load balancer {name}-api ({}) exists but is not kubeforge's (no tag {t}); rename or delete it, or use controlPlane.loadBalancer: local",
+            lb.id
+        )));
+    }
+    Ok(())
 }
 
 /// The changes `ensure` would make.
@@ -438,7 +531,7 @@ pub fn plan(d: &Desired<'_>, o: &Observed) -> Vec<CloudAction> {
     }
     if d.octavia() {
         act(
-            if o.load_balancer.is_some() {
+            if o.our_load_balancer().is_some() {
                 "adopt"
             } else {
                 "create"
@@ -460,6 +553,60 @@ async fn tag_neutron(cloud: &Cloud, collection: &str, id: &str, t: &str) -> Resu
         .send(&format!("tag {collection} {id}"))
         .await?;
     Ok(())
+}
+
+/// Deletes a Neutron resource kubeforge just made but could not finish (tag, router interface):
+/// untagged or half-made, it would be neither adopted nor destroyed. The error says so if the
+/// delete fails too.
+async fn undo_create(
+    cloud: &Cloud,
+    collection: &str,
+    kind: &str,
+    name: &str,
+    id: &str,
+    cause: CloudError,
+) -> CloudError {
+    match cloud
+        .delete(Svc::Network, &[collection, id])
+        .send_opt(&format!("delete the unfinished {kind} {name}"))
+        .await
+    {
+        Ok(_) => cause,
+        Err(undo) => CloudError::Config(format!(
+            "{cause}; deleting the unfinished {kind} {name} ({id}) failed as well ({undo}): delete it yourself (`openstack {} delete {id}`), it does not carry kubeforge's tag",
+            kind.replace("IP", "ip")
+        )),
+    }
+}
+
+/// Creates a Neutron resource with the cluster's tag: in the create itself where Neutron
+/// allows it (`tag-creation`), else tagged right after, and deleted again if tagging fails.
+/// Returns the created object.
+async fn create_tagged(
+    e: &Ensurer<'_>,
+    collection: &str,
+    key: &str,
+    kind: &str,
+    name: &str,
+    mut body: Value,
+) -> Result<Value, CloudError> {
+    let t = tag(e.d.name());
+    if e.tags_on_create {
+        body[key]["tags"] = json!([t]);
+    }
+    let v = e
+        .cloud
+        .post(Svc::Network, &[collection], body)
+        .send(&format!("create {kind} {name}"))
+        .await?;
+    let obj = v[key].clone();
+    if !e.tags_on_create {
+        let id = s(&obj, "id");
+        if let Err(err) = tag_neutron(e.cloud, collection, &id, &t).await {
+            return Err(undo_create(e.cloud, collection, kind, name, &id, err).await);
+        }
+    }
+    Ok(obj)
 }
 
 /// Neutron security group rules: (direction, protocol, from port, to port, remote: None = anywhere, Some(group) = that group).
@@ -581,6 +728,8 @@ pub struct EnsureError {
 struct Ensurer<'a> {
     cloud: &'a Cloud,
     d: &'a Desired<'a>,
+    /// Neutron takes `tags` in a create's body.
+    tags_on_create: bool,
     created: Vec<String>,
     actions: Vec<CloudAction>,
 }
@@ -693,11 +842,12 @@ pub async fn ensure(
     cloud: &Cloud,
     d: &Desired<'_>,
     public_key: &str,
-    user_data: &dyn Fn(&str) -> String,
+    user_data: &dyn Fn(&str) -> Result<String, CloudError>,
 ) -> Result<Provisioned, EnsureError> {
     let mut e = Ensurer {
         cloud,
         d,
+        tags_on_create: false,
         created: Vec::new(),
         actions: Vec::new(),
     };
@@ -713,15 +863,35 @@ pub async fn ensure(
 async fn ensure_inner(
     e: &mut Ensurer<'_>,
     public_key: &str,
-    user_data: &dyn Fn(&str) -> String,
+    user_data: &dyn Fn(&str) -> Result<String, CloudError>,
 ) -> Result<Provisioned, CloudError> {
     let cloud = e.cloud;
     let d = e.d;
     let name = d.name().to_string();
     let t = tag(&name);
     let desc = description(&name);
+    // everything that can refuse does so before anything is created
+    cloud.check_compute_microversion().await?;
     let (image, flavors) = resolve(cloud, d).await?;
     let o = observe(cloud, d).await?;
+    check(d, &o)?;
+    let external = external_network(cloud, d.os.network.external_network.as_deref()).await;
+    let external = if d.needs_external_network() {
+        Some(external?)
+    } else {
+        // only for the cloud provider's floating-network-id
+        external.ok()
+    };
+    let user_data: BTreeMap<String, String> = d
+        .counts()
+        .iter()
+        .flat_map(|&(role, count)| {
+            let name = &name;
+            (1..=count).map(move |i| server_name(name, role, i))
+        })
+        .map(|n| user_data(&n).map(|u| (n, u)))
+        .collect::<Result<_, _>>()?;
+    e.tags_on_create = cloud.neutron_tags_on_create().await?;
 
     // key pair
     let kp = keypair_name(&name);
@@ -749,12 +919,6 @@ async fn ensure_inner(
     }
 
     // network, subnet, router
-    let need_external = d.floating_ips() || d.own_network();
-    let external = if need_external {
-        Some(external_network(cloud, d.os.network.external_network.as_deref()).await?)
-    } else {
-        None
-    };
     let (network_id, subnet_id) = if d.own_network() {
         let net = match &o.network {
             Some((id, _)) => {
@@ -762,14 +926,17 @@ async fn ensure_inner(
                 id.clone()
             }
             None => {
-                let v = cloud
-                    .post(Svc::Network, &["networks"], json!({"network": {"name": name, "description": desc, "admin_state_up": true}}))
-                    .send(&format!("create network {name}"))
-                    .await?;
-                let id = s(&v["network"], "id");
-                tag_neutron(cloud, "networks", &id, &t).await?;
+                let v = create_tagged(
+                    e,
+                    "networks",
+                    "network",
+                    "network",
+                    &name,
+                    json!({"network": {"name": name, "description": desc, "admin_state_up": true}}),
+                )
+                .await?;
                 e.record("create", "network", &name);
-                id
+                s(&v, "id")
             }
         };
         let subnet = match &o.subnet {
@@ -787,37 +954,57 @@ async fn ensure_inner(
                 if !d.os.network.dns_nameservers.is_empty() {
                     body["subnet"]["dns_nameservers"] = json!(d.os.network.dns_nameservers);
                 }
-                let v = cloud
-                    .post(Svc::Network, &["subnets"], body)
-                    .send(&format!("create subnet {name}"))
-                    .await?;
-                let id = s(&v["subnet"], "id");
-                tag_neutron(cloud, "subnets", &id, &t).await?;
+                let v = create_tagged(e, "subnets", "subnet", "subnet", &name, body).await?;
                 e.record("create", "subnet", &name);
-                id
+                s(&v, "id")
             }
         };
-        if o.router.is_some() {
+        let attach = |id: String| {
+            let subnet = subnet.clone();
+            let name = name.clone();
+            async move {
+                cloud
+                    .put(
+                        Svc::Network,
+                        &["routers", &id, "add_router_interface"],
+                        Some(json!({"subnet_id": subnet})),
+                    )
+                    .send(&format!("attach router {name} to subnet {name}"))
+                    .await
+            }
+        };
+        if let Some(id) = &o.router {
             e.record("adopt", "router", &name);
+            // an earlier run may have stopped between creating the router and attaching it
+            let ports = cloud
+                .get(Svc::Network, &["ports"])
+                .query("device_id", id)
+                .query("network_id", &net)
+                .send(&format!("list the ports of router {name}"))
+                .await?;
+            let attached = list(&ports, "ports").iter().any(|p| {
+                list(p, "fixed_ips")
+                    .iter()
+                    .any(|f| s(f, "subnet_id") == subnet)
+            });
+            if !attached {
+                attach(id.clone()).await?;
+                e.record("attach", "router", &name);
+            }
         } else {
-            let v = cloud
-                .post(
-                    Svc::Network,
-                    &["routers"],
-                    json!({"router": {"name": name, "description": desc, "external_gateway_info": {"network_id": external.clone().unwrap_or_default()}}}),
-                )
-                .send(&format!("create router {name}"))
-                .await?;
-            let id = s(&v["router"], "id");
-            tag_neutron(cloud, "routers", &id, &t).await?;
-            cloud
-                .put(
-                    Svc::Network,
-                    &["routers", &id, "add_router_interface"],
-                    Some(json!({"subnet_id": subnet})),
-                )
-                .send(&format!("attach router {name} to subnet {name}"))
-                .await?;
+            let v = create_tagged(
+                e,
+                "routers",
+                "router",
+                "router",
+                &name,
+                json!({"router": {"name": name, "description": desc, "external_gateway_info": {"network_id": external.clone().unwrap_or_default()}}}),
+            )
+            .await?;
+            let id = s(&v, "id");
+            if let Err(err) = attach(id.clone()).await {
+                return Err(undo_create(cloud, "routers", "router", &name, &id, err).await);
+            }
             e.record("create", "router", &name);
         }
         (net, subnet)
@@ -846,18 +1033,17 @@ async fn ensure_inner(
                 id.clone()
             }
             None => {
-                let v = cloud
-                    .post(
-                        Svc::Network,
-                        &["security-groups"],
-                        json!({"security_group": {"name": n, "description": desc}}),
-                    )
-                    .send(&format!("create security group {n}"))
-                    .await?;
-                let id = s(&v["security_group"], "id");
-                tag_neutron(cloud, "security-groups", &id, &t).await?;
+                let v = create_tagged(
+                    e,
+                    "security-groups",
+                    "security_group",
+                    "security group",
+                    &n,
+                    json!({"security_group": {"name": n, "description": desc}}),
+                )
+                .await?;
                 e.record("create", "security group", &n);
-                id
+                s(&v, "id")
             }
         };
         sg_ids.insert(g.to_string(), id);
@@ -918,16 +1104,16 @@ async fn ensure_inner(
         }
         let g = format!("{name}-{}", role_slug(role));
         let group_id = match o.server_groups.get(&g) {
-            Some(id) => {
+            Some(sg) => {
                 e.record("adopt", "server group", &g);
-                id.clone()
+                sg.id.clone()
             }
             None => {
                 let v = cloud
                     .post(
                         Svc::Compute,
                         &["os-server-groups"],
-                        json!({"server_group": {"name": g, "policy": "soft-anti-affinity"}}),
+                        json!({"server_group": {"name": g, "policy": SERVER_GROUP_POLICY}}),
                     )
                     .send(&format!("create server group {g}"))
                     .await?;
@@ -960,7 +1146,7 @@ async fn ensure_inner(
                     "key_name": kp,
                     "networks": [{"uuid": network_id}],
                     "security_groups": sgs,
-                    "user_data": base64::engine::general_purpose::STANDARD.encode(user_data(&n)),
+                    "user_data": base64::engine::general_purpose::STANDARD.encode(&user_data[&n]),
                     "metadata": {"kubeforge-cluster": name, "kubeforge-role": role_slug(r)},
                     "tags": [t],
                 },
@@ -1057,20 +1243,32 @@ async fn ensure_inner(
         start.elapsed().as_secs()
     );
 
-    // floating IPs
+    let counts = d.counts();
+    let (mut keep, surplus): (Vec<ServerInfo>, Vec<ServerInfo>) =
+        servers.into_iter().partition(|x| {
+            x.index
+                <= counts
+                    .iter()
+                    .find(|(r, _)| *r == x.role)
+                    .map_or(0, |(_, c)| *c)
+        });
+
+    // floating IPs, found through the server's port on the cluster's network (Nova's
+    // `addresses` may lag); servers about to be removed get none
     if d.floating_ips() {
         let ext = external.clone().unwrap_or_default();
-        for x in servers.iter_mut() {
-            if x.floating_ip.is_some() {
-                continue;
-            }
+        for x in keep.iter_mut() {
             let ports = cloud
                 .get(Svc::Network, &["ports"])
                 .query("device_id", &x.id)
-                .send("list ports")
+                .query("network_id", &network_id)
+                .send(&format!("list the ports of server {}", x.name))
                 .await?;
             let Some(port) = list(&ports, "ports").first().map(|p| s(p, "id")) else {
-                continue;
+                return Err(CloudError::Config(format!(
+                    "server {} has no port on network {network_id}: cannot give it a floating IP",
+                    x.name
+                )));
             };
             let existing = cloud
                 .get(Svc::Network, &["floatingips"])
@@ -1080,28 +1278,22 @@ async fn ensure_inner(
             let ip = match list(&existing, "floatingips").first() {
                 Some(f) => s(f, "floating_ip_address"),
                 None => {
-                    let v = cloud
-                        .post(Svc::Network, &["floatingips"], json!({"floatingip": {"floating_network_id": ext, "port_id": port, "description": desc}}))
-                        .send(&format!("create a floating IP for {}", x.name))
-                        .await?;
-                    let id = s(&v["floatingip"], "id");
-                    tag_neutron(cloud, "floatingips", &id, &t).await?;
+                    let f = create_tagged(
+                        e,
+                        "floatingips",
+                        "floatingip",
+                        "floating IP",
+                        &x.name,
+                        json!({"floatingip": {"floating_network_id": ext, "port_id": port, "description": desc}}),
+                    )
+                    .await?;
                     e.record("create", "floating IP", &x.name);
-                    s(&v["floatingip"], "floating_ip_address")
+                    s(&f, "floating_ip_address")
                 }
             };
             x.floating_ip = Some(ip);
         }
     }
-
-    let counts = d.counts();
-    let (keep, surplus): (Vec<ServerInfo>, Vec<ServerInfo>) = servers.into_iter().partition(|x| {
-        x.index
-            <= counts
-                .iter()
-                .find(|(r, _)| *r == x.role)
-                .map_or(0, |(_, c)| *c)
-    });
 
     // the API's load balancer
     let mut endpoint = None;
@@ -1132,16 +1324,17 @@ async fn ensure_load_balancer(
     let name = e.d.name().to_string();
     let t = tag(&name);
     let lbn = format!("{name}-api");
-    let lb = match find_by_name(
-        cloud,
-        Svc::LoadBalancer,
-        &["lbaas", "loadbalancers"],
-        "loadbalancers",
-        &lbn,
-        "list load balancers",
-    )
-    .await?
-    {
+    // only a load balancer with the cluster's tag (`check` refused an untagged namesake)
+    let found = cloud
+        .get(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
+        .query("name", &lbn)
+        .send("list load balancers")
+        .await?;
+    let ours = list(&found, "loadbalancers")
+        .into_iter()
+        .find(|x| s(x, "name") == lbn && has_tag(x, &t))
+        .cloned();
+    let lb = match ours {
         Some(lb) => {
             e.record("adopt", "load balancer", &lbn);
             lb
@@ -1161,17 +1354,21 @@ async fn ensure_load_balancer(
     };
     let lb_id = s(&lb, "id");
     wait_lb(cloud, &lb_id, &format!("load balancer {lbn}")).await?;
-    let listener = match find_by_name(
-        cloud,
-        Svc::LoadBalancer,
-        &["lbaas", "listeners"],
-        "listeners",
-        &lbn,
-        "list listeners",
-    )
-    .await?
-    {
-        Some(l) => s(&l, "id"),
+    // the listener and pool are those of our load balancer, whatever their names
+    let listeners = cloud
+        .get(Svc::LoadBalancer, &["lbaas", "listeners"])
+        .query("loadbalancer_id", &lb_id)
+        .send("list listeners")
+        .await?;
+    let listener = list(&listeners, "listeners")
+        .into_iter()
+        .find(|l| {
+            l["protocol_port"] == 6443
+                && list(l, "loadbalancers").iter().any(|x| s(x, "id") == lb_id)
+        })
+        .map(|l| s(l, "id"));
+    let listener = match listener {
+        Some(l) => l,
         None => {
             let v = cloud
                 .post(
@@ -1186,17 +1383,20 @@ async fn ensure_load_balancer(
             s(&v["listener"], "id")
         }
     };
-    let pool = match find_by_name(
-        cloud,
-        Svc::LoadBalancer,
-        &["lbaas", "pools"],
-        "pools",
-        &lbn,
-        "list pools",
-    )
-    .await?
-    {
-        Some(p) => s(&p, "id"),
+    let pools = cloud
+        .get(Svc::LoadBalancer, &["lbaas", "pools"])
+        .query("loadbalancer_id", &lb_id)
+        .send("list pools")
+        .await?;
+    let pool = list(&pools, "pools")
+        .into_iter()
+        .find(|p| {
+            list(p, "listeners").iter().any(|x| s(x, "id") == listener)
+                && list(p, "loadbalancers").iter().any(|x| s(x, "id") == lb_id)
+        })
+        .map(|p| s(p, "id"));
+    let pool = match pool {
+        Some(p) => p,
         None => {
             let v = cloud
                 .post(
@@ -1213,6 +1413,7 @@ async fn ensure_load_balancer(
     };
     let monitors = cloud
         .get(Svc::LoadBalancer, &["lbaas", "healthmonitors"])
+        .query("pool_id", &pool)
         .send("list health monitors")
         .await?;
     if !list(&monitors, "healthmonitors")
@@ -1279,18 +1480,24 @@ async fn ensure_load_balancer(
         if let Some(f) = list(&existing, "floatingips").first() {
             return Ok(s(f, "floating_ip_address"));
         }
-        let v = cloud
-            .post(Svc::Network, &["floatingips"], json!({"floatingip": {"floating_network_id": ext, "port_id": port, "description": description(&name)}}))
-            .send(&format!("create a floating IP for {lbn}"))
-            .await?;
-        tag_neutron(cloud, "floatingips", &s(&v["floatingip"], "id"), &t).await?;
+        let f = create_tagged(
+            e,
+            "floatingips",
+            "floatingip",
+            "floating IP",
+            &lbn,
+            json!({"floatingip": {"floating_network_id": ext, "port_id": port, "description": description(&name)}}),
+        )
+        .await?;
         e.record("create", "floating IP", &lbn);
-        return Ok(s(&v["floatingip"], "floating_ip_address"));
+        return Ok(s(&f, "floating_ip_address"));
     }
     Ok(vip)
 }
 
-/// Deletes servers (their ports go with them) and their floating IPs.
+/// Deletes servers (their ports go with them) and the floating IPs with the cluster's tag on
+/// their ports (found through Neutron, not Nova's cached `addresses`). A floating IP without
+/// the tag (someone else's) is left, and said so.
 pub async fn delete_servers(
     cloud: &Cloud,
     cluster: &str,
@@ -1298,20 +1505,30 @@ pub async fn delete_servers(
 ) -> Result<Vec<CloudAction>, CloudError> {
     let mut out = Vec::new();
     let t = tag(cluster);
-    let fips = cloud
-        .get(Svc::Network, &["floatingips"])
-        .query("tags", &t)
-        .send("list floating IPs")
-        .await?;
     for x in servers {
-        if let Some(ip) = &x.floating_ip {
-            for f in list(&fips, "floatingips")
-                .iter()
-                .filter(|f| s(f, "floating_ip_address") == *ip)
-            {
+        let ports = cloud
+            .get(Svc::Network, &["ports"])
+            .query("device_id", &x.id)
+            .send(&format!("list the ports of server {}", x.name))
+            .await?;
+        for port in list(&ports, "ports") {
+            let fips = cloud
+                .get(Svc::Network, &["floatingips"])
+                .query("port_id", &s(port, "id"))
+                .send("list floating IPs")
+                .await?;
+            for f in list(&fips, "floatingips") {
+                let ip = s(f, "floating_ip_address");
+                if !has_tag(f, &t) {
+                    tracing::warn!(
+                        "floating IP {ip} of server {} is not kubeforge's (no tag {t}): left in place, detached when the server goes",
+                        x.name
+                    );
+                    continue;
+                }
                 cloud
                     .delete(Svc::Network, &["floatingips", &s(f, "id")])
-                    .send_opt("delete a floating IP")
+                    .send_opt(&format!("delete floating IP {ip} of server {}", x.name))
                     .await?;
                 out.push(CloudAction {
                     verb: "delete",
@@ -1350,78 +1567,207 @@ pub async fn delete_servers(
     Ok(out)
 }
 
-/// Deletes everything kubeforge created for the cluster, and nothing else.
-pub async fn destroy(cloud: &Cloud, d: &Desired<'_>) -> Result<Vec<CloudAction>, CloudError> {
+/// What `destroy` deletes, and what it leaves although it is named like the cluster's.
+pub struct Teardown {
+    o: Observed,
+    /// (name, id) of the server groups to delete.
+    server_groups: Vec<(String, String)>,
+    keypair: bool,
+    /// What is left, and why.
+    pub kept: Vec<String>,
+}
+
+/// Reads what `destroy` would delete, changing nothing: what carries the cluster's tag (load
+/// balancer, floating IPs, servers, router, network, security groups), the server groups whose
+/// members are all the cluster's servers (or none), and the key pair if it holds
+/// `public_key` (the inventory's).
+pub async fn teardown(
+    cloud: &Cloud,
+    d: &Desired<'_>,
+    public_key: Option<&str>,
+) -> Result<Teardown, CloudError> {
     let name = d.name().to_string();
     let t = tag(&name);
     let o = observe(cloud, d).await?;
-    let mut out = Vec::new();
-    if let Some((id, _)) = &o.load_balancer {
-        // only a load balancer with our tag
-        let v = cloud
-            .get(Svc::LoadBalancer, &["lbaas", "loadbalancers", id])
-            .send("read load balancer")
-            .await?;
-        if list(&v["loadbalancer"], "tags")
+    let mut kept = Vec::new();
+    if let Some(lb) = &o.load_balancer
+        && !lb.ours
+    {
+        kept.push(format!("load balancer {name}-api ({}): no tag {t}", lb.id));
+    }
+    if d.own_network()
+        && let Some((id, false)) = &o.network
+    {
+        kept.push(format!("network {name} ({id}): no tag {t}"));
+    }
+    let ours: Vec<&str> = o.servers.iter().map(|x| x.id.as_str()).collect();
+    let mut server_groups = Vec::new();
+    for (g, sg) in &o.server_groups {
+        let foreign: Vec<&String> = sg
+            .members
             .iter()
-            .any(|x| x.as_str() == Some(t.as_str()))
-        {
-            cloud
-                .delete(Svc::LoadBalancer, &["lbaas", "loadbalancers", id])
-                .query("cascade", "true")
-                .send_opt("delete load balancer")
-                .await?;
-            let start = Instant::now();
-            while cloud
-                .get(Svc::LoadBalancer, &["lbaas", "loadbalancers", id])
-                .send_opt("read load balancer")
-                .await?
-                .is_some()
-            {
-                if start.elapsed() > LB_TIMEOUT {
-                    return Err(CloudError::Timeout {
-                        what: "deleting the load balancer".into(),
-                        timeout: LB_TIMEOUT,
-                    });
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            out.push(CloudAction {
-                verb: "delete",
-                kind: "load balancer",
-                name: format!("{name}-api"),
-            });
+            .filter(|m| !ours.contains(&m.as_str()))
+            .collect();
+        if foreign.is_empty() {
+            server_groups.push((g.clone(), sg.id.clone()));
+        } else {
+            kept.push(format!(
+                "server group {g} ({}): its members include servers that are not the cluster's ({})",
+                sg.id,
+                foreign
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
     }
-    for (id, ip) in &o.floating_ips {
+    let kp = keypair_name(&name);
+    let same_key = |have: &str, want: &str| {
+        have.split_whitespace().nth(1).is_some()
+            && have.split_whitespace().nth(1) == want.split_whitespace().nth(1)
+    };
+    let keypair = match (&o.keypair, public_key) {
+        (None, _) => false,
+        (Some(have), Some(want)) if same_key(have, want) => true,
+        (Some(_), Some(_)) => {
+            kept.push(format!(
+                "key pair {kp}: it holds another public key than the inventory's; delete it yourself if it is the cluster's (`openstack keypair delete {kp}`)"
+            ));
+            false
+        }
+        (Some(_), None) => {
+            kept.push(format!(
+                "key pair {kp}: the inventory's public key cannot be read to compare; delete it yourself if it is the cluster's (`openstack keypair delete {kp}`)"
+            ));
+            false
+        }
+    };
+    Ok(Teardown {
+        o,
+        server_groups,
+        keypair,
+        kept,
+    })
+}
+
+impl Teardown {
+    /// What `destroy` deletes, in order.
+    pub fn actions(&self, cluster: &str) -> Vec<CloudAction> {
+        let o = &self.o;
+        let mut out = Vec::new();
+        let mut del = |kind: &'static str, name: String| {
+            out.push(CloudAction {
+                verb: "delete",
+                kind,
+                name,
+            })
+        };
+        if o.our_load_balancer().is_some() {
+            del("load balancer", format!("{cluster}-api"));
+        }
+        for (_, ip) in &o.floating_ips {
+            del("floating IP", ip.clone());
+        }
+        for x in &o.servers {
+            del("server", x.name.clone());
+        }
+        if o.router.is_some() {
+            del("router", cluster.to_string());
+        }
+        if let Some((_, true)) = &o.network {
+            del("network", cluster.to_string());
+        }
+        for n in o.security_groups.keys() {
+            del("security group", n.clone());
+        }
+        for (g, _) in &self.server_groups {
+            del("server group", g.clone());
+        }
+        if self.keypair {
+            del("key pair", keypair_name(cluster));
+        }
+        out
+    }
+}
+
+/// Deletes what `teardown` found, and nothing else.
+pub async fn destroy(
+    cloud: &Cloud,
+    d: &Desired<'_>,
+    plan: Teardown,
+) -> Result<Vec<CloudAction>, CloudError> {
+    let name = d.name().to_string();
+    let t = tag(&name);
+    let o = &plan.o;
+    let mut out = Vec::new();
+    if let Some(lb) = o.our_load_balancer() {
+        let id = &lb.id;
         cloud
-            .delete(Svc::Network, &["floatingips", id])
+            .delete(Svc::LoadBalancer, &["lbaas", "loadbalancers", id])
+            .query("cascade", "true")
+            .send_opt("delete load balancer")
+            .await?;
+        let start = Instant::now();
+        while cloud
+            .get(Svc::LoadBalancer, &["lbaas", "loadbalancers", id])
+            .send_opt("read load balancer")
+            .await?
+            .is_some()
+        {
+            if start.elapsed() > LB_TIMEOUT {
+                return Err(CloudError::Timeout {
+                    what: "deleting the load balancer".into(),
+                    timeout: LB_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        out.push(CloudAction {
+            verb: "delete",
+            kind: "load balancer",
+            name: format!("{name}-api"),
+        });
+    }
+    // the servers with the tagged floating IPs on their ports, then any tagged floating IP left
+    // (the load balancer's, or one whose server is gone)
+    out.extend(delete_servers(cloud, &name, &o.servers).await?);
+    let fips = cloud
+        .get(Svc::Network, &["floatingips"])
+        .query("tags", &t)
+        .send("list floating IPs")
+        .await?;
+    for f in list(&fips, "floatingips") {
+        cloud
+            .delete(Svc::Network, &["floatingips", &s(f, "id")])
             .send_opt("delete floating IP")
             .await?;
         out.push(CloudAction {
             verb: "delete",
             kind: "floating IP",
-            name: ip.clone(),
+            name: s(f, "floating_ip_address"),
         });
     }
-    let servers: Vec<ServerInfo> = o
-        .servers
-        .iter()
-        .map(|x| ServerInfo {
-            floating_ip: None,
-            ..x.clone()
-        })
-        .collect();
-    out.extend(delete_servers(cloud, &name, &servers).await?);
-    if let (Some(r), Some(subnet)) = (&o.router, &o.subnet) {
-        let _ = cloud
-            .put(
-                Svc::Network,
-                &["routers", r, "remove_router_interface"],
-                Some(json!({"subnet_id": subnet})),
-            )
-            .send_opt("detach router")
-            .await;
+    if let Some(r) = &o.router {
+        // detach it from every subnet it is on, then delete it
+        let ports = cloud
+            .get(Svc::Network, &["ports"])
+            .query("device_id", r)
+            .query("device_owner", "network:router_interface")
+            .send("list the router's ports")
+            .await?;
+        for p in list(&ports, "ports") {
+            for f in list(p, "fixed_ips") {
+                cloud
+                    .put(
+                        Svc::Network,
+                        &["routers", r, "remove_router_interface"],
+                        Some(json!({"subnet_id": s(f, "subnet_id")})),
+                    )
+                    .send_opt(&format!("detach router {name}"))
+                    .await?;
+            }
+        }
         cloud
             .delete(Svc::Network, &["routers", r])
             .send_opt("delete router")
@@ -1465,21 +1811,18 @@ pub async fn destroy(cloud: &Cloud, d: &Desired<'_>) -> Result<Vec<CloudAction>,
             name: n.clone(),
         });
     }
-    for role in [Role::ControlPlane, Role::Worker] {
-        let g = format!("{name}-{}", role_slug(role));
-        if let Some(id) = o.server_groups.get(&g) {
-            cloud
-                .delete(Svc::Compute, &["os-server-groups", id])
-                .send_opt("delete server group")
-                .await?;
-            out.push(CloudAction {
-                verb: "delete",
-                kind: "server group",
-                name: g,
-            });
-        }
+    for (g, id) in &plan.server_groups {
+        cloud
+            .delete(Svc::Compute, &["os-server-groups", id])
+            .send_opt("delete server group")
+            .await?;
+        out.push(CloudAction {
+            verb: "delete",
+            kind: "server group",
+            name: g.clone(),
+        });
     }
-    if o.keypair.is_some() {
+    if plan.keypair {
         cloud
             .delete(Svc::Compute, &["os-keypairs", &keypair_name(&name)])
             .send_opt("delete key pair")

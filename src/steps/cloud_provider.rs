@@ -12,11 +12,23 @@ use crate::ssh::session::{Exec, Upload};
 
 pub const MANIFEST: &str = "/etc/kubeforge/cloud-provider.yaml";
 
+/// The file kubeforge keeps at MANIFEST: the manifests, and a digest of the Secret's content
+/// (cloud.conf and the CA), so that changed credentials are applied again. Only the digest
+/// of the credentials is written there, never they themselves (and the file is root's only).
+pub fn manifest_file(cp: &CloudProvider) -> String {
+    format!(
+        "{}
+# kubeforge: Secret kube-system/cloud-config sha256:{}\n",
+        cp.manifest.trim_end(),
+        crate::artifacts::sha256_hex(secret_yaml(cp).as_bytes())
+    )
+}
+
 pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
     let Some(cp) = &input.cloud_provider else {
         return Vec::new();
     };
-    let sha = crate::artifacts::sha256_hex(cp.manifest.as_bytes());
+    let sha = crate::artifacts::sha256_hex(manifest_file(cp).as_bytes());
     let applied = input
         .facts
         .get(&init.name)
@@ -32,18 +44,24 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
     )]
 }
 
-/// The Secret holding cloud.conf, as YAML for `kubectl apply -f -`.
-pub fn secret_yaml(cloud_conf: &str) -> String {
+/// The Secret holding cloud.conf (and the cloud's CA as `ca.crt`), as YAML for
+/// `kubectl apply -f -`.
+pub fn secret_yaml(cp: &CloudProvider) -> String {
     use base64::Engine as _;
-    format!(
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut y = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cloud-config\n  namespace: kube-system\ntype: Opaque\ndata:\n  cloud.conf: {}\n",
-        base64::engine::general_purpose::STANDARD.encode(cloud_conf)
-    )
+        b64(&cp.cloud_conf)
+    );
+    if let Some(ca) = &cp.ca_cert {
+        y.push_str(&format!("  ca.crt: {}\n", b64(ca)));
+    }
+    y
 }
 
 pub async fn run(ctx: &Ctx, cp: &CloudProvider) -> Result<(), StepError> {
     let api = ctx.api()?;
-    let secret = secret_yaml(&cp.cloud_conf);
+    let secret = secret_yaml(cp);
     api.run_with(
         &kubectl("apply -f - >/dev/null"),
         Exec {
@@ -53,13 +71,40 @@ pub async fn run(ctx: &Ctx, cp: &CloudProvider) -> Result<(), StepError> {
         },
     )
     .await?;
-    api.upload(
-        Upload::Bytes(cp.manifest.as_bytes()),
-        MANIFEST,
-        0o644,
-        "root:root",
-    )
-    .await?;
+    let file = manifest_file(cp);
+    api.upload(Upload::Bytes(file.as_bytes()), MANIFEST, 0o600, "root:root")
+        .await?;
     api.run(&kubectl(&format!("apply -f {MANIFEST}"))).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(conf: &str, ca: Option<&str>) -> CloudProvider {
+        CloudProvider {
+            manifest: "kind: List\n".into(),
+            cloud_conf: conf.into(),
+            ca_cert: ca.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_kept_manifest_changes_with_the_credentials_but_never_holds_them() {
+        let a = manifest_file(&cp("password=\"one-secret\"", None));
+        let b = manifest_file(&cp("password=\"two-secret\"", None));
+        let c = manifest_file(&cp("password=\"one-secret\"", Some("PEM")));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, manifest_file(&cp("password=\"one-secret\"", None)));
+        assert!(a.starts_with("kind: List\n# kubeforge: Secret"));
+        assert!(!a.contains("one-secret") && !b.contains("two-secret"));
+    }
+
+    #[test]
+    fn the_secret_carries_the_ca_next_to_cloud_conf() {
+        assert!(!secret_yaml(&cp("x", None)).contains("ca.crt"));
+        assert!(secret_yaml(&cp("x", Some("PEM"))).contains("  ca.crt: UEVN\n"));
+    }
 }
