@@ -578,20 +578,40 @@ pub async fn verify(ctx: &Arc<Ctx>) -> (Vec<NodeLine>, Vec<String>) {
         }
         Err(e) => problems.push(e.to_string()),
     }
+    // the DaemonSet and Deployment controllers create the pods of a node that just registered
+    // a moment later: missing pods are asked for again for a while before they count
     match ctx.api() {
-        Ok(api) => match api
-            .run(&kubectl(
-                "-n kube-system get pods -o json --request-timeout=20s",
-            ))
-            .await
-        {
-            Ok(json) => problems.extend(missing_system_pods(&ctx.cluster, &json)),
-            Err(e) => problems.push(e.to_string()),
-        },
+        Ok(api) => {
+            let start = Instant::now();
+            loop {
+                match api
+                    .run(&kubectl(
+                        "-n kube-system get pods -o json --request-timeout=20s",
+                    ))
+                    .await
+                {
+                    Ok(json) => {
+                        let missing = missing_system_pods(&ctx.cluster, &json);
+                        if missing.is_empty() || start.elapsed() > SYSTEM_PODS_GRACE {
+                            problems.extend(missing);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        problems.push(e.to_string());
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
         Err(e) => problems.push(e.to_string()),
     }
     (lines, problems)
 }
+
+/// How long verification waits for the kube-system pods of new nodes to be created.
+const SYSTEM_PODS_GRACE: Duration = Duration::from_secs(60);
 
 /// The kube-system pods a kubeadm cluster has: the control-plane static pods of every control
 /// plane, a kube-proxy per node, CoreDNS.
