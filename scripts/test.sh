@@ -34,6 +34,10 @@ if ((${#missing[@]})); then
 fi
 
 say "build"
+command -v cargo >/dev/null || {
+  echo "scripts/test.sh needs a Rust toolchain (cargo, Rust 1.89 or newer, as README.md says; Debian 12's is too old): install it with rustup, https://rustup.rs" >&2
+  exit 1
+}
 cargo build --locked --all-targets
 
 say "harness hosts up"
