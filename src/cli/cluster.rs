@@ -147,6 +147,26 @@ async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -
     Ok(())
 }
 
+/// For a destructive command: without `--yes`, the operator types the cluster's name on a
+/// terminal (off a terminal, `--yes` is required). Ok(false): they typed something else.
+fn confirm_by_name(yes: bool, name: &str, what: &str, prompt: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what}: confirm on a terminal, or pass --yes");
+    }
+    eprint!("{prompt}Type the cluster name to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != name {
+        eprintln!("nothing changed");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn confirm(question: &str) -> Result<bool> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
@@ -382,21 +402,16 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
 pub fn reset(a: ResetArgs) -> Result<ExitCode> {
     let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
     let name = &loaded.cluster.name;
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("reset destroys cluster {name}: confirm on a terminal, or pass --yes");
-        }
-        eprint!(
-            "This destroys cluster {name} on {} hosts: its workloads and etcd data are lost.\nType the cluster name to confirm: ",
+    if !confirm_by_name(
+        a.yes,
+        name,
+        &format!("reset destroys cluster {name}"),
+        &format!(
+            "This destroys cluster {name} on {} hosts: its workloads and etcd data are lost.\n",
             loaded.cluster.hosts.len()
-        );
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != name {
-            eprintln!("nothing changed");
-            return Ok(ExitCode::from(EXIT_FAILED));
-        }
+        ),
+    )? {
+        return Ok(ExitCode::from(EXIT_FAILED));
     }
     let skipped = runtime()?.block_on(day2::reset_all(
         &loaded,
@@ -579,18 +594,13 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
     for k in &kept {
         eprintln!("  (left in place: {k})");
     }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("destroy deletes cluster {name}'s servers: confirm on a terminal, or pass --yes");
-        }
-        eprint!("Type the cluster name to confirm: ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != name {
-            eprintln!("nothing changed");
-            return Ok(ExitCode::from(EXIT_FAILED));
-        }
+    if !confirm_by_name(
+        a.yes,
+        &name,
+        &format!("destroy deletes cluster {name}'s servers"),
+        "",
+    )? {
+        return Ok(ExitCode::from(EXIT_FAILED));
     }
     let deleted = rt.block_on(kubeforge::openstack::destroy(&loaded))?;
     for d in &deleted {

@@ -306,6 +306,21 @@ pub async fn provision(
 pub async fn destroy_preview(
     loaded: &Loaded,
 ) -> Result<(Vec<provider::CloudAction>, Vec<String>), ProviderError> {
+    let (_, _, t) = teardown(loaded).await?;
+    Ok((t.actions(&loaded.cluster.name), t.kept.clone()))
+}
+
+/// The cloud, the openstack section, and what destroy would delete and leave.
+async fn teardown(
+    loaded: &Loaded,
+) -> Result<
+    (
+        Cloud,
+        crate::inventory::types::OpenStack,
+        provider::Teardown,
+    ),
+    ProviderError,
+> {
     let cloud = connect(loaded).await?;
     let os = spec(loaded)?.clone();
     let d = Desired {
@@ -314,20 +329,17 @@ pub async fn destroy_preview(
     };
     let key = public_key(loaded).ok();
     let t = provider::teardown(&cloud, &d, key.as_deref()).await?;
-    Ok((t.actions(&loaded.cluster.name), t.kept.clone()))
+    Ok((cloud, os, t))
 }
 
 /// Deletes what kubeforge created for the cluster (see `provider::teardown`); what it leaves
 /// is logged with the reason.
 pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
-    let cloud = connect(loaded).await?;
-    let os = spec(loaded)?.clone();
+    let (cloud, os, t) = teardown(loaded).await?;
     let d = Desired {
         cluster: &loaded.cluster,
         os: &os,
     };
-    let key = public_key(loaded).ok();
-    let t = provider::teardown(&cloud, &d, key.as_deref()).await?;
     for k in &t.kept {
         tracing::warn!("left in place: {k}");
     }

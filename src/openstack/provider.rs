@@ -1738,15 +1738,17 @@ pub async fn destroy(
         .send("list floating IPs")
         .await?;
     for f in list(&fips, "floatingips") {
-        cloud
-            .delete(Svc::Network, &["floatingips", &s(f, "id")])
-            .send_opt("delete floating IP")
-            .await?;
-        out.push(CloudAction {
-            verb: "delete",
-            kind: "floating IP",
-            name: s(f, "floating_ip_address"),
-        });
+        let id = s(f, "id");
+        out.push(
+            delete_one(
+                cloud,
+                Svc::Network,
+                &["floatingips", &id],
+                "floating IP",
+                s(f, "floating_ip_address"),
+            )
+            .await?,
+        );
     }
     if let Some(r) = &o.router {
         // detach it from every subnet it is on, then delete it
@@ -1768,15 +1770,7 @@ pub async fn destroy(
                     .await?;
             }
         }
-        cloud
-            .delete(Svc::Network, &["routers", r])
-            .send_opt("delete router")
-            .await?;
-        out.push(CloudAction {
-            verb: "delete",
-            kind: "router",
-            name: name.clone(),
-        });
+        out.push(delete_one(cloud, Svc::Network, &["routers", r], "router", name.clone()).await?);
     }
     if let Some((net, true)) = &o.network {
         // ports left on our network (none of ours should be): then subnets go with the network
@@ -1801,39 +1795,62 @@ pub async fn destroy(
         });
     }
     for (n, id) in &o.security_groups {
-        cloud
-            .delete(Svc::Network, &["security-groups", id])
-            .send_opt("delete security group")
-            .await?;
-        out.push(CloudAction {
-            verb: "delete",
-            kind: "security group",
-            name: n.clone(),
-        });
+        out.push(
+            delete_one(
+                cloud,
+                Svc::Network,
+                &["security-groups", id],
+                "security group",
+                n.clone(),
+            )
+            .await?,
+        );
     }
     for (g, id) in &plan.server_groups {
-        cloud
-            .delete(Svc::Compute, &["os-server-groups", id])
-            .send_opt("delete server group")
-            .await?;
-        out.push(CloudAction {
-            verb: "delete",
-            kind: "server group",
-            name: g.clone(),
-        });
+        out.push(
+            delete_one(
+                cloud,
+                Svc::Compute,
+                &["os-server-groups", id],
+                "server group",
+                g.clone(),
+            )
+            .await?,
+        );
     }
     if plan.keypair {
-        cloud
-            .delete(Svc::Compute, &["os-keypairs", &keypair_name(&name)])
-            .send_opt("delete key pair")
-            .await?;
-        out.push(CloudAction {
-            verb: "delete",
-            kind: "key pair",
-            name: keypair_name(&name),
-        });
+        let kp = keypair_name(&name);
+        out.push(
+            delete_one(
+                cloud,
+                Svc::Compute,
+                &["os-keypairs", &kp],
+                "key pair",
+                kp.clone(),
+            )
+            .await?,
+        );
     }
     Ok(out)
+}
+
+/// Deletes one resource (gone already is fine) and says so.
+async fn delete_one(
+    cloud: &Cloud,
+    svc: Svc,
+    path: &[&str],
+    kind: &'static str,
+    name: String,
+) -> Result<CloudAction, CloudError> {
+    cloud
+        .delete(svc, path)
+        .send_opt(&format!("delete {kind} {name}"))
+        .await?;
+    Ok(CloudAction {
+        verb: "delete",
+        kind,
+        name,
+    })
 }
 
 /// The inventory hosts of the servers: reached at their floating IP when they have one.
