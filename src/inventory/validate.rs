@@ -946,7 +946,15 @@ pub fn registry_key_problem(key: &str) -> Option<String> {
             ));
         }
     }
-    host_address_problem(host).map(|(m, _)| format!("registry `{key}`: {m}"))
+    if let Some(ch) = key
+        .chars()
+        .find(|ch| ch.is_whitespace() || ch.is_control() || "/\\\"'`".contains(*ch))
+    {
+        return Some(format!(
+            "`{key}` is not a registry host[:port]: it contains {ch:?}"
+        ));
+    }
+    host_address_problem(host).map(|(m, _)| format!("registry key: {m}"))
 }
 
 /// What is wrong with a registry mirror endpoint: it must be an absolute http(s) URL with a
