@@ -83,6 +83,9 @@ pub struct CniRelease {
     pub images: BTreeMap<String, String>,
 }
 
+/// Release manifests larger than this are refused (the built-in ones are a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("cannot read release manifest {path}: {source}")]
@@ -120,10 +123,11 @@ impl ReleaseManifest {
     }
 
     pub fn load(path: &Path) -> Result<Self, ReleaseError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::inventory::read_text_file(path, MAX_MANIFEST_BYTES, "a release manifest")
+            .map_err(|source| ReleaseError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::parse(&path.display().to_string(), &text)
     }
 
