@@ -531,7 +531,54 @@ pub(crate) mod tests {
     /// Images of the built-in manifests that no source available when they were pinned gave a
     /// digest for: each is tag-only in its manifest, marked there and in images/SOURCES.md with
     /// "digest not found in any source available here". (release, key) pairs.
-    const UNPINNED_EXCEPTIONS: &[(&str, &str)] = &[];
+    const UNPINNED_EXCEPTIONS: &[(&str, &str)] = &[
+        ("1.32.9", "cni.flannel.images.flannel"),
+        ("1.32.9", "cni.flannel.images.flannel-cni-plugin"),
+        ("1.33.5", "cni.flannel.images.flannel"),
+        ("1.33.5", "cni.flannel.images.flannel-cni-plugin"),
+        ("1.33.5", "addons.openstack.images.csi-attacher"),
+        ("1.33.5", "addons.openstack.images.csi-provisioner"),
+        ("1.33.5", "addons.openstack.images.csi-snapshotter"),
+        ("1.33.5", "addons.openstack.images.csi-resizer"),
+        ("1.33.5", "addons.openstack.images.livenessprobe"),
+        (
+            "1.33.5",
+            "addons.openstack.images.csi-node-driver-registrar",
+        ),
+        ("1.34.1", "cni.flannel.images.flannel"),
+        ("1.34.1", "cni.flannel.images.flannel-cni-plugin"),
+        (
+            "1.34.1",
+            "addons.openstack.images.openstack-cloud-controller-manager",
+        ),
+        ("1.34.1", "addons.openstack.images.cinder-csi-plugin"),
+        ("1.34.1", "addons.openstack.images.csi-attacher"),
+        ("1.34.1", "addons.openstack.images.csi-provisioner"),
+        ("1.34.1", "addons.openstack.images.csi-snapshotter"),
+        ("1.34.1", "addons.openstack.images.csi-resizer"),
+        ("1.34.1", "addons.openstack.images.livenessprobe"),
+        (
+            "1.34.1",
+            "addons.openstack.images.csi-node-driver-registrar",
+        ),
+        ("1.35.1", "images.etcd"),
+        ("1.35.1", "cni.flannel.images.flannel"),
+        ("1.35.1", "cni.flannel.images.flannel-cni-plugin"),
+        (
+            "1.35.1",
+            "addons.openstack.images.openstack-cloud-controller-manager",
+        ),
+        ("1.35.1", "addons.openstack.images.cinder-csi-plugin"),
+        ("1.35.1", "addons.openstack.images.csi-attacher"),
+        ("1.35.1", "addons.openstack.images.csi-provisioner"),
+        ("1.35.1", "addons.openstack.images.csi-snapshotter"),
+        ("1.35.1", "addons.openstack.images.csi-resizer"),
+        ("1.35.1", "addons.openstack.images.livenessprobe"),
+        (
+            "1.35.1",
+            "addons.openstack.images.csi-node-driver-registrar",
+        ),
+    ];
 
     #[test]
     fn every_builtin_image_is_pinned_by_digest() {
