@@ -536,15 +536,6 @@ pub(crate) mod tests {
         ("1.32.9", "cni.flannel.images.flannel-cni-plugin"),
         ("1.33.5", "cni.flannel.images.flannel"),
         ("1.33.5", "cni.flannel.images.flannel-cni-plugin"),
-        ("1.33.5", "addons.openstack.images.csi-attacher"),
-        ("1.33.5", "addons.openstack.images.csi-provisioner"),
-        ("1.33.5", "addons.openstack.images.csi-snapshotter"),
-        ("1.33.5", "addons.openstack.images.csi-resizer"),
-        ("1.33.5", "addons.openstack.images.livenessprobe"),
-        (
-            "1.33.5",
-            "addons.openstack.images.csi-node-driver-registrar",
-        ),
         ("1.34.1", "cni.flannel.images.flannel"),
         ("1.34.1", "cni.flannel.images.flannel-cni-plugin"),
         (
@@ -552,15 +543,6 @@ pub(crate) mod tests {
             "addons.openstack.images.openstack-cloud-controller-manager",
         ),
         ("1.34.1", "addons.openstack.images.cinder-csi-plugin"),
-        ("1.34.1", "addons.openstack.images.csi-attacher"),
-        ("1.34.1", "addons.openstack.images.csi-provisioner"),
-        ("1.34.1", "addons.openstack.images.csi-snapshotter"),
-        ("1.34.1", "addons.openstack.images.csi-resizer"),
-        ("1.34.1", "addons.openstack.images.livenessprobe"),
-        (
-            "1.34.1",
-            "addons.openstack.images.csi-node-driver-registrar",
-        ),
         ("1.35.1", "images.etcd"),
         ("1.35.1", "cni.flannel.images.flannel"),
         ("1.35.1", "cni.flannel.images.flannel-cni-plugin"),
@@ -569,15 +551,6 @@ pub(crate) mod tests {
             "addons.openstack.images.openstack-cloud-controller-manager",
         ),
         ("1.35.1", "addons.openstack.images.cinder-csi-plugin"),
-        ("1.35.1", "addons.openstack.images.csi-attacher"),
-        ("1.35.1", "addons.openstack.images.csi-provisioner"),
-        ("1.35.1", "addons.openstack.images.csi-snapshotter"),
-        ("1.35.1", "addons.openstack.images.csi-resizer"),
-        ("1.35.1", "addons.openstack.images.livenessprobe"),
-        (
-            "1.35.1",
-            "addons.openstack.images.csi-node-driver-registrar",
-        ),
     ];
 
     #[test]
