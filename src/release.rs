@@ -543,7 +543,6 @@ pub(crate) mod tests {
             "addons.openstack.images.openstack-cloud-controller-manager",
         ),
         ("1.34.1", "addons.openstack.images.cinder-csi-plugin"),
-        ("1.35.1", "images.etcd"),
         ("1.35.1", "cni.flannel.images.flannel"),
         ("1.35.1", "cni.flannel.images.flannel-cni-plugin"),
         (
