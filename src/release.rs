@@ -532,19 +532,11 @@ pub(crate) mod tests {
     /// digest for: each is tag-only in its manifest, marked there and in images/SOURCES.md with
     /// "digest not found in any source available here". (release, key) pairs.
     const UNPINNED_EXCEPTIONS: &[(&str, &str)] = &[
-        ("1.32.9", "cni.flannel.images.flannel"),
-        ("1.32.9", "cni.flannel.images.flannel-cni-plugin"),
-        ("1.33.5", "cni.flannel.images.flannel"),
-        ("1.33.5", "cni.flannel.images.flannel-cni-plugin"),
-        ("1.34.1", "cni.flannel.images.flannel"),
-        ("1.34.1", "cni.flannel.images.flannel-cni-plugin"),
         (
             "1.34.1",
             "addons.openstack.images.openstack-cloud-controller-manager",
         ),
         ("1.34.1", "addons.openstack.images.cinder-csi-plugin"),
-        ("1.35.1", "cni.flannel.images.flannel"),
-        ("1.35.1", "cni.flannel.images.flannel-cni-plugin"),
         (
             "1.35.1",
             "addons.openstack.images.openstack-cloud-controller-manager",
