@@ -722,3 +722,62 @@ fn backup_then_reset_then_a_fresh_apply() {
     ok(&out);
     assert!(text(&out.stdout).contains("Cluster bk is ready"));
 }
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn certs_renew_waits_for_each_control_plane_itself_not_the_endpoint() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    // an external endpoint that is node1: through admin.conf, node2 always looks ready
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "own",
+        "1.33.5",
+        &[(1, "control-plane"), (2, "control-plane")],
+        "  controlPlane: {loadBalancer: external, endpoint: {host: 10.123.0.11, port: 6443}}\n",
+    );
+    ok(&apply(&inv));
+    // on node2, as soon as the renewal has put its static pods back, its API server is kept
+    // away for 15 s (its manifest aside), then comes back
+    h.sh(
+        2,
+        "rm -f /root/held /root/released; cat > /root/hold.sh <<'EOF'\nd=/etc/kubernetes/manifests.kubeforge-restart\nuntil [ -d $d ]; do sleep 0.05; done\nwhile [ -d $d ]; do sleep 0.01; done\nmv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml\ndate +%s.%N > /root/held\nsleep 15\nmv /root/kube-apiserver.yaml /etc/kubernetes/manifests/\ndate +%s.%N > /root/released\nEOF\nsetsid nohup sh /root/hold.sh </dev/null >/dev/null 2>&1 &",
+    );
+    let out = kubeforge(&["certs", "renew", "-f", inv.to_str().unwrap()], &[]);
+    let finished = unix_now();
+    // the hosts stay usable whatever the outcome: wait for the manifest to be back
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.exec(2, "test -e /root/released").status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "node2's hold script never ended");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok(&out);
+    let stamp = |f: &str| -> f64 { h.sh(2, &format!("cat {f}")).trim().parse().unwrap() };
+    let (held, released) = (stamp("/root/held"), stamp("/root/released"));
+    assert!(
+        released - held >= 14.0,
+        "the hold lasted: {held} {released}"
+    );
+    assert!(
+        finished > released,
+        "kubeforge finished node2's renewal while its own API server was down ({:.1}s before it came back):\n{}",
+        released - finished,
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("node2: renewed"),
+        "{}",
+        text(&out.stderr)
+    );
+    h.sh(2, "rm -f /root/hold.sh /root/held /root/released");
+}

@@ -371,45 +371,33 @@ pub async fn lb_rotation(ctx: &Ctx, control_plane: &str, serving: bool) {
     super::api_endpoint::lb_rotation(&ctx.cluster, &ctx.sessions, control_plane, serving).await
 }
 
-/// Whether a control plane's own API server answers /readyz now (a few tries).
-async fn wait_apiserver_briefly(s: &crate::ssh::Session) -> bool {
-    for _ in 0..5 {
-        if let Ok(out) = s
-            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
-            .await
-            && out.success()
-            && out.stdout().trim() == "ok"
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    false
+/// The address a control plane's own API server and etcd member answer at.
+fn own_address<'a>(ctx: &'a Ctx, host: &str) -> Result<&'a str, StepError> {
+    ctx.cluster
+        .host(host)
+        .map(|h| h.internal_address())
+        .ok_or_else(|| StepError::failed(host, "not in the inventory"))
 }
 
-/// Waits until the API server on a control plane answers /readyz itself.
+/// Whether a control plane's own API server and etcd member are ready now (a few tries).
+async fn wait_apiserver_briefly(ctx: &Ctx, host: &str) -> bool {
+    let (Ok(s), Ok(address)) = (ctx.session(host), own_address(ctx, host)) else {
+        return false;
+    };
+    super::control_plane_ready::wait(s, address, Duration::from_secs(5))
+        .await
+        .is_ok()
+}
+
+/// Waits until a control plane's own API server answers /readyz and its own etcd member is
+/// healthy (not through the endpoint: a load balancer answers while another one serves).
 async fn wait_apiserver(ctx: &Ctx, host: &str) -> Result<(), StepError> {
     let s = ctx.session(host)?;
-    let start = Instant::now();
+    let address = own_address(ctx, host)?;
     let _w = ctx.stats.wait();
-    loop {
-        let out = s
-            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
-            .await?;
-        if out.success() && out.stdout().trim() == "ok" {
-            return Ok(());
-        }
-        if start.elapsed() > super::wait_ready::TIMEOUT {
-            return Err(StepError::failed(
-                host,
-                format!(
-                    "the API server does not answer /readyz: {}",
-                    out.stderr().trim()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    super::control_plane_ready::wait(s, address, super::wait_ready::TIMEOUT)
+        .await
+        .map_err(|m| StepError::failed(host, m))
 }
 
 /// Upgrades one node.
@@ -500,7 +488,7 @@ pub async fn run(
             .ok()
             .and_then(|n| n.into_iter().find(|n| n.name == host))
             .is_some_and(|n| n.ready);
-        let serving = !control_plane || wait_apiserver_briefly(s).await;
+        let serving = !control_plane || wait_apiserver_briefly(ctx, host).await;
         let note = if alive && ready && serving && uncordon(host, kc).await.is_ok() {
             "the node is healthy and was uncordoned"
         } else {
