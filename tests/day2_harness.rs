@@ -781,3 +781,55 @@ fn certs_renew_waits_for_each_control_plane_itself_not_the_endpoint() {
     );
     h.sh(2, "rm -f /root/hold.sh /root/held /root/released");
 }
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn an_upgrade_pulls_the_new_releases_images_before_kubeadm_upgrade() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(
+        &h,
+        dir.path(),
+        "pull",
+        "1.32.9",
+        &[(1, "control-plane"), (2, "worker")],
+    );
+    ok(&apply(&inv));
+    // what kubeadm is asked to do, in order, on each node
+    for i in 1..=2 {
+        h.sh(
+            i,
+            "mkdir -p /usr/local/sbin && printf '#!/bin/sh\\necho \"$*\" >> /root/kubeadm-args.log\\nexec /usr/local/bin/kubeadm \"$@\"\\n' > /usr/local/sbin/kubeadm && chmod 755 /usr/local/sbin/kubeadm && rm -f /root/kubeadm-args.log",
+        );
+    }
+    set_version(&h, &inv, "1.33.5");
+    let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
+    assert!(
+        text(&plan.stdout)
+            .contains("pre-pull images of v1.33.5, cordon, drain, kubeadm upgrade apply"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let out = apply(&inv);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("node1: pre-pull images of v1.33.5"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (i, upgrade) in [(1, "upgrade apply v1.33.5"), (2, "upgrade node")] {
+        let log = h.sh(i, "cat /root/kubeadm-args.log");
+        let at = |what: &str| {
+            log.lines()
+                .position(|l| l.starts_with(what))
+                .unwrap_or_else(|| panic!("node{i}: no `kubeadm {what}`:\n{log}"))
+        };
+        assert!(
+            at("config images pull --kubernetes-version v1.33.5") < at(upgrade),
+            "node{i}: the images first:\n{log}"
+        );
+        h.sh(i, "rm -f /usr/local/sbin/kubeadm /root/kubeadm-args.log");
+    }
+}
