@@ -139,7 +139,7 @@ mod tests {
             cloud_provider: None,
         };
         let plan = crate::plan::compute(&input).unwrap();
-        let pos = |f: &dyn Fn(&Action) -> bool| plan.actions.iter().position(|a| f(a));
+        let pos = |f: &dyn Fn(&Action) -> bool| plan.actions.iter().position(f);
         let block = pos(&|a| {
             a.host.as_deref() == Some("cp2")
                 && matches!(&a.op, Op::HostsBlock(b) if b.contains("10.0.0.11 api.prod.kubeforge.internal"))
