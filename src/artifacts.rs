@@ -598,6 +598,16 @@ pub async fn fetch_bounded(
     Ok(out)
 }
 
+/// Shell lines that check an uploaded file (`$F` holds its path) against `sha256` on the host:
+/// on a mismatch the upload is removed and the script fails, naming both digests.
+pub fn remote_check_script(sha256: &str) -> String {
+    let sha = crate::util::shell_quote(sha256);
+    format!(
+        "got=$(sha256sum < \"$F\" | cut -d' ' -f1) || got=unreadable\n\
+         if [ \"$got\" != {sha} ]; then rm -f \"$F\"; echo \"checksum mismatch after the upload of $F: expected sha256 \"{sha}\", got $got; the upload was removed\" >&2; exit 1; fi"
+    )
+}
+
 /// sha256 of a local file, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     sha256_reader(std::fs::File::open(path)?)
@@ -618,4 +628,44 @@ fn sha256_reader(mut f: impl std::io::Read) -> std::io::Result<String> {
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the host-side check with a real shell and sha256sum on a real file.
+    fn check(content: &[u8], sha: &str) -> (bool, String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("upload");
+        std::fs::write(&f, content).unwrap();
+        let script = format!(
+            "set -e\nF={}\n{}\necho installed",
+            crate::util::shell_quote(&f.display().to_string()),
+            remote_check_script(sha)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text, f.exists())
+    }
+
+    #[test]
+    fn a_failed_host_side_check_removes_the_upload() {
+        let good = sha256_hex(b"binary");
+        let (ok, out, kept) = check(b"binary", &good);
+        assert!(ok && out.contains("installed") && kept, "{out}");
+        let (ok, out, kept) = check(b"tampered", &good);
+        assert!(!ok, "{out}");
+        assert!(!kept, "the upload is removed");
+        assert!(!out.contains("installed"), "{out}");
+        assert!(
+            out.contains(&good) && out.contains(&sha256_hex(b"tampered")),
+            "both digests: {out}"
+        );
+    }
 }
