@@ -171,6 +171,35 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// [`terminal_safe`] for log lines that carry their own colours: well-formed SGR sequences
+/// (`ESC [ digits;… m`, which only set colours) stay, every other control is escaped. Remote
+/// text in a log line can then at most change a colour, never move the cursor, clear the screen
+/// or set the title.
+pub fn terminal_safe_keeping_colors(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('\x1b') {
+        out.push_str(&terminal_safe(&rest[..i]));
+        let after = &rest[i + 1..];
+        let sgr_len = after.strip_prefix('[').and_then(|p| {
+            let params = p.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            p[params..].starts_with('m').then_some(1 + params + 1)
+        });
+        match sgr_len {
+            Some(n) => {
+                out.push_str(&rest[i..i + 1 + n]);
+                rest = &after[n..];
+            }
+            None => {
+                out.push_str("\\x1b");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(&terminal_safe(rest));
+    out
+}
+
 /// `n` random bytes from the OS, hex.
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -347,6 +376,12 @@ mod tests {
         );
         assert_eq!(terminal_safe("a\u{202e}b"), "a\\u{202e}b");
         assert_eq!(terminal_safe("é日本"), "é日本");
+        assert_eq!(
+            terminal_safe_keeping_colors(
+                "\x1b[1;31mERROR\x1b[0m host says \x1b]0;t\x07\x1b[2J\x1b[31m\x1b"
+            ),
+            "\x1b[1;31mERROR\x1b[0m host says \\x1b]0;t\\x07\\x1b[2J\x1b[31m\\x1b"
+        );
         let once = terminal_safe("x\x1by").into_owned();
         assert_eq!(terminal_safe(&once), once, "idempotent");
     }
