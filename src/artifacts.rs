@@ -215,9 +215,10 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&a.sha256);
+        // O_NONBLOCK: a FIFO planted here must not block the open (regular files ignore it)
         let f = match std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(NOFOLLOW)
+            .custom_flags(NOFOLLOW | libc::O_NONBLOCK)
             .open(dest)
         {
             Ok(f) => f,

@@ -319,6 +319,26 @@ async fn a_symlink_in_the_cache_is_not_followed() {
 }
 
 #[tokio::test]
+async fn a_fifo_in_the_cache_is_refused_without_blocking() {
+    let data = body();
+    let (base, _) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    let entry = dir.path().join("cache/sha256").join(&a.sha256);
+    let mk = std::process::Command::new("mkfifo")
+        .arg(&entry)
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    let e = tokio::time::timeout(Duration::from_secs(20), s.fetch(&a, None))
+        .await
+        .expect("the fetch does not block on a FIFO")
+        .unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+#[tokio::test]
 async fn a_symlink_as_a_partial_download_is_not_written_through() {
     let data = body();
     let (base, _) = server(data.clone());
