@@ -89,18 +89,13 @@ async fn load_cni_manifest(
             let bytes = match source {
                 ManifestSource::Path(p) => std::fs::read(p)
                     .map_err(|e| ApplyError::CniManifest(format!("{}: {e}", p.display())))?,
-                ManifestSource::Url(u) => {
-                    let r = reqwest::get(u)
-                        .await
-                        .map_err(|e| ApplyError::CniManifest(format!("{u}: {e}")))?;
-                    if !r.status().is_success() {
-                        return Err(ApplyError::CniManifest(format!("{u}: HTTP {}", r.status())));
-                    }
-                    r.bytes()
-                        .await
-                        .map_err(|e| ApplyError::CniManifest(format!("{u}: {e}")))?
-                        .to_vec()
-                }
+                ManifestSource::Url(u) => artifacts::fetch_bounded(
+                    u,
+                    artifacts::MANIFEST_LIMIT,
+                    artifacts::MANIFEST_TIMEOUT,
+                )
+                .await
+                .map_err(|e| ApplyError::CniManifest(e.to_string()))?,
             };
             let actual = artifacts::sha256_hex(&bytes);
             if &actual != sha256 {

@@ -3,13 +3,22 @@
 //! value of the release manifest. Interrupted downloads resume (HTTP Range), transient errors
 //! are retried with backoff, and a mirror (a base URL or a local directory in the upstream
 //! layout) replaces the upstream URLs. A file whose digest differs is never put in the cache.
+//!
+//! The cache is not trusted blindly: its directories must be private (not writable by group or
+//! others; created 0700), a cached file's digest is checked again before its first use in a run,
+//! and nothing in it is opened through a symlink (a symlink found there is removed and the file
+//! downloaded again). URLs in messages and logs never carry their `user:password@`.
 
 use crate::model::Mirror;
 use crate::release::Artifact;
+use crate::util::{redact_url, redact_urls};
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -36,9 +45,16 @@ pub enum ArtifactError {
         url: String,
         message: String,
     },
+    #[error("cannot fetch {url}: {message}")]
+    Fetch { url: String, message: String },
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
 }
+
+/// The most a fetched manifest (`cni: manifest` from a URL) may weigh.
+pub const MANIFEST_LIMIT: u64 = 16 << 20;
+/// The time a manifest fetch may take, connection and body included.
+pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A short name for messages: `containerd 1.7.27 (amd64)`.
 pub fn label(a: &Artifact) -> String {
@@ -61,12 +77,74 @@ pub struct Store {
     /// Attempts per download for transient errors.
     pub attempts: u32,
     pub backoff: Duration,
+    /// Digests whose cache entry was hashed in this run: each is hashed once.
+    verified: Mutex<HashSet<String>>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> ArtifactError {
     ArtifactError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// Opens without following a symlink at the last component.
+const NOFOLLOW: i32 = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+fn is_symlink_error(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Refuses a cache directory that someone else could write to: a symlink (below the cache's
+/// root), one writable by group or others, or one owned by another user than us or root.
+fn check_private_dir(dir: &Path, follow: bool) -> Result<(), ArtifactError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = if follow {
+        std::fs::metadata(dir)
+    } else {
+        std::fs::symlink_metadata(dir)
+    }
+    .map_err(|e| io_err(dir, e))?;
+    if !m.is_dir() {
+        return Err(io_err(
+            dir,
+            "is not a directory (a symlink or a file where the artifact cache keeps a directory); remove it",
+        ));
+    }
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me && m.uid() != 0 {
+        return Err(io_err(
+            dir,
+            format!(
+                "the artifact cache directory belongs to uid {}, not to you (uid {me}): its owner could replace what kubeforge installs; use a cache of your own (artifacts.cacheDir)",
+                m.uid()
+            ),
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(io_err(
+            dir,
+            format!(
+                "the artifact cache directory is writable by group or others (mode {:o}): anyone who can write there could replace what kubeforge installs; fix it with `chmod go-w {}`",
+                m.mode() & 0o7777,
+                crate::util::shell_quote(&dir.display().to_string())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes what is at `path` when it is not a regular file (a symlink, say): returns whether it
+/// did.
+fn remove_unless_regular(path: &Path) -> Result<bool, ArtifactError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(false),
+        Ok(m) if m.is_dir() => Err(io_err(path, "is a directory; remove it")),
+        Ok(_) => {
+            std::fs::remove_file(path).map_err(|e| io_err(path, e))?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
     }
 }
 
@@ -87,8 +165,19 @@ impl Store {
                 path: cache.to_path_buf(),
                 message: format!("cannot set up the HTTP client: {e}"),
             })?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            for d in ["sha256", "partial"] {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(cache.join(d))
+                    .map_err(|e| io_err(&cache.join(d), e))?;
+            }
+        }
+        check_private_dir(cache, true)?;
         for d in ["sha256", "partial"] {
-            std::fs::create_dir_all(cache.join(d)).map_err(|e| io_err(&cache.join(d), e))?;
+            check_private_dir(&cache.join(d), false)?;
         }
         Ok(Store {
             cache: cache.to_path_buf(),
@@ -96,6 +185,7 @@ impl Store {
             client,
             attempts: 5,
             backoff: Duration::from_secs(1),
+            verified: Mutex::new(HashSet::new()),
         })
     }
 
@@ -104,8 +194,70 @@ impl Store {
         self.cache.join("sha256").join(&a.sha256)
     }
 
+    /// Whether the cache holds a file (not a symlink) for `a`; its digest is checked on use.
     pub fn is_cached(&self, a: &Artifact) -> bool {
-        self.cached_path(a).is_file()
+        std::fs::symlink_metadata(self.cached_path(a)).is_ok_and(|m| m.file_type().is_file())
+    }
+
+    fn mark_verified(&self, a: &Artifact) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(a.sha256.clone());
+    }
+
+    /// The length of the cache entry for `a` when there is a good one. Its digest is checked
+    /// once per run; an entry that is a symlink, or whose digest differs, is removed (and
+    /// downloaded again by the caller).
+    async fn cached_entry(&self, a: &Artifact, dest: &Path) -> Result<Option<u64>, ArtifactError> {
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&a.sha256);
+        // O_NONBLOCK: a FIFO planted here must not block the open (regular files ignore it)
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(NOFOLLOW | libc::O_NONBLOCK)
+            .open(dest)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if is_symlink_error(&e) => {
+                tracing::warn!(
+                    "{}: the cache entry {} is a symlink, not a file kubeforge wrote; removing it and downloading again",
+                    label(a),
+                    dest.display()
+                );
+                std::fs::remove_file(dest).map_err(|e| io_err(dest, e))?;
+                return Ok(None);
+            }
+            Err(e) => return Err(io_err(dest, e)),
+        };
+        let meta = f.metadata().map_err(|e| io_err(dest, e))?;
+        if !meta.is_file() {
+            return Err(io_err(dest, "is not a regular file; remove it"));
+        }
+        if known {
+            return Ok(Some(meta.len()));
+        }
+        let path = dest.to_path_buf();
+        let actual = tokio::task::spawn_blocking(move || sha256_reader(f))
+            .await
+            .map_err(|e| io_err(&path, e))?
+            .map_err(|e| io_err(&path, e))?;
+        if actual != a.sha256 {
+            tracing::warn!(
+                "{}: the cached file {} has sha256 {actual}, not the pinned {}; removing it and downloading again",
+                label(a),
+                dest.display(),
+                a.sha256
+            );
+            std::fs::remove_file(dest).map_err(|e| io_err(dest, e))?;
+            return Ok(None);
+        }
+        self.mark_verified(a);
+        Ok(Some(meta.len()))
     }
 
     /// Fetches every artifact (at most 4 at once), with a progress bar each on a terminal.
@@ -150,9 +302,8 @@ impl Store {
         pb: Option<&ProgressBar>,
     ) -> Result<PathBuf, ArtifactError> {
         let dest = self.cached_path(a);
-        if dest.is_file() {
+        if let Some(len) = self.cached_entry(a, &dest).await? {
             if let Some(pb) = pb {
-                let len = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
                 pb.set_length(len);
                 pb.set_position(len);
             }
@@ -163,6 +314,13 @@ impl Store {
             .cache
             .join("partial")
             .join(format!("{}.part", a.sha256));
+        if remove_unless_regular(&partial)? {
+            tracing::warn!(
+                "{}: removed {}, which was not a file kubeforge wrote",
+                label(a),
+                partial.display()
+            );
+        }
         match &self.mirror {
             Some(Mirror::Dir(_)) => self.copy_local(a, Path::new(&source), &partial, pb).await?,
             _ => {
@@ -174,7 +332,7 @@ impl Store {
                         Attempt::Retry(message) if attempt >= self.attempts => {
                             return Err(ArtifactError::Network {
                                 name: label(a),
-                                url: source,
+                                url: redact_url(&source),
                                 message: format!("{message} (after {attempt} attempts)"),
                             });
                         }
@@ -192,6 +350,7 @@ impl Store {
         }
         // verified while streaming: move into place atomically
         std::fs::rename(&partial, &dest).map_err(|e| io_err(&dest, e))?;
+        self.mark_verified(a);
         Ok(dest)
     }
 
@@ -208,7 +367,13 @@ impl Store {
         if let Some(pb) = pb {
             pb.set_length(f.metadata().await.map(|m| m.len()).unwrap_or(0));
         }
-        let mut out = tokio::fs::File::create(partial)
+        let mut out = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(NOFOLLOW)
+            .open(partial)
             .await
             .map_err(|e| io_err(partial, e))?;
         let mut hasher = Sha256::new();
@@ -242,7 +407,7 @@ impl Store {
             let _ = std::fs::remove_file(partial);
             return Err(ArtifactError::Checksum {
                 name: label(a),
-                source_url: source.to_string(),
+                source_url: redact_url(source),
                 expected: a.sha256.clone(),
                 actual,
             });
@@ -261,7 +426,12 @@ impl Store {
         // hash what an earlier attempt left, to continue the digest where it stopped
         let mut hasher = Sha256::new();
         let mut have: u64 = 0;
-        if let Ok(mut f) = tokio::fs::File::open(partial).await {
+        if let Ok(mut f) = tokio::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(NOFOLLOW)
+            .open(partial)
+            .await
+        {
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let n = f.read(&mut buf).await.map_err(|e| io_err(partial, e))?;
@@ -298,7 +468,7 @@ impl Store {
             s => {
                 return Err(ArtifactError::Http {
                     name: label(a),
-                    url: url.to_string(),
+                    url: redact_url(url),
                     status: s,
                 });
             }
@@ -319,6 +489,8 @@ impl Store {
             .write(true)
             .append(append)
             .truncate(!append)
+            .mode(0o600)
+            .custom_flags(NOFOLLOW)
             .open(partial)
             .await
             .map_err(|e| io_err(partial, e))?;
@@ -350,6 +522,7 @@ impl Store {
     }
 }
 
+/// An error and its causes in one line, URLs without their userinfo.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -361,13 +534,87 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    redact_urls(&s)
+}
+
+/// Fetches a small document (a CNI manifest) over HTTP(S): at most `limit` bytes, within
+/// `timeout` for the whole exchange (connection, headers and body).
+pub async fn fetch_bounded(
+    url: &str,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, ArtifactError> {
+    let fail = |message: String| ArtifactError::Fetch {
+        url: redact_url(url),
+        message,
+    };
+    let mib = |n: u64| format!("{} MiB", n.div_ceil(1 << 20));
+    let describe = |e: &reqwest::Error| {
+        if e.is_timeout() {
+            format!(
+                "timed out: the server did not finish within {}",
+                crate::util::format_duration(timeout)
+            )
+        } else {
+            error_chain(e)
+        }
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(15)))
+        .timeout(timeout)
+        .user_agent(concat!("kubeforge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            fail(format!(
+                "cannot set up the HTTP client: {}",
+                error_chain(&e)
+            ))
+        })?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(describe(&e)))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    let too_big = || {
+        fail(format!(
+            "the document is larger than {}, the limit for a manifest",
+            mib(limit)
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| fail(describe(&e)))?;
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Shell lines that check an uploaded file (`$F` holds its path) against `sha256` on the host:
+/// on a mismatch the upload is removed and the script fails, naming both digests.
+pub fn remote_check_script(sha256: &str) -> String {
+    let sha = crate::util::shell_quote(sha256);
+    format!(
+        "got=$(sha256sum < \"$F\" | cut -d' ' -f1) || got=unreadable\n\
+         if [ \"$got\" != {sha} ]; then rm -f \"$F\"; echo \"checksum mismatch after the upload of $F: expected sha256 \"{sha}\", got $got; the upload was removed\" >&2; exit 1; fi"
+    )
 }
 
 /// sha256 of a local file, hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    sha256_reader(std::fs::File::open(path)?)
+}
+
+fn sha256_reader(mut f: impl std::io::Read) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -382,4 +629,44 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the host-side check with a real shell and sha256sum on a real file.
+    fn check(content: &[u8], sha: &str) -> (bool, String, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("upload");
+        std::fs::write(&f, content).unwrap();
+        let script = format!(
+            "set -e\nF={}\n{}\necho installed",
+            crate::util::shell_quote(&f.display().to_string()),
+            remote_check_script(sha)
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text, f.exists())
+    }
+
+    #[test]
+    fn a_failed_host_side_check_removes_the_upload() {
+        let good = sha256_hex(b"binary");
+        let (ok, out, kept) = check(b"binary", &good);
+        assert!(ok && out.contains("installed") && kept, "{out}");
+        let (ok, out, kept) = check(b"tampered", &good);
+        assert!(!ok, "{out}");
+        assert!(!kept, "the upload is removed");
+        assert!(!out.contains("installed"), "{out}");
+        assert!(
+            out.contains(&good) && out.contains(&sha256_hex(b"tampered")),
+            "both digests: {out}"
+        );
+    }
 }

@@ -20,14 +20,16 @@ pub fn parse_residual(s: &str) -> Option<u64> {
     if s.starts_with('<') {
         return Some(0);
     }
-    let unit = s.chars().last()?;
-    let n: u64 = s[..s.len() - 1].parse().ok()?;
-    Some(match unit {
-        'y' => n * 365 * 86_400,
-        'd' => n * 86_400,
-        'h' => n * 3600,
-        'm' => n * 60,
-        's' => n,
+    // split at a character boundary: the text comes from the host and may hold any character
+    let mut chars = s.chars();
+    let unit = chars.next_back()?;
+    let n: u64 = chars.as_str().parse().ok()?;
+    n.checked_mul(match unit {
+        'y' => 365 * 86_400,
+        'd' => 86_400,
+        'h' => 3600,
+        'm' => 60,
+        's' => 1,
         _ => return None,
     })
 }
@@ -148,5 +150,21 @@ ca                      Nov 20, 2036 01:24 UTC   9y              no
         assert_eq!(soonest_days(&c), Some(0));
         assert_eq!(parse_residual("9y"), Some(9 * 365 * 86_400));
         assert_eq!(parse_residual("x"), None);
+    }
+
+    #[test]
+    fn hostile_output_does_not_panic_the_parser() {
+        // a multi-byte last character: slicing one byte off its end falls inside it
+        assert_eq!(parse_residual("36é"), None);
+        assert_eq!(parse_residual("日"), None);
+        assert_eq!(parse_residual("é"), None);
+        assert_eq!(parse_residual(""), None);
+        assert_eq!(parse_residual("99999999999999999y"), None, "overflow");
+        let out = "CERTIFICATE  EXPIRES  RESIDUAL TIME  CERTIFICATE AUTHORITY  EXTERNALLY MANAGED\n\
+                   admin.conf   Nov 22, 2027 01:24 UTC   364дн   ca   no\n\
+                   apiserver    Nov 22, 2027 01:24 UTC   29d   ca   no\n";
+        let c = parse_check_expiration(out);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].name, "apiserver");
     }
 }

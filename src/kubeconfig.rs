@@ -85,28 +85,14 @@ pub fn to_yaml(v: &Value) -> String {
     serde_saphyr::to_string(v).unwrap_or_default()
 }
 
-/// Writes a file with mode 0600 atomically (temporary file, then rename).
+/// Writes a file with mode 0600 atomically: a temporary file with a random name, created
+/// exclusively without following symlinks in the target's directory, then renamed. When `path`
+/// is a symlink (a `~/.kube/config` kept elsewhere), its target is written and the link kept.
 pub fn write_private(path: &Path, content: &str) -> Result<(), KubeconfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| KubeconfigError::Io {
+    crate::util::write_private_atomic(path, content.as_bytes()).map_err(|e| KubeconfigError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("kubeforge-tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(content.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 /// Merges into a kubeconfig file (created 0600 when missing).
@@ -208,5 +194,82 @@ users:
         );
         let back: Value = serde_saphyr::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(back["clusters"].as_array().unwrap().len(), 1);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The temporary name main used: `<path>.kubeforge-tmp-<pid>`.
+    fn old_tmp(p: &Path) -> std::path::PathBuf {
+        p.with_extension(format!("kubeforge-tmp-{}", std::process::id()))
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_predictable_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "victim\n").unwrap();
+        let p = dir.path().join("prod.kubeconfig");
+        std::os::unix::fs::symlink(&victim, old_tmp(&p)).unwrap();
+        write_private(&p, "admin\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n");
+        assert!(
+            !std::fs::symlink_metadata(&p)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "admin\n");
+        assert_eq!(mode(&p), 0o600);
+    }
+
+    #[test]
+    fn a_file_planted_at_the_predictable_temporary_name_gets_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prod.kubeconfig");
+        let planted = old_tmp(&p);
+        std::fs::write(&planted, "").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&p, "admin\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&planted).unwrap(),
+            "",
+            "not written"
+        );
+        assert_eq!(mode(&p), 0o600, "the kubeconfig is private");
+    }
+
+    #[test]
+    fn a_symlinked_kube_config_is_merged_through_its_link() {
+        let ours = for_operator(ADMIN, "prod", "https://10.0.0.11:6443", "cp1").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dotfiles")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.kube")).unwrap();
+        let real = dir.path().join("dotfiles/kubeconfig");
+        let dev = json!({"apiVersion": "v1", "kind": "Config", "current-context": "dev",
+            "clusters": [{"name": "dev", "cluster": {"server": "https://dev"}}]});
+        std::fs::write(&real, to_yaml(&dev)).unwrap();
+        let link = dir.path().join("home/.kube/config");
+        std::os::unix::fs::symlink("../../dotfiles/kubeconfig", &link).unwrap();
+        merge_into(&link, &ours).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let back: Value = serde_saphyr::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+        assert_eq!(back["clusters"].as_array().unwrap().len(), 2);
+        assert_eq!(back["current-context"], "dev");
+        assert_eq!(mode(&real), 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("dotfiles"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 }

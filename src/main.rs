@@ -18,12 +18,14 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", kubeforge::secrets::redact(&e.to_string()));
+            // errors carry remote output (stderr of a command, host facts): no secret and no
+            // terminal control reaches the screen
+            let shown = |m: String| {
+                kubeforge::util::terminal_safe(&kubeforge::secrets::redact(&m)).into_owned()
+            };
+            eprintln!("error: {}", shown(e.to_string()));
             for cause in e.chain().skip(1) {
-                eprintln!(
-                    "  caused by: {}",
-                    kubeforge::secrets::redact(&cause.to_string())
-                );
+                eprintln!("  caused by: {}", shown(cause.to_string()));
             }
             ExitCode::from(cli::EXIT_FAILED)
         }

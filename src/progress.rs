@@ -28,8 +28,11 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // every log line passes the secrets redactor
-        let text = crate::secrets::redact(&String::from_utf8_lossy(buf));
+        // every log line passes the secrets redactor, and remote text in it cannot drive the
+        // terminal (the log's own colours stay)
+        let text = crate::util::terminal_safe_keeping_colors(&crate::secrets::redact(
+            &String::from_utf8_lossy(buf),
+        ));
         let guard = active().lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
             Some(mp) => mp.suspend(|| std::io::stderr().write_all(text.as_bytes()))?,
@@ -93,6 +96,7 @@ impl Progress {
 
     /// What a host is doing now.
     pub fn set(&self, host: &str, message: &str) {
+        let message = &*crate::util::terminal_safe(message);
         if self.mp.is_some() {
             if let Some(pb) = self
                 .bars
@@ -109,6 +113,7 @@ impl Progress {
 
     /// A host finished, well or not.
     pub fn finish(&self, host: &str, ok: bool, message: &str) {
+        let message = &*crate::util::terminal_safe(message);
         let mark = if ok { "ok" } else { "FAILED" };
         if self.mp.is_some() {
             if let Some(pb) = self

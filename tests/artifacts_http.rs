@@ -56,6 +56,17 @@ fn server(body: Vec<u8>) -> (String, Arc<Mutex<Log>>) {
             let name = path.rsplit('/').next().unwrap_or("");
             match name {
                 "missing" => send(&mut s, "404 Not Found", b"", 0),
+                "huge" => {
+                    let big = vec![b'#'; 17 << 20];
+                    send(&mut s, "200 OK", &big, big.len())
+                }
+                "huge-unsized" => {
+                    // no Content-Length: the body ends when the connection closes
+                    let _ = write!(s, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                    let _ = s.write_all(&vec![b'#'; 17 << 20]);
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
                 "unavailable" if !unavailable_served => {
                     unavailable_served = true;
                     send(&mut s, "503 Service Unavailable", b"", 0)
@@ -245,4 +256,238 @@ async fn mirrors_replace_upstream_urls() {
         s.fetch(&a, None).await,
         Err(ArtifactError::Checksum { .. })
     ));
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_corrupted_cache_entry_is_detected_and_downloaded_again() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    let p = store(dir.path(), None).fetch(&a, None).await.unwrap();
+    // between runs, the cached file changes
+    let mut bad = data.clone();
+    bad[100] ^= 0xff;
+    std::fs::write(&p, &bad).unwrap();
+    let s = store(dir.path(), None);
+    let again = s.fetch(&a, None).await.unwrap();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        data,
+        "the bad entry was replaced"
+    );
+    assert_eq!(log.lock().unwrap().requests.len(), 2, "downloaded again");
+    // verified once per run: the next use in the same run is not hashed (or fetched) again
+    s.fetch(&a, None).await.unwrap();
+    assert_eq!(log.lock().unwrap().requests.len(), 2);
+}
+
+#[tokio::test]
+async fn a_symlink_in_the_cache_is_not_followed() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    // a link with the right content elsewhere: still not ours
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, &data).unwrap();
+    let entry = dir.path().join("cache/sha256").join(&a.sha256);
+    std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+    assert!(!s.is_cached(&a), "a symlink is not a cache entry");
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(p, entry);
+    assert!(
+        !std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "replaced by a downloaded file"
+    );
+    assert_eq!(std::fs::read(&p).unwrap(), data);
+    assert_eq!(log.lock().unwrap().requests.len(), 1);
+    assert_eq!(
+        std::fs::read(&elsewhere).unwrap(),
+        data,
+        "the link's target is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_fifo_in_the_cache_is_refused_without_blocking() {
+    let data = body();
+    let (base, _) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    let entry = dir.path().join("cache/sha256").join(&a.sha256);
+    let mk = std::process::Command::new("mkfifo")
+        .arg(&entry)
+        .status()
+        .unwrap();
+    assert!(mk.success());
+    let e = tokio::time::timeout(Duration::from_secs(20), s.fetch(&a, None))
+        .await
+        .expect("the fetch does not block on a FIFO")
+        .unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+#[tokio::test]
+async fn a_symlink_as_a_partial_download_is_not_written_through() {
+    let data = body();
+    let (base, _) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let a = artifact(&format!("{base}/ok"), "x/ok", &data);
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "do not touch\n").unwrap();
+    let part = dir
+        .path()
+        .join("cache/partial")
+        .join(format!("{}.part", a.sha256));
+    std::os::unix::fs::symlink(&victim, &part).unwrap();
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), data);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "do not touch\n");
+}
+
+#[tokio::test]
+async fn a_cache_directory_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // a new cache is private
+    let s = Store::new(&dir.path().join("new"), None).unwrap();
+    drop(s);
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+    for (sub, m) in [("", 0o777), ("", 0o775), ("sha256", 0o757)] {
+        let cache = dir.path().join(format!("shared-{m:o}-{}", sub.len()));
+        std::fs::create_dir_all(cache.join("sha256")).unwrap();
+        let bad = cache.join(sub);
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(m)).unwrap();
+        let e = Store::new(&cache, None).err().expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&bad.display().to_string().trim_end_matches('/').to_string())
+                && msg.contains("chmod go-w"),
+            "{msg}"
+        );
+    }
+}
+
+/// Every message of an error, its sources included.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(" | ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    format!("{s} | {e:?}")
+}
+
+#[tokio::test]
+async fn mirror_credentials_never_reach_an_error() {
+    let data = body();
+    let (base, _) = server(data.clone());
+    let with_creds = base.replace("http://", "http://user:secret@");
+    let dir = tempfile::tempdir().unwrap();
+    // a 404, a checksum mismatch, a refused connection
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://user:secret@{}", l.local_addr().unwrap())
+    };
+    let cases = [
+        (with_creds.clone(), "x/missing"),
+        (with_creds.clone(), "x/corrupt"),
+        (closed, "x/ok"),
+    ];
+    for (i, (mirror, path)) in cases.into_iter().enumerate() {
+        let mut s = store(&dir.path().join(i.to_string()), Some(Mirror::Url(mirror)));
+        s.attempts = 2;
+        let a = artifact("https://upstream.invalid/x", path, &data);
+        let e = s.fetch(&a, None).await.unwrap_err();
+        let all = chain(&e);
+        assert!(!all.contains("secret") && !all.contains("user:"), "{all}");
+        assert!(all.contains("127.0.0.1"), "the host is still named: {all}");
+    }
+    // and the manifest fetch
+    let e = kubeforge::artifacts::fetch_bounded(
+        &format!("{with_creds}/missing"),
+        1 << 20,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_err();
+    let all = chain(&e);
+    assert!(!all.contains("secret") && !all.contains("user:"), "{all}");
+}
+
+#[tokio::test]
+async fn the_cni_manifest_fetch_is_bounded_in_size() {
+    let data = b"kind: List\n".to_vec();
+    let (base, _) = server(data.clone());
+    let limit = 16 << 20;
+    let ok =
+        kubeforge::artifacts::fetch_bounded(&format!("{base}/ok"), limit, Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_eq!(ok, data);
+    for name in ["huge", "huge-unsized"] {
+        let e = kubeforge::artifacts::fetch_bounded(
+            &format!("{base}/{name}"),
+            limit,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("larger than 16 MiB"), "{name}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn the_cni_manifest_fetch_is_bounded_in_time() {
+    // a server that sends headers and part of the body, then never finishes
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                let mut h = String::new();
+                while reader.read_line(&mut h).unwrap_or(0) > 0 && h != "\r\n" {
+                    h.clear();
+                }
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nkind: ");
+                let _ = s.flush();
+                // hold the connection open until the client gives up
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+            });
+        }
+    });
+    let start = std::time::Instant::now();
+    let e = kubeforge::artifacts::fetch_bounded(
+        &format!("http://{addr}/stall"),
+        16 << 20,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        e.to_string().contains("timed out") || e.to_string().contains("did not finish"),
+        "{e}"
+    );
 }

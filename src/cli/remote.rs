@@ -209,7 +209,12 @@ pub fn render_status(r: &StatusReport) -> String {
                 row.push(pre);
             }
         }
-        rows.push(row);
+        // facts are the host's word: shown escaped
+        rows.push(
+            row.iter()
+                .map(|c| kubeforge::util::terminal_safe(c).into_owned())
+                .collect(),
+        );
     }
     let mut out = table(&rows);
     if !r.preflight.is_empty() {
@@ -252,7 +257,8 @@ pub fn render_status(r: &StatusReport) -> String {
         },
         r.elapsed.as_secs_f64()
     ));
-    out
+    // preflight messages and connection errors quote the hosts too
+    kubeforge::util::terminal_safe(&out).into_owned()
 }
 
 #[derive(serde::Serialize)]
@@ -374,6 +380,18 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
     if a.output == OutputFormat::Json {
         print_json(&results)?;
     } else {
+        use std::io::IsTerminal;
+        let (stdout_tty, stderr_tty) = (
+            std::io::stdout().is_terminal(),
+            std::io::stderr().is_terminal(),
+        );
+        let for_stream = |text: &str, tty: bool| -> String {
+            if tty {
+                kubeforge::util::terminal_safe(text).into_owned()
+            } else {
+                text.to_string()
+            }
+        };
         for r in &results {
             let how = match (&r.status, &r.error) {
                 (Some(s), _) => format!("exit {s}"),
@@ -381,13 +399,15 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
                 _ => "?".to_string(),
             };
             println!("--- {} ({how}, {:.1}s)", r.host, r.elapsed);
-            print!("{}", r.stdout);
+            // stdout is data: raw into a pipe or file, escaped on a terminal; stderr is shown to
+            // the operator, escaped on a terminal
+            print!("{}", for_stream(&r.stdout, stdout_tty));
             if !r.stderr.is_empty() {
                 eprint!(
                     "{}",
                     r.stderr
                         .lines()
-                        .map(|l| format!("{}: {l}\n", r.host))
+                        .map(|l| format!("{}: {}\n", r.host, for_stream(l, stderr_tty)))
                         .collect::<String>()
                 );
             }
@@ -396,7 +416,7 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
             eprintln!("\n{} of {} hosts failed:", failed.len(), results.len());
             for r in &failed {
                 match &r.error {
-                    Some(e) => eprintln!("  - {e}"),
+                    Some(e) => eprintln!("  - {}", kubeforge::util::terminal_safe(e)),
                     None => eprintln!(
                         "  - {}: exit status {}",
                         r.host,

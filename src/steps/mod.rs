@@ -228,9 +228,9 @@ pub async fn install(ctx: &Ctx, host: &str, a: &Artifact) -> Result<(), StepErro
             .unwrap_or_else(|| std::fs::metadata(local).map(|m| m.len()).unwrap_or(0)),
     );
     let script = format!(
-        "set -e\nF={f}\necho '{sha}  '\"$F\" | sha256sum -c --quiet -\n{install}\nmkdir -p {dir}\necho {marker} > {dir}/{comp}.tmp && mv -f {dir}/{comp}.tmp {dir}/{comp}\nrm -f \"$F\"",
+        "set -e\nF={f}\n{check}\n{install}\nmkdir -p {dir}\necho {marker} > {dir}/{comp}.tmp && mv -f {dir}/{comp}.tmp {dir}/{comp}\nrm -f \"$F\"",
         f = shell_quote(&remote),
-        sha = a.sha256,
+        check = crate::artifacts::remote_check_script(&a.sha256),
         install = desired::install_script(a),
         dir = desired::INSTALLED_DIR,
         marker = shell_quote(&desired::marker_line(a)),
