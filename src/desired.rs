@@ -28,8 +28,39 @@ pub enum DesiredError {
     },
     #[error("the release manifest of Kubernetes {0} pins no flannel images (cni.flannel)")]
     NoFlannel(String),
+    #[error(
+        "spec.artifacts.registryMirrors: the key {0:?} is not a registry `host[:port]` or `_default`; it names the directory /etc/containerd/certs.d/<key>"
+    )]
+    RegistryKey(String),
     #[error(transparent)]
     Template(#[from] templates::TemplateError),
+}
+
+/// A registryMirrors key containerd looks up under /etc/containerd/certs.d: `_default`, or a
+/// registry's `host[:port]` (a DNS name or an IPv4 address, a port 1-65535). Anything else
+/// could name a path outside that directory, so it is never made into one.
+pub fn is_registry_key(key: &str) -> bool {
+    if key == "_default" {
+        return true;
+    }
+    let (host, port) = match key.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (key, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+    });
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port_ok && !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
 }
 
 /// The address every node and client uses for the API.
@@ -255,10 +286,14 @@ pub fn for_host(
         ),
     ];
     for (registry, endpoints) in &c.artifacts.registry_mirrors {
-        let server = if registry == "docker.io" {
-            "https://registry-1.docker.io".to_string()
-        } else {
-            format!("https://{registry}")
+        if !is_registry_key(registry) {
+            return Err(DesiredError::RegistryKey(registry.clone()));
+        }
+        // `_default` applies to every registry without its own directory: no upstream server
+        let server = match registry.as_str() {
+            "_default" => String::new(),
+            "docker.io" => "https://registry-1.docker.io".to_string(),
+            r => format!("https://{r}"),
         };
         let ctx = serde_json::to_value(Mirror {
             registry,
@@ -347,6 +382,9 @@ pub fn managed_paths(c: &Cluster) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for registry in c.artifacts.registry_mirrors.keys() {
+        if !is_registry_key(registry) {
+            continue; // for_host refuses it; never a path outside certs.d
+        }
         p.push(format!("/etc/containerd/certs.d/{registry}/hosts.toml"));
     }
     p

@@ -214,12 +214,29 @@ fn openstack_cloud_provider() {
         .collect();
     assert!(docs.len() > 10);
     let pins: Vec<&String> = m.addons["openstack"].images.values().collect();
-    for line in p
+    fn images<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, v) in o {
+                    match v.as_str() {
+                        Some(s) if k == "image" => out.push(s),
+                        _ => images(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| images(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    docs.iter().for_each(|d| images(d, &mut found));
+    let lines = p
         .manifest
         .lines()
         .filter(|l| l.trim_start().starts_with("image:"))
-    {
-        let image = line.split("image:").nth(1).unwrap().trim();
+        .count();
+    assert_eq!(found.len(), lines, "every image line parses as an image");
+    for image in found {
         assert!(
             pins.iter().any(|p| p.as_str() == image),
             "{image} is not pinned"
@@ -235,4 +252,197 @@ fn cloud_init() {
     )
     .unwrap();
     insta::assert_snapshot!(out);
+}
+
+// --- every value is escaped for its file's format (issue 10, item 9) ---
+
+#[test]
+fn toml_mirror_endpoint_with_a_quote_stays_one_value() {
+    let (mut c, m) = cluster(INVENTORY);
+    let evil = "https://m.example/\"]\n[evil]\nx = \"1";
+    c.artifacts
+        .registry_mirrors
+        .insert("docker.io".into(), vec![evil.into()]);
+    let f = files(&c, &m, "cp1", "10.0.0.11");
+    let text = &f["/etc/containerd/certs.d/docker.io/hosts.toml"];
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .unwrap_or_else(|e| panic!("hosts.toml does not parse: {e}\n{text}"));
+    let top: Vec<&str> = doc.iter().map(|(k, _)| k).collect();
+    assert_eq!(top, ["server", "host"], "{text}");
+    let hosts = doc["host"].as_table().unwrap();
+    let keys: Vec<&str> = hosts.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, [evil], "{text}");
+}
+
+#[test]
+fn toml_pause_image_is_escaped_in_the_containerd_config() {
+    let (c, mut m) = cluster(INVENTORY);
+    let evil = "registry.k8s.io/pause:3.10\"\n[evil]";
+    m.images.insert("pause".into(), evil.into());
+    let f = files(&c, &m, "cp1", "10.0.0.11");
+    let text = &f["/etc/containerd/config.toml"];
+    let doc: toml_edit::DocumentMut = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(doc.get("evil").is_none(), "{text}");
+    assert_eq!(
+        doc["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"].as_str(),
+        Some(evil)
+    );
+}
+
+#[test]
+fn yaml_values_round_trip_through_a_yaml_parser() {
+    let hostname = "a: #b\nc: d\n- e 'f' \"g\" \\ \t\u{2028}\u{85}\u{7f}é😀";
+    let key = "ssh-ed25519 AAAA x: #y\nruncmd: [reboot]";
+    let out = kubeforge::templates::render(
+        "cloud-init.yaml",
+        &serde_json::json!({"hostname": hostname, "cluster": "demo\n# x: y", "public_key": key}),
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(v["hostname"], hostname, "{out}");
+    assert_eq!(v["fqdn"], hostname, "{out}");
+    assert_eq!(v["ssh_authorized_keys"], serde_json::json!([key]), "{out}");
+    assert!(v.get("runcmd").is_none() && v.get("c").is_none(), "{out}");
+}
+
+#[test]
+fn yaml_cert_sans_and_labels_round_trip_in_kubeadm_config() {
+    let (mut c, _) = cluster(INVENTORY);
+    let san = "x.example\"\n    - evil: #";
+    c.api.cert_sans.push(san.into());
+    let cfg = kubeforge::steps::init::render_config(
+        &c,
+        c.host("cp1").unwrap(),
+        "abcdef.0123456789abcdef",
+        &"0".repeat(64),
+    )
+    .unwrap();
+    let docs: Vec<serde_json::Value> = cfg
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
+        .collect();
+    let sans = docs[1]["apiServer"]["certSANs"].as_array().unwrap();
+    assert_eq!(sans.last().unwrap(), san, "{cfg}");
+    assert_eq!(docs[0]["localAPIEndpoint"]["advertiseAddress"], "10.0.0.11");
+}
+
+/// Reads a gcfg value the way gcfg's scanner does: quoted parts with `\"` `\\` `\n` `\t` `\b`
+/// escapes, `;` and `#` starting a comment outside quotes.
+fn gcfg_value(raw: &str) -> String {
+    let (mut out, mut quoted, mut chars) = (String::new(), false, raw.chars());
+    // whitespace outside quotes counts only between other characters
+    let mut pending = String::new();
+    while let Some(c) = chars.next() {
+        if !quoted && c.is_whitespace() {
+            pending.push(c);
+            continue;
+        }
+        if !matches!(c, ';' | '#') || quoted {
+            out.push_str(&std::mem::take(&mut pending));
+        }
+        match c {
+            '"' => quoted = !quoted,
+            '\\' => match chars.next() {
+                Some('"') => out.push('"'),
+                Some('\\') => out.push('\\'),
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('b') => out.push('\u{8}'),
+                other => panic!("gcfg rejects the escape \\{other:?} in {raw}"),
+            },
+            ';' | '#' if !quoted => break,
+            c => out.push(c),
+        }
+    }
+    assert!(!quoted, "unterminated quote in {raw}");
+    out
+}
+
+#[test]
+fn ini_password_with_quote_semicolon_and_hash_is_one_value() {
+    let (c, m) = cluster(OPENSTACK);
+    let password = "p\"a;s#s\\w=rd ";
+    let creds = kubeforge::openstack::cloud::Credentials {
+        auth_url: "https://keystone.example.com:5000/v3".into(),
+        region: Some("Region;One".into()),
+        fields: vec![
+            ("username".into(), "admin".into()),
+            ("password".into(), password.into()),
+        ],
+    };
+    let p = kubeforge::openstack::render_cloud_provider(&c, &m, &creds, "subnet-1", None).unwrap();
+    let value = |key: &str| {
+        let lines: Vec<&str> = p
+            .cloud_conf
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{key} in\n{}", p.cloud_conf);
+        gcfg_value(lines[0])
+    };
+    assert_eq!(value("password"), password);
+    assert_eq!(value("region"), "Region;One");
+    assert_eq!(value("username"), "admin");
+    let newline = kubeforge::openstack::cloud::Credentials {
+        auth_url: "https://keystone.example.com:5000/v3".into(),
+        region: None,
+        fields: vec![("password".into(), "a\n[Global]\nauth-url=x".into())],
+    };
+    let err = kubeforge::openstack::render_cloud_provider(&c, &m, &newline, "subnet-1", None)
+        .err()
+        .expect("a newline in an INI value is refused");
+    assert!(err.to_string().contains("control character"), "{err}");
+}
+
+#[test]
+fn registry_mirror_key_that_is_not_a_host_is_refused() {
+    let (c0, m) = cluster(INVENTORY);
+    for bad in [
+        "../../etc/cron.d",
+        "a/b",
+        "..",
+        "",
+        "host:port:x",
+        "a b",
+        "x\n",
+    ] {
+        let mut c = c0.clone();
+        c.artifacts
+            .registry_mirrors
+            .insert(bad.into(), vec!["https://mirror.internal".into()]);
+        let h = c.host("cp1").unwrap();
+        let err = desired::for_host(&c, &m, h, "amd64", "10.0.0.11")
+            .err()
+            .unwrap_or_else(|| panic!("the key {bad:?} is accepted"));
+        assert!(err.to_string().contains("registryMirrors"), "{err}");
+        for p in desired::managed_paths(&c) {
+            if let Some(k) = p.strip_prefix("/etc/containerd/certs.d/") {
+                let k = k.strip_suffix("/hosts.toml").unwrap();
+                assert!(
+                    k != bad && !k.contains('/') && !matches!(k, "" | "." | ".."),
+                    "{p} from {bad:?}"
+                );
+            }
+        }
+    }
+    for good in [
+        "_default",
+        "registry.example.com:5000",
+        "quay.io",
+        "10.0.0.5:5000",
+    ] {
+        let mut c = c0.clone();
+        c.artifacts
+            .registry_mirrors
+            .insert(good.into(), vec!["https://mirror.internal".into()]);
+        let h = c.host("cp1").unwrap();
+        let d = desired::for_host(&c, &m, h, "amd64", "10.0.0.11").unwrap();
+        assert!(
+            d.files
+                .iter()
+                .any(|f| f.path == format!("/etc/containerd/certs.d/{good}/hosts.toml"))
+        );
+    }
 }
