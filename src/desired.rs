@@ -32,8 +32,28 @@ pub enum DesiredError {
         "spec.artifacts.registryMirrors: the key {0:?} is not a registry `host[:port]` or `_default`; it names the directory /etc/containerd/certs.d/<key>"
     )]
     RegistryKey(String),
+    #[error("spec.artifacts.registryMirrors.{registry}: the endpoint {endpoint:?} is {why}")]
+    MirrorEndpoint {
+        registry: String,
+        endpoint: String,
+        why: &'static str,
+    },
     #[error(transparent)]
     Template(#[from] templates::TemplateError),
+}
+
+/// A URL for a message: `user:password@` left out.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
 }
 
 /// A registryMirrors key containerd looks up under /etc/containerd/certs.d: `_default`, or a
@@ -288,6 +308,23 @@ pub fn for_host(
     for (registry, endpoints) in &c.artifacts.registry_mirrors {
         if !is_registry_key(registry) {
             return Err(DesiredError::RegistryKey(registry.clone()));
+        }
+        for e in endpoints {
+            let why = if e.starts_with("https://") {
+                continue;
+            } else if e.starts_with("http://") {
+                if c.artifacts.allow_http_registry_mirrors {
+                    continue;
+                }
+                "plain http, which containerd would pull over without TLS; set spec.artifacts.allowHttpRegistryMirrors: true to allow it"
+            } else {
+                "not an http(s) URL"
+            };
+            return Err(DesiredError::MirrorEndpoint {
+                registry: registry.clone(),
+                endpoint: without_userinfo(e),
+                why,
+            });
         }
         // `_default` applies to every registry without its own directory: no upstream server
         let server = match registry.as_str() {

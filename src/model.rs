@@ -112,6 +112,8 @@ pub struct ArtifactSettings {
     pub manifest: Option<PathBuf>,
     pub cache_dir: PathBuf,
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
+    /// spec.artifacts.allowHttpRegistryMirrors: plain-http mirror endpoints were opted into.
+    pub allow_http_registry_mirrors: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -281,6 +283,7 @@ impl Cluster {
                 manifest: a.manifest.as_deref().map(path),
                 cache_dir,
                 registry_mirrors: a.registry_mirrors.clone(),
+                allow_http_registry_mirrors: a.allow_http_registry_mirrors,
             },
             options: Options {
                 concurrency: o.concurrency.max(1) as usize,

@@ -446,3 +446,44 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
         );
     }
 }
+
+#[test]
+fn plain_http_mirror_needs_the_opt_in() {
+    let (mut c, m) = cluster(INVENTORY);
+    c.artifacts.registry_mirrors.insert(
+        "docker.io".into(),
+        vec![
+            "http://10.0.0.9:5000".into(),
+            "https://mirror.internal".into(),
+        ],
+    );
+    let h = c.host("cp1").unwrap().clone();
+    let err = desired::for_host(&c, &m, &h, "amd64", "10.0.0.11")
+        .err()
+        .expect("a plain-http mirror without allowHttpRegistryMirrors is refused");
+    assert!(
+        err.to_string().contains("allowHttpRegistryMirrors"),
+        "{err}"
+    );
+    c.artifacts.allow_http_registry_mirrors = true;
+    let f = files(&c, &m, "cp1", "10.0.0.11");
+    let text = &f["/etc/containerd/certs.d/docker.io/hosts.toml"];
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let keys: Vec<&str> = doc["host"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        ["http://10.0.0.9:5000", "https://mirror.internal"],
+        "{text}"
+    );
+    assert!(!text.contains("skip_verify"), "{text}");
+    // a value that is not an http(s) URL is never written
+    c.artifacts
+        .registry_mirrors
+        .insert("quay.io".into(), vec!["file:///etc/shadow".into()]);
+    assert!(desired::for_host(&c, &m, &h, "amd64", "10.0.0.11").is_err());
+}
