@@ -465,6 +465,16 @@ fn plain_http_mirror_needs_the_opt_in() {
         err.to_string().contains("allowHttpRegistryMirrors"),
         "{err}"
     );
+    let mut secret = c.clone();
+    secret.artifacts.registry_mirrors.insert(
+        "docker.io".into(),
+        vec!["http://u:s3cret@10.0.0.9:5000".into()],
+    );
+    let err = desired::for_host(&secret, &m, &h, "amd64", "10.0.0.11")
+        .err()
+        .unwrap();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    assert!(err.to_string().contains("http://10.0.0.9:5000"), "{err}");
     c.artifacts.allow_http_registry_mirrors = true;
     let f = files(&c, &m, "cp1", "10.0.0.11");
     let text = &f["/etc/containerd/certs.d/docker.io/hosts.toml"];
