@@ -497,3 +497,26 @@ fn plain_http_mirror_needs_the_opt_in() {
         .insert("quay.io".into(), vec!["file:///etc/shadow".into()]);
     assert!(desired::for_host(&c, &m, &h, "amd64", "10.0.0.11").is_err());
 }
+
+#[test]
+fn containerd_2_config_lists_cni_bin_dirs_not_the_deprecated_bin_dir() {
+    let (c, m) = cluster(INVENTORY);
+    let f = files(&c, &m, "cp1", "10.0.0.11");
+    let text = &f["/etc/containerd/config.toml"];
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    assert_eq!(doc["version"].as_integer(), Some(3), "{text}");
+    let cni = doc["plugins"]["io.containerd.cri.v1.runtime"]["cni"]
+        .as_table()
+        .unwrap();
+    assert!(
+        cni.get("bin_dir").is_none(),
+        "deprecated in containerd 2.1:\n{text}"
+    );
+    let dirs: Vec<&str> = cni["bin_dirs"]
+        .as_array()
+        .expect("bin_dirs is a list")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(dirs, ["/opt/cni/bin"]);
+}
