@@ -520,3 +520,23 @@ fn containerd_2_config_lists_cni_bin_dirs_not_the_deprecated_bin_dir() {
         .collect();
     assert_eq!(dirs, ["/opt/cni/bin"]);
 }
+
+#[test]
+fn kubelet_drop_in_reads_the_deb_and_the_rpm_environment_file() {
+    let (c, m) = cluster(INVENTORY);
+    let f = files(&c, &m, "cp1", "10.0.0.11");
+    let unit = &f["/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"];
+    let env: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("EnvironmentFile="))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            "-/var/lib/kubelet/kubeadm-flags.env",
+            "-/etc/default/kubelet",
+            "-/etc/sysconfig/kubelet"
+        ],
+        "{unit}"
+    );
+}
