@@ -540,3 +540,61 @@ fn kubelet_drop_in_reads_the_deb_and_the_rpm_environment_file() {
         "{unit}"
     );
 }
+
+/// What cloud-init's update_etc_hosts module does to /etc/hosts at boot, by the value of
+/// `manage_etc_hosts` (cloudinit/config/cc_update_etc_hosts.py): `true`/`template` writes the
+/// file anew from /etc/cloud/templates/hosts.*.tmpl on every boot; `localhost` edits only the
+/// 127.0.1.1 line; `false` or absent leaves it alone.
+fn cloud_init_boot(manage: &serde_json::Value, hosts: &str, hostname: &str) -> String {
+    let template = format!(
+        "127.0.1.1 {hostname} {hostname}\n127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
+    );
+    match manage {
+        serde_json::Value::Bool(true) => template,
+        serde_json::Value::String(s) if s == "template" => template,
+        serde_json::Value::String(s) if s == "localhost" => {
+            let mut out: Vec<String> = hosts
+                .lines()
+                .filter(|l| !l.starts_with("127.0.1.1"))
+                .map(String::from)
+                .collect();
+            out.insert(0, format!("127.0.1.1 {hostname} {hostname}"));
+            out.join("\n") + "\n"
+        }
+        serde_json::Value::Bool(false) | serde_json::Value::Null => hosts.to_string(),
+        other => panic!("cloud-init does not know manage_etc_hosts: {other}"),
+    }
+}
+
+#[test]
+fn cloud_init_keeps_the_api_endpoint_block_in_etc_hosts_across_reboots() {
+    let user_data = kubeforge::templates::render(
+        "cloud-init.yaml",
+        &serde_json::json!({"hostname": "demo-worker-1", "cluster": "demo", "public_key": "ssh-ed25519 AAAA k"}),
+    )
+    .unwrap();
+    let cfg: serde_json::Value = serde_saphyr::from_str(&user_data).unwrap();
+    assert_ne!(
+        cfg["manage_etc_hosts"],
+        serde_json::json!(true),
+        "{user_data}"
+    );
+    assert_eq!(cfg["hostname"], "demo-worker-1");
+    assert_eq!(cfg["preserve_hostname"], false);
+    let block = kubeforge::templates::render(
+        "hosts-block",
+        &serde_json::json!({"cluster": "demo", "endpoint": "api.demo.kubeforge.internal", "endpoint_ip": "127.0.0.1"}),
+    )
+    .unwrap();
+    let hosts = format!("127.0.0.1 localhost\n{block}");
+    let mut now = hosts.clone();
+    for _ in 0..2 {
+        now = cloud_init_boot(
+            cfg.get("manage_etc_hosts")
+                .unwrap_or(&serde_json::Value::Null),
+            &now,
+            "demo-worker-1",
+        );
+    }
+    assert!(now.contains(&block), "after two reboots:\n{now}");
+}
