@@ -598,3 +598,50 @@ fn cloud_init_keeps_the_api_endpoint_block_in_etc_hosts_across_reboots() {
     }
     assert!(now.contains(&block), "after two reboots:\n{now}");
 }
+
+#[test]
+fn cinder_csi_has_no_snapshotter_without_the_snapshot_api() {
+    let (c, m) = cluster(OPENSTACK);
+    let creds = kubeforge::openstack::cloud::Credentials {
+        auth_url: "https://keystone.example.com:5000/v3".into(),
+        ..Default::default()
+    };
+    let p = kubeforge::openstack::render_cloud_provider(&c, &m, &creds, "subnet-1", None).unwrap();
+    let docs: Vec<serde_json::Value> = p
+        .manifest
+        .split("\n---\n")
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    // the VolumeSnapshot CRDs and the snapshot-controller are not deployed, so nothing may
+    // ask for them: no csi-snapshotter sidecar, no RBAC on snapshot.storage.k8s.io
+    let crds = docs.iter().any(|d| {
+        d["kind"] == "CustomResourceDefinition" && d["spec"]["group"] == "snapshot.storage.k8s.io"
+    });
+    assert!(!crds);
+    for d in &docs {
+        for ctr in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_ne!(
+                ctr["name"], "csi-snapshotter",
+                "in {}",
+                d["metadata"]["name"]
+            );
+        }
+        for rule in d["rules"].as_array().into_iter().flatten() {
+            assert!(
+                !rule["apiGroups"]
+                    .to_string()
+                    .contains("snapshot.storage.k8s.io"),
+                "RBAC for the snapshot API in {}",
+                d["metadata"]["name"]
+            );
+        }
+    }
+}
