@@ -391,8 +391,7 @@ fn ini_password_with_quote_semicolon_and_hash_is_one_value() {
         fields: vec![("password".into(), "a\n[Global]\nauth-url=x".into())],
     };
     let err = kubeforge::openstack::render_cloud_provider(&c, &m, &newline, "subnet-1", None)
-        .err()
-        .expect("a newline in an INI value is refused");
+        .expect_err("a newline in an INI value is refused");
     assert!(err.to_string().contains("control character"), "{err}");
 }
 
@@ -459,8 +458,7 @@ fn plain_http_mirror_needs_the_opt_in() {
     );
     let h = c.host("cp1").unwrap().clone();
     let err = desired::for_host(&c, &m, &h, "amd64", "10.0.0.11")
-        .err()
-        .expect("a plain-http mirror without allowHttpRegistryMirrors is refused");
+        .expect_err("a plain-http mirror without allowHttpRegistryMirrors is refused");
     assert!(
         err.to_string().contains("allowHttpRegistryMirrors"),
         "{err}"
