@@ -417,69 +417,78 @@ pub async fn execute(
         .iter()
         .filter(|a| !a.step.is_host_preparation())
         .collect();
-    let mut i = 0;
-    while i < cluster_actions.len() {
-        let a = cluster_actions[i];
-        if a.step == Step::UpgradeWorker {
-            // workers in batches of workerDisruptionPercent; halt after a batch with a failure
-            let all: Vec<Action> = cluster_actions[i..]
-                .iter()
-                .take_while(|x| x.step == Step::UpgradeWorker)
-                .map(|x| (*x).clone())
-                .collect();
-            i += all.len();
-            for batch in all.chunks(steps::upgrade::worker_batch(c)) {
-                let hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
-                let progress = Arc::new(Progress::new("upgrade workers", &hosts, opts.bars));
-                let failures = run_per_host(&ctx, batch, &progress).await;
+    // the bootstrap token made for this run's joins is deleted afterwards, also after a failure
+    let outcome: Result<(), ApplyError> = async {
+        let mut i = 0;
+        while i < cluster_actions.len() {
+            let a = cluster_actions[i];
+            if a.step == Step::UpgradeWorker {
+                // workers in batches of workerDisruptionPercent; halt after a batch with a failure
+                let all: Vec<Action> = cluster_actions[i..]
+                    .iter()
+                    .take_while(|x| x.step == Step::UpgradeWorker)
+                    .map(|x| (*x).clone())
+                    .collect();
+                i += all.len();
+                for batch in all.chunks(steps::upgrade::worker_batch(c)) {
+                    let hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
+                    let progress = Arc::new(Progress::new("upgrade workers", &hosts, opts.bars));
+                    let failures = run_per_host(&ctx, batch, &progress).await;
+                    if !failures.is_empty() {
+                        return Err(ApplyError::Steps {
+                            step: Step::UpgradeWorker.name().into(),
+                            failures,
+                        });
+                    }
+                }
+                phases.mark("upgrade workers");
+                continue;
+            }
+            if a.step == Step::JoinWorker {
+                let batch: Vec<Action> = cluster_actions[i..]
+                    .iter()
+                    .take_while(|x| x.step == Step::JoinWorker)
+                    .map(|x| (*x).clone())
+                    .collect();
+                i += batch.len();
+                let mut hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
+                hosts.dedup();
+                let progress = Arc::new(Progress::new("join workers", &hosts, opts.bars));
+                let failures = run_per_host(&ctx, &batch, &progress).await;
                 if !failures.is_empty() {
                     return Err(ApplyError::Steps {
-                        step: Step::UpgradeWorker.name().into(),
+                        step: Step::JoinWorker.name().into(),
                         failures,
                     });
                 }
+                phases.mark("join workers");
+                continue;
             }
-            phases.mark("upgrade workers");
-            continue;
-        }
-        if a.step == Step::JoinWorker {
-            let batch: Vec<Action> = cluster_actions[i..]
-                .iter()
-                .take_while(|x| x.step == Step::JoinWorker)
-                .map(|x| (*x).clone())
-                .collect();
-            i += batch.len();
-            let mut hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
-            hosts.dedup();
-            let progress = Arc::new(Progress::new("join workers", &hosts, opts.bars));
-            let failures = run_per_host(&ctx, &batch, &progress).await;
-            if !failures.is_empty() {
-                return Err(ApplyError::Steps {
-                    step: Step::JoinWorker.name().into(),
-                    failures,
+            let host = a.host.clone().unwrap_or_else(|| ctx.init_host.clone());
+            tracing::info!("{host}: {}", a.summary);
+            steps::run(&ctx, a)
+                .await
+                .map_err(|e| failed(a.step, &host, e))?;
+            i += 1;
+            let next = cluster_actions.get(i).map(|n| n.step);
+            if next != Some(a.step) {
+                phases.mark(match a.step {
+                    Step::Init => "init",
+                    Step::UpgradeControlPlane => "upgrade control planes",
+                    Step::JoinControlPlane => "join control planes",
+                    Step::Cni => "cni",
+                    Step::WaitReady => "wait ready",
+                    _ => a.step.name(),
                 });
             }
-            phases.mark("join workers");
-            continue;
         }
-        let host = a.host.clone().unwrap_or_else(|| ctx.init_host.clone());
-        tracing::info!("{host}: {}", a.summary);
-        steps::run(&ctx, a)
-            .await
-            .map_err(|e| failed(a.step, &host, e))?;
-        i += 1;
-        let next = cluster_actions.get(i).map(|n| n.step);
-        if next != Some(a.step) {
-            phases.mark(match a.step {
-                Step::Init => "init",
-                Step::UpgradeControlPlane => "upgrade control planes",
-                Step::JoinControlPlane => "join control planes",
-                Step::Cni => "cni",
-                Step::WaitReady => "wait ready",
-                _ => a.step.name(),
-            });
-        }
+        Ok(())
     }
+    .await;
+    if let Some(w) = steps::forget_join_secrets(&ctx).await {
+        tracing::warn!("{w}");
+    }
+    outcome?;
     // 4. verification and the kubeconfig
     let (nodes, problems) = verify(&ctx).await;
     phases.mark("verify");

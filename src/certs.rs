@@ -2,11 +2,10 @@
 //! `kubeforge certs renew`: on every control plane, one at a time, `kubeadm certs renew all`,
 //! then its control-plane static pods are restarted (out of the load balancers meanwhile).
 
-use crate::cluster_state::kubectl;
 use crate::ssh::Session;
 use crate::ssh::session::Exec;
 use serde::Serialize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertExpiry {
@@ -78,8 +77,9 @@ pub fn soonest_days(certs: &[CertExpiry]) -> Option<u64> {
     certs.iter().map(|c| c.residual_seconds / 86_400).min()
 }
 
-/// Renews the certificates of one control plane and restarts its static pods.
-pub async fn renew(s: &Session) -> Result<(), crate::ssh::SshError> {
+/// Renews the certificates of one control plane and restarts its static pods; returns once
+/// its own API server (at `address`) and etcd member serve again.
+pub async fn renew(s: &Session, address: &str) -> Result<(), crate::ssh::SshError> {
     s.run_with(
         "kubeadm certs renew all >/dev/null",
         Exec {
@@ -110,25 +110,14 @@ pub async fn renew(s: &Session) -> Result<(), crate::ssh::SshError> {
         },
     )
     .await?;
-    let start = Instant::now();
-    loop {
-        let out = s
-            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
-            .await?;
-        if out.success() && out.stdout().trim() == "ok" {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(300) {
-            return Err(crate::ssh::SshError::Config {
-                host: s.name().to_string(),
-                message: format!(
-                    "the API server did not come back after the renewal: {}",
-                    out.stderr().trim()
-                ),
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    // its own API server and etcd member, not the endpoint: through a load balancer another
+    // control plane answers, and the next one would be restarted before this one is back
+    crate::steps::control_plane_ready::wait(s, address, Duration::from_secs(300))
+        .await
+        .map_err(|m| crate::ssh::SshError::Config {
+            host: s.name().to_string(),
+            message: format!("the control plane did not come back after the renewal: {m}"),
+        })
 }
 
 #[cfg(test)]

@@ -425,6 +425,132 @@ fn no_join_token_or_certificate_key_reaches_the_output_or_the_logs() {
     }
 }
 
+/// The secrets kubeadm received in its config files (`token:`, `certificateKey:`), from the
+/// wrapper's log on node i.
+fn secrets_in_configs(h: &Harness, i: usize) -> Vec<String> {
+    let log = h.sh(i, "cat /root/kubeadm-calls.log 2>/dev/null; true");
+    let mut out = Vec::new();
+    for line in log.lines() {
+        for key in ["token: ", "certificateKey: "] {
+            if let Some(at) = line.find(key) {
+                let v = line[at + key.len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"');
+                if v.len() >= 16 && !out.iter().any(|s| s == v) {
+                    out.push(v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`) or 32 bytes of hex in a command line.
+fn secret_shaped(line: &str) -> Option<String> {
+    let tok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    for w in line.split(|c: char| !(tok(c) || c == '.' || c.is_ascii_hexdigit())) {
+        if let Some((id, sec)) = w.split_once('.')
+            && id.len() == 6
+            && sec.len() == 16
+            && id.chars().chain(sec.chars()).all(tok)
+        {
+            return Some(w.to_string());
+        }
+        if w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Some(w.to_string());
+        }
+    }
+    None
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn join_secrets_never_reach_a_command_line_and_the_join_token_is_deleted() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(3);
+    // what kubeadm really received, on every node
+    for i in 1..=3 {
+        h.sh(
+            i,
+            "mkdir -p /usr/local/sbin && cat > /usr/local/sbin/kubeadm <<'EOF'\n#!/bin/sh\n{ echo \"ARGS: $*\"; prev=; for a in \"$@\"; do [ \"$prev\" = --config ] && cat \"$a\"; prev=$a; done; } >> /root/kubeadm-calls.log\nexec /usr/local/bin/kubeadm \"$@\"\nEOF\nchmod 755 /usr/local/sbin/kubeadm",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // an existing cluster: the joins of the second run need a new token and fresh certificates
+    let inv = cluster_inventory(&h, dir.path(), "cmd", V, &[(1, "control-plane")], "");
+    let out = apply(&inv, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // every command line on the control plane, sampled every 20 ms during the joins
+    h.sh(
+        1,
+        "rm -f /root/scan.stop /root/scan.done /root/cmdlines; cat > /root/scan.py <<'EOF'\nimport os, time\nseen = set()\nwhile not os.path.exists('/root/scan.stop'):\n    for p in os.listdir('/proc'):\n        if p.isdigit():\n            try:\n                seen.add(open('/proc/%s/cmdline' % p, 'rb').read().replace(b'\\0', b' ').strip())\n            except OSError:\n                pass\n    time.sleep(0.02)\nopen('/root/cmdlines', 'wb').write(b'\\n'.join(sorted(seen)))\nopen('/root/scan.done', 'w').close()\nEOF\nsetsid nohup python3 /root/scan.py </dev/null >/dev/null 2>&1 &",
+    );
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "cmd",
+        V,
+        &[(1, "control-plane"), (2, "control-plane"), (3, "worker")],
+        "",
+    );
+    let out = apply(&inv, &[]);
+    h.sh(
+        1,
+        "touch /root/scan.stop; for i in $(seq 1 100); do [ -e /root/scan.done ] && break; sleep 0.1; done; [ -e /root/scan.done ]",
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let cmdlines = h.sh(1, "cat /root/cmdlines");
+    assert!(
+        cmdlines.contains("kubeadm token create")
+            && cmdlines.contains("kubeadm init phase upload-certs"),
+        "the scan saw kubeadm making the secrets:\n{cmdlines}"
+    );
+    let secrets: Vec<String> = (1..=3).flat_map(|i| secrets_in_configs(&h, i)).collect();
+    assert!(
+        secrets.len() >= 3,
+        "the init token, the join token and the certificate key: {secrets:?}"
+    );
+    for line in cmdlines.lines() {
+        for s in &secrets {
+            assert!(
+                !line.contains(s.rsplit('.').next().unwrap()),
+                "a join secret in a command line on node1: {line}"
+            );
+        }
+    }
+    for i in 1..=3 {
+        let log = h.sh(i, "cat /root/kubeadm-calls.log");
+        for args in log.lines().filter(|l| l.starts_with("ARGS: ")) {
+            assert_eq!(secret_shaped(args), None, "node{i}: kubeadm {args}");
+        }
+    }
+    // the joins' token is gone (the init token too: nothing is left to join with)
+    let tokens = h.sh(1, "/usr/local/bin/kubeadm token list");
+    assert!(!tokens.contains("kubeforge"), "{tokens}");
+    for s in secrets.iter().filter(|s| s.contains('.')) {
+        assert!(
+            !tokens.contains(&s[..6]),
+            "token {} is left: {tokens}",
+            &s[..6]
+        );
+    }
+    for i in 1..=3 {
+        h.sh(i, "rm -f /usr/local/sbin/kubeadm /root/kubeadm-calls.log");
+    }
+    h.sh(
+        1,
+        "rm -f /root/scan.py /root/scan.stop /root/scan.done /root/cmdlines",
+    );
+}
+
 #[test]
 #[ignore = "needs harness hosts: run scripts/test.sh"]
 fn an_interrupted_init_is_run_again_and_cni_none_completes() {

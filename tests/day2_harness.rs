@@ -736,3 +736,114 @@ fn backup_then_reset_then_a_fresh_apply() {
     ok(&out);
     assert!(text(&out.stdout).contains("Cluster bk is ready"));
 }
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn certs_renew_waits_for_each_control_plane_itself_not_the_endpoint() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    // an external endpoint that is node1: through admin.conf, node2 always looks ready
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "own",
+        "1.33.5",
+        &[(1, "control-plane"), (2, "control-plane")],
+        "  controlPlane: {loadBalancer: external, endpoint: {host: 10.123.0.11, port: 6443}}\n",
+    );
+    ok(&apply(&inv));
+    // on node2, as soon as the renewal has put its static pods back, its API server is kept
+    // away for 15 s (its manifest aside), then comes back
+    h.sh(
+        2,
+        "rm -f /root/held /root/released; cat > /root/hold.sh <<'EOF'\nd=/etc/kubernetes/manifests.kubeforge-restart\nuntil [ -d $d ]; do sleep 0.05; done\nwhile [ -d $d ]; do sleep 0.01; done\nmv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml\ndate +%s.%N > /root/held\nsleep 15\nmv /root/kube-apiserver.yaml /etc/kubernetes/manifests/\ndate +%s.%N > /root/released\nEOF\nsetsid nohup sh /root/hold.sh </dev/null >/dev/null 2>&1 &",
+    );
+    let out = kubeforge(&["certs", "renew", "-f", inv.to_str().unwrap()], &[]);
+    let finished = unix_now();
+    // the hosts stay usable whatever the outcome: wait for the manifest to be back
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.exec(2, "test -e /root/released").status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "node2's hold script never ended");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok(&out);
+    let stamp = |f: &str| -> f64 { h.sh(2, &format!("cat {f}")).trim().parse().unwrap() };
+    let (held, released) = (stamp("/root/held"), stamp("/root/released"));
+    assert!(
+        released - held >= 14.0,
+        "the hold lasted: {held} {released}"
+    );
+    assert!(
+        finished > released,
+        "kubeforge finished node2's renewal while its own API server was down ({:.1}s before it came back):\n{}",
+        released - finished,
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("node2: renewed"),
+        "{}",
+        text(&out.stderr)
+    );
+    h.sh(2, "rm -f /root/hold.sh /root/held /root/released");
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn an_upgrade_pulls_the_new_releases_images_before_kubeadm_upgrade() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(
+        &h,
+        dir.path(),
+        "pull",
+        "1.32.9",
+        &[(1, "control-plane"), (2, "worker")],
+    );
+    ok(&apply(&inv));
+    // what kubeadm is asked to do, in order, on each node
+    for i in 1..=2 {
+        h.sh(
+            i,
+            "mkdir -p /usr/local/sbin && printf '#!/bin/sh\\necho \"$*\" >> /root/kubeadm-args.log\\nexec /usr/local/bin/kubeadm \"$@\"\\n' > /usr/local/sbin/kubeadm && chmod 755 /usr/local/sbin/kubeadm && rm -f /root/kubeadm-args.log",
+        );
+    }
+    set_version(&h, &inv, "1.33.5");
+    let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
+    assert!(
+        text(&plan.stdout)
+            .contains("pre-pull images of v1.33.5, cordon, drain, kubeadm upgrade apply"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let out = apply(&inv);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("node1: pre-pull images of v1.33.5"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (i, upgrade) in [(1, "upgrade apply v1.33.5"), (2, "upgrade node")] {
+        let log = h.sh(i, "cat /root/kubeadm-args.log");
+        let at = |what: &str| {
+            log.lines()
+                .position(|l| l.starts_with(what))
+                .unwrap_or_else(|| panic!("node{i}: no `kubeadm {what}`:\n{log}"))
+        };
+        assert!(
+            at("config images pull --kubernetes-version v1.33.5") < at(upgrade),
+            "node{i}: the images first:\n{log}"
+        );
+        h.sh(i, "rm -f /usr/local/sbin/kubeadm /root/kubeadm-args.log");
+    }
+}

@@ -336,6 +336,16 @@ fn cloud_resources_are_created_adopted_scaled_and_destroyed() {
             .iter()
             .any(|h| h["name"] == "lab1-api")
     );
+    let hm = os_json(&["loadbalancer", "healthmonitor", "show", "lab1-api"]);
+    assert_eq!(
+        (
+            hm["type"].as_str(),
+            hm["url_path"].as_str(),
+            hm["expected_codes"].as_str()
+        ),
+        (Some("HTTPS"), Some("/readyz"), Some("200")),
+        "the API servers are checked by /readyz, not only an open port: {hm}"
+    );
     let ids_before = tagged_ids("lab1");
     assert_eq!(ids_before["server list"].len(), 5);
     assert!(ids_before["security group rule list"].len() >= 10);

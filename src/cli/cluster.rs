@@ -489,7 +489,7 @@ pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
                 before.map(|d| d.to_string()).unwrap_or("?".into())
             );
             kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
-            let r = kubeforge::certs::renew(s).await;
+            let r = kubeforge::certs::renew(s, h.internal_address()).await;
             kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, true).await;
             r?;
             let after = kubeforge::certs::soonest_days(&kubeforge::certs::check(s).await?);

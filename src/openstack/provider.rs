@@ -1429,7 +1429,9 @@ async fn ensure_load_balancer(
             .post(
                 Svc::LoadBalancer,
                 &["lbaas", "healthmonitors"],
-                json!({"healthmonitor": {"name": lbn, "pool_id": pool, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3, "tags": [t]}}),
+                // /readyz over HTTPS: an API server whose port is open but that cannot serve (its
+                // etcd member without quorum, still starting) takes no traffic
+                json!({"healthmonitor": {"name": lbn, "pool_id": pool, "type": "HTTPS", "http_method": "GET", "url_path": "/readyz", "expected_codes": "200", "delay": 5, "timeout": 3, "max_retries": 3, "tags": [t]}}),
             )
             .send(&format!("create health monitor {lbn}"))
             .await?;

@@ -5,6 +5,7 @@
 pub mod api_endpoint;
 pub mod cloud_provider;
 pub mod cni;
+pub mod control_plane_ready;
 pub mod init;
 pub mod join_control_plane;
 pub mod join_worker;
@@ -252,9 +253,10 @@ pub async fn reset(s: &Session) -> Result<(), StepError> {
 }
 
 /// The join secrets: made once per run. A fresh cluster passes its token and certificate key
-/// to `kubeadm init`; an existing one gets a new token, and freshly uploaded certificates when a
-/// control plane joins. The values go to hosts in files (mode 0600) or in scripts sent over
-/// stdin, never on a logged command line.
+/// to `kubeadm init` in its config file (mode 0600); an existing one gets a new token, and
+/// freshly uploaded certificates when a control plane joins, both made by kubeadm itself and
+/// read from its output. No secret is ever an argument of a process (`/proc/PID/cmdline` is
+/// readable by every user of the control plane) nor on a logged command line.
 pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets, StepError> {
     let mut guard = ctx.secrets.lock().await;
     if let Some(s) = guard.as_ref()
@@ -266,19 +268,24 @@ pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets,
     let mut secrets = match guard.take() {
         Some(s) => s,
         None => {
-            let token = crate::secrets::bootstrap_token();
-            ctx.waiting(api.run_with(
-                &format!(
-                    "kubeadm token create {} --ttl 2h0m0s --description 'kubeforge: joins of cluster {}' </dev/null >/dev/null",
-                    token, ctx.cluster.name
-                ),
-                Exec {
-                    display: Some("kubeadm token create <redacted> --ttl 2h0m0s"),
-                    secret: true,
-                    ..Exec::default()
-                },
-            ))
-            .await?;
+            let out = ctx
+                .waiting(api.run_with(
+                    &token_create_script(&ctx.cluster.name),
+                    Exec {
+                        display: Some("kubeadm token create --ttl 2h0m0s"),
+                        secret: true,
+                        ..Exec::default()
+                    },
+                ))
+                .await?;
+            let token = parse_token(&out).ok_or_else(|| {
+                StepError::failed(
+                    api.name(),
+                    "kubeadm token create printed no bootstrap token",
+                )
+            })?;
+            crate::secrets::register(&token);
+            crate::secrets::register(&token[7..]);
             JoinSecrets {
                 token,
                 ca_hash: ca_hash(api).await?,
@@ -287,24 +294,88 @@ pub async fn join_secrets(ctx: &Ctx, control_plane: bool) -> Result<JoinSecrets,
         }
     };
     if control_plane && secrets.certificate_key.is_none() {
-        let key = crate::secrets::certificate_key();
-        ctx.waiting(api.run_with(
-            &format!(
-                "kubeadm init phase upload-certs --upload-certs --certificate-key {key} </dev/null >/dev/null"
-            ),
-            Exec {
-                display: Some(
-                    "kubeadm init phase upload-certs --upload-certs --certificate-key <redacted>",
-                ),
-                secret: true,
-                ..Exec::default()
-            },
-        ))
-        .await?;
+        let out = ctx
+            .waiting(api.run_with(
+                UPLOAD_CERTS,
+                Exec {
+                    display: Some("kubeadm init phase upload-certs --upload-certs"),
+                    secret: true,
+                    ..Exec::default()
+                },
+            ))
+            .await?;
+        let key = parse_certificate_key(&out).ok_or_else(|| {
+            StepError::failed(
+                api.name(),
+                "kubeadm init phase upload-certs printed no certificate key",
+            )
+        })?;
+        crate::secrets::register(&key);
         secrets.certificate_key = Some(key);
     }
     *guard = Some(secrets.clone());
     Ok(secrets)
+}
+
+/// `kubeadm token create` with no token argument: kubeadm makes the token and prints it.
+pub fn token_create_script(cluster: &str) -> String {
+    format!(
+        "kubeadm token create --ttl 2h0m0s --description {} </dev/null",
+        shell_quote(&format!("kubeforge: joins of cluster {cluster}"))
+    )
+}
+
+/// Uploads the control-plane certificates under a key kubeadm makes and prints.
+pub const UPLOAD_CERTS: &str = "kubeadm init phase upload-certs --upload-certs </dev/null";
+
+/// The bootstrap token `kubeadm token create` printed (its last line, in kubeadm's format).
+pub fn parse_token(out: &str) -> Option<String> {
+    let t = out.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    let (id, secret) = t.split_once('.')?;
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    (ok(id, 6) && ok(secret, 16)).then(|| t.to_string())
+}
+
+/// The key `kubeadm init phase upload-certs` printed: the line after "Using certificate key:",
+/// 32 bytes in hex.
+pub fn parse_certificate_key(out: &str) -> Option<String> {
+    let mut lines = out.lines().map(str::trim);
+    lines.find(|l| l.ends_with("Using certificate key:"))?;
+    let k = lines.next()?;
+    (k.len() == 64 && k.bytes().all(|c| c.is_ascii_hexdigit())).then(|| k.to_ascii_lowercase())
+}
+
+/// The bootstrap token of this run's joins is deleted once they are done (or one failed), and
+/// the uploaded certificates with it. Best effort: returns what could not be deleted.
+pub async fn forget_join_secrets(ctx: &Ctx) -> Option<String> {
+    let secrets = ctx.secrets.lock().await.take()?;
+    let api = match ctx.api() {
+        Ok(a) => a,
+        Err(e) => return Some(e.to_string()),
+    };
+    let id = secrets.token.split('.').next().unwrap_or_default();
+    let mut script = format!(
+        "kubeadm token delete {} </dev/null >/dev/null",
+        shell_quote(id)
+    );
+    if secrets.certificate_key.is_some() {
+        script.push_str(&format!(
+            " && {} </dev/null >/dev/null",
+            kubectl("-n kube-system delete secret kubeadm-certs --ignore-not-found --request-timeout=20s")
+        ));
+    }
+    match api.run(&script).await {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "the bootstrap token {id} of this run's joins could not be deleted (it expires within 2 hours; `kubeadm token delete {id}` on {}): {}",
+            api.name(),
+            crate::secrets::redact(&e.to_string())
+        )),
+    }
 }
 
 /// The discovery CA pin, from the cluster CA on a control plane.
@@ -448,6 +519,47 @@ mod tests {
         assert!(
             total < started.elapsed() - Duration::from_millis(25),
             "{total:?}"
+        );
+    }
+
+    #[test]
+    fn join_secrets_are_made_by_kubeadm_and_never_an_argument() {
+        // the scripts carry no secret: kubeadm makes the token and the key and prints them
+        let create = token_create_script("prod's");
+        assert_eq!(
+            create,
+            "kubeadm token create --ttl 2h0m0s --description 'kubeforge: joins of cluster prod'\\''s' </dev/null"
+        );
+        assert!(!UPLOAD_CERTS.contains("--certificate-key"));
+        assert_eq!(
+            parse_token("abcdef.0123456789abcdef\n").as_deref(),
+            Some("abcdef.0123456789abcdef")
+        );
+        assert_eq!(
+            parse_token("W1122 a warning\nabcdef.0123456789abcdef").as_deref(),
+            Some("abcdef.0123456789abcdef")
+        );
+        for bad in [
+            "",
+            "abcdef.0123456789abcde",
+            "ABCDEF.0123456789abcdef",
+            "token",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+        let key = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+        let out = format!(
+            "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n{key}\n"
+        );
+        assert_eq!(parse_certificate_key(&out).as_deref(), Some(key));
+        assert_eq!(
+            parse_certificate_key("[upload-certs] Using certificate key:\nshort\n"),
+            None
+        );
+        assert_eq!(
+            parse_certificate_key(key),
+            None,
+            "only after kubeadm's label"
         );
     }
 }

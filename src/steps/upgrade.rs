@@ -159,11 +159,6 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
             let from = node
                 .map(|n| n.kubelet_version.clone())
                 .unwrap_or_else(|| u.from.to_string());
-            let how = if first {
-                "kubeadm upgrade apply"
-            } else {
-                "kubeadm upgrade node"
-            };
             let step = if h.role == Role::ControlPlane {
                 Step::UpgradeControlPlane
             } else {
@@ -175,12 +170,11 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
             } else {
                 ", new containerd config"
             };
+            let new_kubeadm = installs.iter().any(|a| a.component == "kubeadm");
+            let what = sequence(&u.to.to_string(), first, new_kubeadm, runtime);
             let mut a = cluster_action(
                 step,
-                format!(
-                    "upgrade {} {from} → {}: cordon, drain, {how}, new binaries{runtime}, restart kubelet, uncordon",
-                    h.name, u.to
-                ),
+                format!("upgrade {} {from} → {}: {}", h.name, u.to, what.join(", ")),
                 Op::Upgrade {
                     first,
                     installs,
@@ -371,45 +365,99 @@ pub async fn lb_rotation(ctx: &Ctx, control_plane: &str, serving: bool) {
     super::api_endpoint::lb_rotation(&ctx.cluster, &ctx.sessions, control_plane, serving).await
 }
 
-/// Whether a control plane's own API server answers /readyz now (a few tries).
-async fn wait_apiserver_briefly(s: &crate::ssh::Session) -> bool {
-    for _ in 0..5 {
-        if let Ok(out) = s
-            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
-            .await
-            && out.success()
-            && out.stdout().trim() == "ok"
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    false
+/// The address a control plane's own API server and etcd member answer at.
+fn own_address<'a>(ctx: &'a Ctx, host: &str) -> Result<&'a str, StepError> {
+    ctx.cluster
+        .host(host)
+        .map(|h| h.internal_address())
+        .ok_or_else(|| StepError::failed(host, "not in the inventory"))
 }
 
-/// Waits until the API server on a control plane answers /readyz itself.
+/// Whether a control plane's own API server and etcd member are ready now (a few tries).
+async fn wait_apiserver_briefly(ctx: &Ctx, host: &str) -> bool {
+    let (Ok(s), Ok(address)) = (ctx.session(host), own_address(ctx, host)) else {
+        return false;
+    };
+    super::control_plane_ready::wait(s, address, Duration::from_secs(5))
+        .await
+        .is_ok()
+}
+
+/// Waits until a control plane's own API server answers /readyz and its own etcd member is
+/// healthy (not through the endpoint: a load balancer answers while another one serves).
 async fn wait_apiserver(ctx: &Ctx, host: &str) -> Result<(), StepError> {
     let s = ctx.session(host)?;
-    let start = Instant::now();
+    let address = own_address(ctx, host)?;
     let _w = ctx.stats.wait();
-    loop {
-        let out = s
-            .exec(&kubectl("get --raw /readyz --request-timeout=5s"))
-            .await?;
-        if out.success() && out.stdout().trim() == "ok" {
-            return Ok(());
-        }
-        if start.elapsed() > super::wait_ready::TIMEOUT {
-            return Err(StepError::failed(
-                host,
-                format!(
-                    "the API server does not answer /readyz: {}",
-                    out.stderr().trim()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    super::control_plane_ready::wait(s, address, super::wait_ready::TIMEOUT)
+        .await
+        .map_err(|m| StepError::failed(host, m))
+}
+
+/// `kubeadm config images pull` of the target release, through the CRI.
+pub fn pre_pull_command(version: &str) -> String {
+    format!(
+        "kubeadm config images pull --kubernetes-version v{version} --cri-socket unix:///run/containerd/containerd.sock"
+    )
+}
+
+/// What a node's upgrade does, in order (the plan's summary and the run follow it).
+pub fn sequence(version: &str, first: bool, new_kubeadm: bool, runtime: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if new_kubeadm {
+        out.push("new kubeadm".into());
     }
+    out.push(pre_pull_label(version));
+    out.push("cordon".into());
+    out.push("drain".into());
+    out.push(
+        if first {
+            "kubeadm upgrade apply"
+        } else {
+            "kubeadm upgrade node"
+        }
+        .into(),
+    );
+    out.push(format!("new binaries{runtime}"));
+    out.push("restart kubelet".into());
+    out.push("uncordon".into());
+    out
+}
+
+fn pre_pull_label(version: &str) -> String {
+    format!("pre-pull images of v{version}")
+}
+
+/// Pulls the target release's images onto the node with the new kubeadm before `kubeadm
+/// upgrade`: `upgrade apply` runs a health-check Job from the new pause image and gives it 15 s
+/// (kubernetes/kubeadm#3282), too little for a pull; every node then restarts its pods from
+/// images already there.
+async fn pre_pull(ctx: &Ctx, host: &str, version: &str) -> Result<(), StepError> {
+    let label = pre_pull_label(version);
+    tracing::info!("{host}: {label}");
+    let cmd = pre_pull_command(version);
+    let out = ctx
+        .waiting(ctx.session(host)?.exec_with(
+            &cmd,
+            Exec {
+                display: Some(&label),
+                timeout: Some(Duration::from_secs(900)),
+                ..Exec::default()
+            },
+        ))
+        .await?;
+    if !out.success() {
+        let text = format!("{}\n{}", out.stdout(), out.stderr());
+        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        return Err(StepError::failed(
+            host,
+            format!(
+                "{label} failed ({cmd}):\n    {}",
+                tail[tail.len().saturating_sub(6)..].join("\n    ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Upgrades one node.
@@ -431,13 +479,15 @@ pub async fn run(
         lb_rotation(ctx, host, false).await;
     }
     let result = async {
-        cordon(host, kc).await?;
-        ctx.waiting(drain(&ctx.cluster.options, host, kc)).await?;
+        // the new kubeadm, then the new release's images, while the node still serves
         let (kubeadm, rest): (Vec<&Artifact>, Vec<&Artifact>) =
             installs.iter().partition(|a| a.component == "kubeadm");
         for a in kubeadm {
             super::install(ctx, host, a).await?;
         }
+        pre_pull(ctx, host, &version).await?;
+        cordon(host, kc).await?;
+        ctx.waiting(drain(&ctx.cluster.options, host, kc)).await?;
         let cmd = if first {
             format!("kubeadm upgrade apply v{version} -y")
         } else {
@@ -500,7 +550,7 @@ pub async fn run(
             .ok()
             .and_then(|n| n.into_iter().find(|n| n.name == host))
             .is_some_and(|n| n.ready);
-        let serving = !control_plane || wait_apiserver_briefly(s).await;
+        let serving = !control_plane || wait_apiserver_briefly(ctx, host).await;
         let note = if alive && ready && serving && uncordon(host, kc).await.is_ok() {
             "the node is healthy and was uncordoned"
         } else {
@@ -581,5 +631,31 @@ mod tests {
         let out = "evicting pod default/web-1\nerror when evicting pods/\"web-1\" -n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget.\nerror: unable to drain node \"node4\" due to error: error when evicting pods/\"web-1\" -n \"default\": global timeout reached: 12s, continuing command...";
         assert_eq!(blocked_pods(out), vec!["default/web-1"]);
         assert!(blocked_pods("node/node4 drained").is_empty());
+    }
+
+    #[test]
+    fn images_are_pulled_with_the_new_kubeadm_before_the_upgrade() {
+        assert_eq!(
+            pre_pull_command("1.34.1"),
+            "kubeadm config images pull --kubernetes-version v1.34.1 --cri-socket unix:///run/containerd/containerd.sock"
+        );
+        let s = sequence("1.34.1", true, true, ", new containerd config");
+        let at = |x: &str| {
+            s.iter()
+                .position(|y| y == x)
+                .unwrap_or_else(|| panic!("{x}: {s:?}"))
+        };
+        assert!(at("new kubeadm") < at("pre-pull images of v1.34.1"));
+        assert!(at("pre-pull images of v1.34.1") < at("kubeadm upgrade apply"));
+        assert!(
+            at("pre-pull images of v1.34.1") < at("drain"),
+            "pulled while the node still serves"
+        );
+        assert_eq!(s[5], "new binaries, new containerd config");
+        let s = sequence("1.34.1", false, false, "");
+        assert_eq!(
+            s.join(", "),
+            "pre-pull images of v1.34.1, cordon, drain, kubeadm upgrade node, new binaries, restart kubelet, uncordon"
+        );
     }
 }
