@@ -28,8 +28,59 @@ pub enum DesiredError {
     },
     #[error("the release manifest of Kubernetes {0} pins no flannel images (cni.flannel)")]
     NoFlannel(String),
+    #[error(
+        "spec.artifacts.registryMirrors: the key {0:?} is not a registry `host[:port]` or `_default`; it names the directory /etc/containerd/certs.d/<key>"
+    )]
+    RegistryKey(String),
+    #[error("spec.artifacts.registryMirrors.{registry}: the endpoint {endpoint:?} is {why}")]
+    MirrorEndpoint {
+        registry: String,
+        endpoint: String,
+        why: &'static str,
+    },
     #[error(transparent)]
     Template(#[from] templates::TemplateError),
+}
+
+/// A URL for a message: `user:password@` left out.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A registryMirrors key containerd looks up under /etc/containerd/certs.d: `_default`, or a
+/// registry's `host[:port]` (a DNS name or an IPv4 address, a port 1-65535). Anything else
+/// could name a path outside that directory, so it is never made into one.
+pub fn is_registry_key(key: &str) -> bool {
+    if key == "_default" {
+        return true;
+    }
+    let (host, port) = match key.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (key, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+    });
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port_ok && !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
 }
 
 /// The address every node and client uses for the API.
@@ -258,10 +309,31 @@ pub fn for_host(
         ),
     ];
     for (registry, endpoints) in &c.artifacts.registry_mirrors {
-        let server = if registry == "docker.io" {
-            "https://registry-1.docker.io".to_string()
-        } else {
-            format!("https://{registry}")
+        if !is_registry_key(registry) {
+            return Err(DesiredError::RegistryKey(registry.clone()));
+        }
+        for e in endpoints {
+            let why = if e.starts_with("https://") {
+                continue;
+            } else if e.starts_with("http://") {
+                if c.artifacts.allow_http_registry_mirrors {
+                    continue;
+                }
+                "plain http, which containerd would pull over without TLS; set spec.artifacts.allowHttpRegistryMirrors: true to allow it"
+            } else {
+                "not an http(s) URL"
+            };
+            return Err(DesiredError::MirrorEndpoint {
+                registry: registry.clone(),
+                endpoint: without_userinfo(e),
+                why,
+            });
+        }
+        // `_default` applies to every registry without its own directory: no upstream server
+        let server = match registry.as_str() {
+            "_default" => String::new(),
+            "docker.io" => "https://registry-1.docker.io".to_string(),
+            r => format!("https://{r}"),
         };
         let ctx = serde_json::to_value(Mirror {
             registry,
@@ -350,6 +422,9 @@ pub fn managed_paths(c: &Cluster) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for registry in c.artifacts.registry_mirrors.keys() {
+        if !is_registry_key(registry) {
+            continue; // for_host refuses it; never a path outside certs.d
+        }
         p.push(format!("/etc/containerd/certs.d/{registry}/hosts.toml"));
     }
     p

@@ -143,9 +143,7 @@ pub fn render_cloud_provider(
     let fields: Vec<serde_json::Value> = credentials
         .fields
         .iter()
-        .filter_map(|(k, v)| {
-            map(k).map(|key| serde_json::json!({"key": key, "value": gcfg_quote(v)}))
-        })
+        .filter_map(|(k, v)| map(k).map(|key| serde_json::json!({"key": key, "value": v})))
         .collect();
     // the CA that verifies the cloud goes into the Secret next to cloud.conf: the
     // cloud-controller-manager and Cinder CSI mount it at /etc/config
@@ -184,17 +182,6 @@ pub fn render_cloud_provider(
         cloud_conf,
         ca_cert,
     })
-}
-
-/// A gcfg (INI) string value, quoted so that `;`, `#`, quotes and backslashes in a password
-/// survive (the cloud provider reads cloud.conf with gcfg).
-fn gcfg_quote(v: &str) -> String {
-    format!(
-        "\"{}\"",
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    )
 }
 
 /// What the cloud holds for the cluster, read-only.
@@ -358,13 +345,7 @@ mod tests {
             )
             .unwrap()
         };
-        assert!(render(Some(super::CA_FILE)).contains("\nca-file=/etc/config/ca.crt\n"));
+        assert!(render(Some(super::CA_FILE)).contains("\nca-file=\"/etc/config/ca.crt\"\n"));
         assert!(!render(None).contains("ca-file"));
-    }
-
-    #[test]
-    fn gcfg_values_are_quoted() {
-        assert_eq!(super::gcfg_quote("plain"), r#""plain""#);
-        assert_eq!(super::gcfg_quote(r#"a;b#c"d\e"#), r#""a;b#c\"d\\e""#);
     }
 }
