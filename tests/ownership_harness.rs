@@ -70,7 +70,10 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
 
     // node2's InternalIP now names node3, a machine with nothing of this cluster (its kubelet
     // is stopped first, as a hostile kubelet would keep reporting the address)
-    h.sh(3, "mkdir -p /etc/kubernetes && echo keep > /etc/kubernetes/precious");
+    h.sh(
+        3,
+        "mkdir -p /etc/kubernetes && echo keep > /etc/kubernetes/precious",
+    );
     h.sh(2, "systemctl stop kubelet");
     h.sh(
         1,
@@ -82,9 +85,7 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
     while !h
         .sh(
             1,
-            &format!(
-                "{KUBECTL} get node node2 -o jsonpath='{{.status.addresses[0].address}}'"
-            ),
+            &format!("{KUBECTL} get node node2 -o jsonpath='{{.status.addresses[0].address}}'"),
         )
         .contains("10.123.0.13")
     {
@@ -114,7 +115,10 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
     // reset: node2's marker names another cluster; node3 (in this inventory) has nothing to
     // reset. Refused before any host changes; with --force node1 and node2 are reset, node3 is
     // skipped
-    h.sh(2, "printf 'cluster=other\\nrole=worker\\n' > /etc/kubeforge/cluster");
+    h.sh(
+        2,
+        "printf 'cluster=other\\nrole=worker\\n' > /etc/kubeforge/cluster",
+    );
     let three = dir.path().join("three");
     std::fs::create_dir(&three).unwrap();
     let inv3 = cluster_inventory(
@@ -144,7 +148,9 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
     let out = kubeforge(&["reset", "-f", inv3_s, "--yes", "--force"], &[]);
     ok(&out);
     assert!(
-        text(&out.stderr).contains("node3: skipped: no kubeforge marker and no kubeadm state (nothing to reset)"),
+        text(&out.stderr).contains(
+            "node3: skipped: no kubeforge marker and no kubeadm state (nothing to reset)"
+        ),
         "{}",
         text(&out.stderr)
     );
@@ -155,7 +161,11 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
     );
     assert_eq!(files(1, "/etc/kubernetes"), 0);
     assert_eq!(files(2, "/etc/kubernetes"), 0);
-    assert_eq!(h.sh(2, "ls /etc/kubeforge/cluster 2>/dev/null | wc -l").trim(), "0");
+    assert_eq!(
+        h.sh(2, "ls /etc/kubeforge/cluster 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
     assert_eq!(h.sh(3, "cat /etc/kubernetes/precious").trim(), "keep");
     h.sh(3, "rm -rf /etc/kubernetes");
 }
