@@ -578,3 +578,68 @@ pub fn install_actions(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod destructive_tests {
+    use super::*;
+    use crate::cluster_state::NodeState;
+    use std::path::Path;
+
+    fn node(name: &str, ip: &str, cp: bool) -> NodeState {
+        NodeState {
+            name: name.into(),
+            kubelet_version: "1.33.5".into(),
+            ready: true,
+            not_ready_reason: None,
+            unschedulable: false,
+            control_plane: cp,
+            internal_ip: Some(ip.into()),
+            labels: BTreeMap::new(),
+            cordoned_by_kubeforge: false,
+        }
+    }
+
+    #[test]
+    fn removals_are_destructive_and_shown() {
+        let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: prod}\nspec:\n  kubernetes: {version: 1.33.5}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n";
+        let c = crate::inventory::load_str(Path::new("t.yaml"), text, Path::new("/"), &|_| None)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)))
+            .cluster;
+        let state = ClusterState {
+            api_host: "cp1".into(),
+            nodes: vec![
+                node("cp1", "10.0.0.11", true),
+                node("cp2", "10.0.0.12", true),
+                node("w1", "10.0.0.21", false),
+            ],
+            server_version: None,
+        };
+        let unlisted = unlisted_nodes(&c, Some(&state));
+        assert_eq!(unlisted, vec!["cp2", "w1"]);
+        let mut plan = Plan {
+            cluster: "prod".into(),
+            version: "1.33.5".into(),
+            endpoint: desired::api_endpoint(&c),
+            init_host: "cp1".into(),
+            actions: Vec::new(),
+            warnings: unlisted.iter().map(|n| left_alone(n)).collect(),
+            destructive: Vec::new(),
+        };
+        assert!(!plan.is_destructive());
+        assert!(plan.render(&c).contains("no changes"));
+        plan.remove_nodes(&c, &state, &unlisted, "");
+        assert!(plan.is_destructive() && plan.is_empty());
+        let out = plan.render(&c);
+        assert!(!out.contains("no changes"), "{out}");
+        assert!(!out.contains("left alone"), "{out}");
+        assert!(
+            out.contains(
+                "\ndestructive (confirmed on a terminal, or with --yes):\n  - remove-node        cp2: drain, delete the node, remove its etcd member, reset its host (10.0.0.12)\n  - remove-node        w1: drain, delete the node, reset its host (10.0.0.21)\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("2 destructive actions."), "{out}");
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["destructive"][1]["host"], "w1");
+    }
+}
