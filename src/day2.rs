@@ -5,9 +5,15 @@
 //! is still removed from the cluster, with a warning that its own cleanup was skipped. The last
 //! control plane is never removed, nor one whose removal would leave etcd without quorum; a
 //! dead etcd member needs an explicit --force.
+//!
+//! Ownership: before a host is reset (node removal, prune, scale-down, `reset`), its facts are
+//! read: kubeforge's marker (/etc/kubeforge/cluster) and the Kubernetes CA it holds. A host
+//! of another cluster, or one that nothing shows to be this cluster's (a machine at an address
+//! a node's own kubelet reported), is refused unless the operator passes --force.
 
 use crate::cluster_state::{self, ClusterState, NodeState, kubectl};
 use crate::etcd::{Etcd, Member};
+use crate::facts::{Facts, Membership};
 use crate::fleet::Fleet;
 use crate::inventory::Loaded;
 use crate::model::{Host, Role, SshTarget};
@@ -36,7 +42,10 @@ fn failed(host: &str, e: impl std::fmt::Display) -> Day2Error {
 }
 
 pub struct RemoveOptions {
+    /// Remove a control plane whose etcd member is dead.
     pub force: bool,
+    /// Reset hosts that the cluster cannot vouch for (see [`vouch`]).
+    pub force_unvouched: bool,
     pub remove_binaries: bool,
     pub bars: bool,
 }
@@ -225,6 +234,220 @@ pub fn quorum_check(
     Ok(())
 }
 
+/// The identity of a Kubernetes CA: sha256 of its public key (SPKI, as kubeadm's
+/// discovery-token-ca-cert-hash) and of its certificate file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaHash {
+    pub spki: Option<String>,
+    pub file: Option<String>,
+}
+
+impl CaHash {
+    /// The CA a host holds (/etc/kubernetes/pki/ca.crt), if any.
+    pub fn of(m: &Membership) -> Option<CaHash> {
+        (m.ca_spki_sha256.is_some() || m.ca_sha256.is_some()).then(|| CaHash {
+            spki: m.ca_spki_sha256.clone(),
+            file: m.ca_sha256.clone(),
+        })
+    }
+
+    /// Whether two CAs are the same: by public key when both are known, else by file.
+    /// None: nothing to compare.
+    pub fn same(&self, other: &CaHash) -> Option<bool> {
+        match (&self.spki, &other.spki, &self.file, &other.file) {
+            (Some(a), Some(b), _, _) => Some(a == b),
+            (_, _, Some(a), Some(b)) => Some(a == b),
+            _ => None,
+        }
+    }
+}
+
+/// Why a host is not this cluster's to reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its marker names another cluster.
+    OtherCluster { theirs: String, ours: String },
+    /// It holds a Kubernetes CA that is not the cluster's.
+    OtherCa { ours: String },
+    /// Neither kubeforge's marker nor the cluster's CA is on it.
+    Unvouched { ours: String },
+    /// It is the cluster's, but calls itself by another name than the node's.
+    OtherName { hostname: String, node: String },
+    /// Its facts could not be read.
+    NoFacts(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::OtherCluster { theirs, ours } => write!(
+                f,
+                "its /etc/kubeforge/cluster names cluster {theirs:?}, not {ours:?}"
+            ),
+            Refusal::OtherCa { ours } => write!(
+                f,
+                "its Kubernetes CA (/etc/kubernetes/pki/ca.crt) is not the CA of cluster {ours:?}"
+            ),
+            Refusal::Unvouched { ours } => write!(
+                f,
+                "it has no kubeforge marker (/etc/kubeforge/cluster) and no CA of cluster {ours:?}: nothing shows that it is this cluster's"
+            ),
+            Refusal::OtherName { hostname, node } => {
+                write!(f, "it is named {hostname:?}, not {node:?}")
+            }
+            Refusal::NoFacts(e) => write!(f, "cannot read what is on it: {e}"),
+        }
+    }
+}
+
+/// Whether the cluster named `cluster`, whose CA is `cluster_ca` (as read from a serving control
+/// plane; None when unknown), can vouch for a host with membership `m`: its marker names this
+/// cluster, or it holds this cluster's CA; never when the marker names another cluster or the
+/// CA is another.
+pub fn vouch(m: &Membership, cluster: &str, cluster_ca: Option<&CaHash>) -> Result<(), Refusal> {
+    if let Some(theirs) = m.cluster().filter(|c| *c != cluster) {
+        return Err(Refusal::OtherCluster {
+            theirs: theirs.to_string(),
+            ours: cluster.to_string(),
+        });
+    }
+    let ca = match (CaHash::of(m), cluster_ca) {
+        (Some(h), Some(c)) => h.same(c),
+        _ => None,
+    };
+    match (m.cluster().is_some(), ca) {
+        (_, Some(false)) => Err(Refusal::OtherCa {
+            ours: cluster.to_string(),
+        }),
+        (true, _) | (false, Some(true)) => Ok(()),
+        (false, None) => Err(Refusal::Unvouched {
+            ours: cluster.to_string(),
+        }),
+    }
+}
+
+/// Kubeadm's state on a host: kubeconfigs, static pods or a CA.
+pub fn has_kubeadm_state(m: &Membership) -> bool {
+    !m.kubeconfigs.is_empty() || !m.static_pods.is_empty() || CaHash::of(m).is_some()
+}
+
+/// What `reset` does with an inventory host: Ok(true) reset it, Ok(false) skip it (neither
+/// kubeforge's marker nor kubeadm's state is on it: nothing to reset), Err refuse it.
+pub fn reset_decision(
+    m: &Membership,
+    cluster: &str,
+    cluster_ca: Option<&CaHash>,
+) -> Result<bool, Refusal> {
+    if m.cluster().is_none() && !has_kubeadm_state(m) {
+        return Ok(false);
+    }
+    vouch(m, cluster, cluster_ca).map(|()| true)
+}
+
+/// The CA of the cluster: the one of its serving control plane.
+async fn cluster_ca(s2: &Session2) -> Option<CaHash> {
+    let s = s2.fleet.session(&s2.state.api_host)?;
+    match crate::facts::gather(s).await {
+        Ok(f) => CaHash::of(&f.membership),
+        Err(e) => {
+            tracing::warn!("{}: cannot read the cluster's CA: {e}", s.name());
+            None
+        }
+    }
+}
+
+/// How a host to be reset was reached: (its address, how kubeforge knows it).
+fn reached_at(loaded: &Loaded, name: &str, node: Option<&NodeState>) -> (String, String) {
+    match loaded.cluster.host(name) {
+        Some(h) => (h.ssh.address.clone(), "its address in the inventory".into()),
+        None => (
+            node.and_then(|n| n.internal_ip.clone()).unwrap_or_default(),
+            format!("the InternalIP the cluster reports for {name}"),
+        ),
+    }
+}
+
+/// Checks that the host of node `name` is this cluster's, before anything is removed. A host
+/// outside the inventory (reached at the node's InternalIP) must also carry the node's name.
+fn check_owned(
+    loaded: &Loaded,
+    name: &str,
+    node: Option<&NodeState>,
+    facts: Result<&Facts, String>,
+    cluster_ca: Option<&CaHash>,
+) -> Result<(), Day2Error> {
+    let r = facts.map_err(Refusal::NoFacts).and_then(|f| {
+        vouch(&f.membership, &loaded.cluster.name, cluster_ca)?;
+        if loaded.cluster.host(name).is_none() && f.hostname != name {
+            return Err(Refusal::OtherName {
+                hostname: f.hostname.clone(),
+                node: name.to_string(),
+            });
+        }
+        Ok(())
+    });
+    r.map_err(|why| {
+        let (address, how) = reached_at(loaded, name, node);
+        Day2Error::Refused(format!(
+            "{name}: refusing to reset the host at {address} ({how}): {why}; nothing was removed. Check that host, or run again with --force to remove {name} and reset it anyway"
+        ))
+    })
+}
+
+/// Reaches the hosts of the nodes to remove and checks that each is this cluster's (unless
+/// `force_unvouched`), before anything changes. Returns each reachable host's session.
+pub async fn reach_and_check(
+    loaded: &Loaded,
+    s2: &Session2,
+    names: &[String],
+    force_unvouched: bool,
+) -> Result<BTreeMap<String, Arc<Session>>, Day2Error> {
+    let c = &loaded.cluster;
+    let mut sessions = BTreeMap::new();
+    let mut ca: Option<Option<CaHash>> = None;
+    for name in names {
+        let node = s2.state.node(name);
+        let inv_host = c.host(name);
+        if node.is_none() && inv_host.is_none() {
+            return Err(Day2Error::Refused(format!(
+                "{name} is neither a node of the cluster nor a host of the inventory"
+            )));
+        }
+        // the host: from the fleet, or reached through the node's address
+        let session: Option<Arc<Session>> = match s2.fleet.session(name) {
+            Some(s) => Some(s.clone()),
+            None if inv_host.is_none() => match node.and_then(|n| target_for(loaded, n)) {
+                Some(t) => s2
+                    .connector
+                    .connect(&s2.resolver.target(name, &t))
+                    .await
+                    .ok()
+                    .map(Arc::new),
+                None => None,
+            },
+            None => None,
+        };
+        let Some(session) = session else { continue };
+        if !force_unvouched {
+            if ca.is_none() {
+                ca = Some(cluster_ca(s2).await);
+            }
+            let facts = crate::facts::gather(&session)
+                .await
+                .map_err(|e| e.to_string());
+            check_owned(
+                loaded,
+                name,
+                node,
+                facts.as_ref().map_err(Clone::clone),
+                ca.as_ref().and_then(Option::as_ref),
+            )?;
+        }
+        sessions.insert(name.clone(), session);
+    }
+    Ok(sessions)
+}
+
 /// How to reach a node that is not in the inventory any more: its InternalIP with the
 /// inventory's SSH defaults.
 fn target_for(loaded: &Loaded, node: &NodeState) -> Option<SshTarget> {
@@ -257,6 +480,8 @@ pub async fn remove(
 ) -> Result<Vec<Removed>, Day2Error> {
     let c = &loaded.cluster;
     let mut out = Vec::new();
+    // every host first: refuse before anything changes
+    let sessions = reach_and_check(loaded, s2, names, opts.force_unvouched).await?;
     // removed earlier in this run: never used as the API host again
     let mut gone: Vec<String> = Vec::new();
     for name in names {
@@ -264,11 +489,6 @@ pub async fn remove(
         except.push(name.clone());
         let node = s2.state.node(name).cloned();
         let inv_host = c.host(name);
-        if node.is_none() && inv_host.is_none() {
-            return Err(Day2Error::Refused(format!(
-                "{name} is neither a node of the cluster nor a host of the inventory"
-            )));
-        }
         let is_cp = node.as_ref().is_some_and(|n| n.control_plane)
             || inv_host.is_some_and(|h| h.role == Role::ControlPlane);
         if is_cp {
@@ -291,20 +511,7 @@ pub async fn remove(
             host_reset: false,
             warnings: Vec::new(),
         };
-        // the host: from the fleet, or reached through the node's address
-        let session: Option<Arc<Session>> = match s2.fleet.session(name) {
-            Some(s) => Some(s.clone()),
-            None if inv_host.is_none() => match node.as_ref().and_then(|n| target_for(loaded, n)) {
-                Some(t) => s2
-                    .connector
-                    .connect(&s2.resolver.target(name, &t))
-                    .await
-                    .ok()
-                    .map(Arc::new),
-                None => None,
-            },
-            None => None,
-        };
+        let session: Option<Arc<Session>> = sessions.get(name).cloned();
         // etcd first: refuse before anything changes
         let mut member = None;
         if is_cp {
@@ -382,46 +589,126 @@ pub async fn remove(
     Ok(out)
 }
 
-/// Resets every reachable host of the inventory. Returns the hosts skipped (unreachable).
+/// What `reset` did.
+#[derive(Debug, Default)]
+pub struct ResetOutcome {
+    /// Hosts reset.
+    pub reset: Vec<String>,
+    /// Hosts not reached: (host, error).
+    pub unreachable: Vec<(String, String)>,
+    /// Hosts with nothing to reset on them: (host, why).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Resets every reachable host of the inventory that is this cluster's. Reads every host
+/// first: a host of another cluster, or one the cluster cannot vouch for, is refused (unless
+/// `force`) before any host changes; a host with neither kubeforge's marker nor kubeadm's
+/// state is skipped.
 pub async fn reset_all(
     loaded: &Loaded,
     connect: ConnectOptions,
     remove_binaries: bool,
+    force: bool,
     bars: bool,
-) -> Result<Vec<(String, String)>, Day2Error> {
+) -> Result<ResetOutcome, Day2Error> {
     let c = &loaded.cluster;
     let (connector, resolver) = connect_setup(loaded, connect)?;
     let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
     let progress = Arc::new(Progress::new("reset", &names, bars));
     let hosts: Vec<&Host> = c.hosts.iter().collect();
-    let (fleet, results) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
+    let (fleet, gathered) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
         let progress = progress.clone();
         move |name, s| {
             let progress = progress.clone();
             async move {
-                progress.set(&name, "kubeadm reset and cleanup");
-                let r = steps::reset::run(&s, Scope::Full { remove_binaries }).await;
-                progress.finish(
-                    &name,
-                    r.is_ok(),
-                    if r.is_ok() { "reset" } else { "reset failed" },
-                );
-                r.map_err(|e| match e {
-                    steps::StepError::Ssh(e) => *e,
-                    other => crate::ssh::SshError::Config {
-                        host: name.clone(),
-                        message: other.to_string(),
-                    },
-                })
+                progress.set(&name, "reading what is on the host");
+                crate::facts::gather(&s).await
             }
         }
     })
     .await;
-    let failures: Vec<(String, String)> = results
+    let facts: BTreeMap<String, Facts> = gathered
         .into_iter()
-        .filter_map(|(h, r)| r.err().map(|e| (h, e.to_string())))
+        .filter_map(|(h, r)| r.ok().map(|f| (h, f)))
         .collect();
+    // the cluster's CA: the one its control planes (by kubeforge's marker) hold
+    let ca = c
+        .control_planes()
+        .filter_map(|h| facts.get(&h.name))
+        .filter(|f| f.membership.cluster() == Some(c.name.as_str()))
+        .find_map(|f| CaHash::of(&f.membership));
+    let mut outcome = ResetOutcome {
+        unreachable: fleet
+            .unreachable
+            .iter()
+            .map(|(h, e)| (h.clone(), e.to_string()))
+            .collect(),
+        ..ResetOutcome::default()
+    };
+    let mut to_reset = Vec::new();
+    let mut refused = Vec::new();
+    for h in &c.hosts {
+        let Some(session) = fleet.session(&h.name) else {
+            continue;
+        };
+        let decision = match facts.get(&h.name) {
+            Some(f) => reset_decision(&f.membership, &c.name, ca.as_ref()),
+            None => Err(Refusal::NoFacts("the facts probe failed".into())),
+        };
+        match decision {
+            Ok(true) => to_reset.push((h.name.clone(), session.clone())),
+            Ok(false) => {
+                progress.finish(&h.name, true, "nothing to reset");
+                outcome.skipped.push((
+                    h.name.clone(),
+                    "no kubeforge marker and no kubeadm state (nothing to reset)".into(),
+                ))
+            }
+            Err(why) if force => {
+                tracing::warn!("{}: reset anyway (--force): {why}", h.name);
+                to_reset.push((h.name.clone(), session.clone()));
+            }
+            Err(why) => refused.push(format!("{}: {why}", h.name)),
+        }
+    }
+    if !refused.is_empty() {
+        for h in &names {
+            progress.finish(h, false, "not reset");
+        }
+        drop(progress);
+        fleet.close().await;
+        return Err(Day2Error::Refused(format!(
+            "reset refused, nothing was reset:\n{}\nCheck those hosts (or the inventory), or run again with --force to reset them anyway",
+            refused
+                .iter()
+                .map(|r| format!("  - {r}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )));
+    }
+    let results = crate::fleet::fan_out(to_reset, c.options.concurrency, |(name, s)| {
+        let progress = progress.clone();
+        async move {
+            progress.set(&name, "kubeadm reset and cleanup");
+            let r = steps::reset::run(&s, Scope::Full { remove_binaries }).await;
+            progress.finish(
+                &name,
+                r.is_ok(),
+                if r.is_ok() { "reset" } else { "reset failed" },
+            );
+            r
+        }
+    })
+    .await;
+    drop(progress);
     fleet.close().await;
+    let mut failures = Vec::new();
+    for ((name, _), r, _) in results {
+        match r {
+            Ok(()) => outcome.reset.push(name),
+            Err(e) => failures.push((name, crate::secrets::redact(&e.to_string()))),
+        }
+    }
     if !failures.is_empty() {
         return Err(Day2Error::Failed {
             host: failures
@@ -436,11 +723,7 @@ pub async fn reset_all(
                 .join("; "),
         });
     }
-    Ok(fleet
-        .unreachable
-        .iter()
-        .map(|(h, e)| (h.clone(), e.to_string()))
-        .collect())
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -454,6 +737,132 @@ mod tests {
             peer_urls: vec![],
             is_learner: false,
         }
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn host(marker: Option<&str>, spki: Option<&str>, file: Option<&str>) -> Membership {
+        let mut m = Membership::default();
+        if let Some(c) = marker {
+            m.marker.insert("cluster".into(), c.into());
+        }
+        m.ca_spki_sha256 = spki.map(String::from);
+        m.ca_sha256 = file.map(String::from);
+        if spki.is_some() || file.is_some() {
+            m.kubeconfigs.push("kubelet.conf".into());
+        }
+        m
+    }
+
+    fn ca(spki: Option<&str>, file: Option<&str>) -> CaHash {
+        CaHash {
+            spki: spki.map(String::from),
+            file: file.map(String::from),
+        }
+    }
+
+    #[test]
+    fn vouching_for_a_host() {
+        let ours = ca(Some(A), Some(A));
+        // ours: the marker, with the cluster's CA, or without a CA yet (only os-prep ran)
+        assert_eq!(
+            vouch(&host(Some("prod"), Some(A), Some(A)), "prod", Some(&ours)),
+            Ok(())
+        );
+        assert_eq!(
+            vouch(&host(Some("prod"), None, None), "prod", Some(&ours)),
+            Ok(())
+        );
+        assert_eq!(vouch(&host(Some("prod"), None, None), "prod", None), Ok(()));
+        // no marker, but the cluster's CA (by key: the file may be encoded differently)
+        assert_eq!(
+            vouch(&host(None, Some(A), Some(B)), "prod", Some(&ours)),
+            Ok(())
+        );
+        // without openssl on one side: by the certificate file
+        assert_eq!(
+            vouch(&host(None, None, Some(A)), "prod", Some(&ours)),
+            Ok(())
+        );
+        // another cluster's marker, even with our CA
+        let e = vouch(
+            &host(Some("staging"), Some(A), Some(A)),
+            "prod",
+            Some(&ours),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "its /etc/kubeforge/cluster names cluster \"staging\", not \"prod\""
+        );
+        // another CA, with or without our marker (a cluster of the same name)
+        for m in [
+            host(Some("prod"), Some(B), Some(B)),
+            host(None, Some(B), Some(A)),
+            host(None, None, Some(B)),
+        ] {
+            let e = vouch(&m, "prod", Some(&ours)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "its Kubernetes CA (/etc/kubernetes/pki/ca.crt) is not the CA of cluster \"prod\"",
+                "{m:?}"
+            );
+        }
+        // nothing of ours: no marker, no CA; or a CA that cannot be compared
+        for (m, c) in [
+            (host(None, None, None), Some(&ours)),
+            (host(None, Some(A), None), None),
+            (host(None, Some(A), None), Some(&ca(None, Some(A)))),
+        ] {
+            let e = vouch(&m, "prod", c).unwrap_err();
+            assert_eq!(
+                e,
+                Refusal::Unvouched {
+                    ours: "prod".into()
+                },
+                "{m:?}"
+            );
+            assert!(
+                e.to_string()
+                    .contains("nothing shows that it is this cluster's")
+            );
+        }
+    }
+
+    #[test]
+    fn what_reset_does_with_a_host() {
+        let ours = ca(Some(A), None);
+        assert_eq!(
+            reset_decision(&host(Some("prod"), Some(A), None), "prod", Some(&ours)),
+            Ok(true)
+        );
+        // nothing of kubeforge or kubeadm: nothing to reset
+        assert_eq!(
+            reset_decision(&host(None, None, None), "prod", Some(&ours)),
+            Ok(false)
+        );
+        assert_eq!(
+            reset_decision(&host(None, None, None), "prod", None),
+            Ok(false)
+        );
+        // another cluster's marker, without kubeadm's state yet
+        assert!(matches!(
+            reset_decision(&host(Some("other"), None, None), "prod", Some(&ours)),
+            Err(Refusal::OtherCluster { .. })
+        ));
+        // kubeadm's state of another cluster (no marker: not kubeforge's)
+        assert!(matches!(
+            reset_decision(&host(None, Some(B), None), "prod", Some(&ours)),
+            Err(Refusal::OtherCa { .. })
+        ));
+        // kubeadm's files without a CA, and no marker
+        let mut m = Membership::default();
+        m.kubeconfigs.push("kubelet.conf".into());
+        assert!(matches!(
+            reset_decision(&m, "prod", Some(&ours)),
+            Err(Refusal::Unvouched { .. })
+        ));
     }
 
     #[test]

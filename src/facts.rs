@@ -49,6 +49,7 @@ s membership
 for f in admin.conf super-admin.conf kubelet.conf bootstrap-kubelet.conf controller-manager.conf scheduler.conf; do [ -f /etc/kubernetes/$f ] && echo "conf=$f"; done
 for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /etc/kubernetes/manifests/$p.yaml ] && echo "manifest=$p"; done
 [ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
+[ -f /etc/kubernetes/pki/ca.crt ] && command -v openssl >/dev/null && k=$(openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt 2>/dev/null) && [ -n "$k" ] && echo "ca-spki-sha256=$(printf '%s\n' "$k" | openssl pkey -pubin -outform der 2>/dev/null | sha256sum | cut -d' ' -f1)"
 [ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
 [ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
 [ -f /etc/kubeforge/initialized ] && echo "initialized=yes"
@@ -66,6 +67,9 @@ s fstab-swap
 s hosts-block
 b=; while IFS= read -r l; do case $l in "# BEGIN kubeforge"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "# END kubeforge"*) b=;; esac; done < /etc/hosts
 "##;
+
+/// sha256 of no bytes.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// The probe script, hashing `paths` (managed files) too.
 pub fn script(paths: &[String]) -> String {
@@ -127,6 +131,10 @@ pub struct Membership {
     pub static_pods: Vec<String>,
     /// sha256 of /etc/kubernetes/pki/ca.crt: identifies the cluster the host belongs to.
     pub ca_sha256: Option<String>,
+    /// sha256 of that CA's public key (DER SubjectPublicKeyInfo), as kubeadm's
+    /// discovery-token-ca-cert-hash: the same for every copy of the CA, however encoded
+    /// (None when the host has no openssl).
+    pub ca_spki_sha256: Option<String>,
     /// The API server the kubelet talks to.
     pub server: Option<String>,
     /// /etc/kubeforge/cluster, written when kubeforge installs a node.
@@ -374,6 +382,10 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
             "conf" => membership.kubeconfigs.push(value.to_string()),
             "manifest" => membership.static_pods.push(value.to_string()),
             "ca-sha256" if value.len() == 64 => membership.ca_sha256 = Some(value.to_string()),
+            // the digest of nothing: openssl could not read the key
+            "ca-spki-sha256" if value.len() == 64 && value != EMPTY_SHA256 => {
+                membership.ca_spki_sha256 = Some(value.to_string())
+            }
             "server" if !value.is_empty() => membership.server = Some(value.to_string()),
             "active-kubelet" => membership.kubelet_active = value == "active",
             "active-containerd" => membership.containerd_active = value == "active",
@@ -609,7 +621,7 @@ pub(crate) mod fixture_tests {
             )
             .replace(
                 "@@kf:membership\n",
-                "@@kf:membership\nconf=admin.conf\nconf=kubelet.conf\nmanifest=kube-apiserver\nmanifest=etcd\nca-sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nserver=https://node1:6443\nmarker-cluster=prod\n",
+                "@@kf:membership\nconf=admin.conf\nconf=kubelet.conf\nmanifest=kube-apiserver\nmanifest=etcd\nca-sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nca-spki-sha256=fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\nserver=https://node1:6443\nmarker-cluster=prod\n",
             )
             .replace("active-kubelet=inactive", "active-kubelet=active");
         let f = parse(&text, 0.0, 0.0).unwrap();
@@ -623,6 +635,10 @@ pub(crate) mod fixture_tests {
         assert_eq!(f.installed["kubelet"].path, "/usr/local/bin/kubelet");
         assert_eq!(f.membership.role(), Some(MemberRole::ControlPlane));
         assert_eq!(f.membership.cluster(), Some("prod"));
+        assert_eq!(
+            f.membership.ca_spki_sha256.as_deref(),
+            Some("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210")
+        );
         assert_eq!(f.membership.server.as_deref(), Some("https://node1:6443"));
         assert!(f.membership.kubelet_active);
     }

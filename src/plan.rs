@@ -107,11 +107,78 @@ pub struct Plan {
     pub init_host: String,
     pub actions: Vec<Action>,
     pub warnings: Vec<String>,
+    /// Destructive actions (nodes removed, hosts reset): shown apart, and confirmed on a
+    /// terminal or by --yes; off a terminal without --yes, apply refuses them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destructive: Vec<Destructive>,
+}
+
+/// A destructive action of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Destructive {
+    /// The node (and host) it destroys.
+    pub host: String,
+    pub step: &'static str,
+    pub summary: String,
+}
+
+/// The warning for a node the inventory does not list, left alone.
+fn left_alone(node: &str) -> String {
+    format!(
+        "node {node} is in the cluster but not in the inventory; it is left alone (removal is explicit)"
+    )
+}
+
+/// The nodes of the cluster that the inventory does not list (what `--prune` removes).
+pub fn unlisted_nodes(c: &Cluster, state: Option<&ClusterState>) -> Vec<String> {
+    state
+        .map(|s| {
+            s.nodes
+                .iter()
+                .filter(|n| c.host(&n.name).is_none())
+                .map(|n| n.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    pub fn is_destructive(&self) -> bool {
+        !self.destructive.is_empty()
+    }
+
+    /// Adds the removal of nodes `names` (drain, delete, etcd member, reset of the host) as
+    /// destructive actions; `then` is appended to each summary.
+    pub fn remove_nodes(
+        &mut self,
+        c: &Cluster,
+        state: &ClusterState,
+        names: &[String],
+        then: &str,
+    ) {
+        for name in names {
+            let node = state.node(name);
+            let address = c
+                .host(name)
+                .map(|h| h.ssh.address.clone())
+                .or_else(|| node.and_then(|n| n.internal_ip.clone()))
+                .unwrap_or_else(|| "address unknown".into());
+            let cp = node.is_some_and(|n| n.control_plane)
+                || c.host(name).is_some_and(|h| h.role == Role::ControlPlane);
+            self.warnings.retain(|w| *w != left_alone(name));
+            self.destructive.push(Destructive {
+                host: name.clone(),
+                step: "remove-node",
+                summary: format!(
+                    "{name}: drain, delete the node, {}reset its host ({address}){then}",
+                    if cp { "remove its etcd member, " } else { "" }
+                ),
+            });
+        }
     }
 
     pub fn for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Action> + 'a {
@@ -144,7 +211,7 @@ impl Plan {
             "Plan for cluster {} (Kubernetes {}, API endpoint {}:{}):\n",
             self.cluster, self.version, self.endpoint.host, self.endpoint.port
         );
-        if self.actions.is_empty() {
+        if self.actions.is_empty() && self.destructive.is_empty() {
             out.push_str("  no changes: the hosts and the cluster match the inventory\n");
         }
         for h in &cluster.hosts {
@@ -182,6 +249,12 @@ impl Plan {
                 out.push_str(&format!("  + {:<18} {}\n", a.step.name(), a.summary));
             }
         }
+        if !self.destructive.is_empty() {
+            out.push_str("\ndestructive (confirmed on a terminal, or with --yes):\n");
+            for d in &self.destructive {
+                out.push_str(&format!("  - {:<18} {}\n", d.step, d.summary));
+            }
+        }
         for w in &self.warnings {
             out.push_str(&format!("\nwarning: {w}\n"));
         }
@@ -197,6 +270,13 @@ impl Plan {
                 if self.actions.len() == 1 { "" } else { "s" },
                 hosts,
                 if hosts == 1 { "" } else { "s" }
+            ));
+        }
+        if !self.destructive.is_empty() {
+            out.push_str(&format!(
+                "{} destructive action{}.\n",
+                self.destructive.len(),
+                if self.destructive.len() == 1 { "" } else { "s" }
             ));
         }
         out
@@ -380,10 +460,7 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
     if let Some(state) = input.state {
         for n in &state.nodes {
             if c.host(&n.name).is_none() {
-                warnings.push(format!(
-                    "node {} is in the cluster but not in the inventory; it is left alone (removal is explicit)",
-                    n.name
-                ));
+                warnings.push(left_alone(&n.name));
             }
         }
     }
@@ -394,6 +471,7 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
         init_host: init.name.clone(),
         actions,
         warnings,
+        destructive: Vec::new(),
     })
 }
 
@@ -499,4 +577,69 @@ pub fn install_actions(
             act
         })
         .collect()
+}
+
+#[cfg(test)]
+mod destructive_tests {
+    use super::*;
+    use crate::cluster_state::NodeState;
+    use std::path::Path;
+
+    fn node(name: &str, ip: &str, cp: bool) -> NodeState {
+        NodeState {
+            name: name.into(),
+            kubelet_version: "1.33.5".into(),
+            ready: true,
+            not_ready_reason: None,
+            unschedulable: false,
+            control_plane: cp,
+            internal_ip: Some(ip.into()),
+            labels: BTreeMap::new(),
+            cordoned_by_kubeforge: false,
+        }
+    }
+
+    #[test]
+    fn removals_are_destructive_and_shown() {
+        let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: prod}\nspec:\n  kubernetes: {version: 1.33.5}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n";
+        let c = crate::inventory::load_str(Path::new("t.yaml"), text, Path::new("/"), &|_| None)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)))
+            .cluster;
+        let state = ClusterState {
+            api_host: "cp1".into(),
+            nodes: vec![
+                node("cp1", "10.0.0.11", true),
+                node("cp2", "10.0.0.12", true),
+                node("w1", "10.0.0.21", false),
+            ],
+            server_version: None,
+        };
+        let unlisted = unlisted_nodes(&c, Some(&state));
+        assert_eq!(unlisted, vec!["cp2", "w1"]);
+        let mut plan = Plan {
+            cluster: "prod".into(),
+            version: "1.33.5".into(),
+            endpoint: desired::api_endpoint(&c),
+            init_host: "cp1".into(),
+            actions: Vec::new(),
+            warnings: unlisted.iter().map(|n| left_alone(n)).collect(),
+            destructive: Vec::new(),
+        };
+        assert!(!plan.is_destructive());
+        assert!(plan.render(&c).contains("no changes"));
+        plan.remove_nodes(&c, &state, &unlisted, "");
+        assert!(plan.is_destructive() && plan.is_empty());
+        let out = plan.render(&c);
+        assert!(!out.contains("no changes"), "{out}");
+        assert!(!out.contains("left alone"), "{out}");
+        assert!(
+            out.contains(
+                "\ndestructive (confirmed on a terminal, or with --yes):\n  - remove-node        cp2: drain, delete the node, remove its etcd member, reset its host (10.0.0.12)\n  - remove-node        w1: drain, delete the node, reset its host (10.0.0.21)\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("2 destructive actions."), "{out}");
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["destructive"][1]["host"], "w1");
+    }
 }

@@ -77,7 +77,10 @@ pub enum Command {
     ///
     /// Runs kubeadm reset and removes the kubelet's and etcd's data, the CNI configuration and
     /// interfaces and kube-proxy's iptables rules. containerd and the binaries stay (unless
-    /// --remove-binaries), so `kubeforge apply` can build a new cluster on the hosts.
+    /// --remove-binaries), so `kubeforge apply` can build a new cluster on the hosts. Every
+    /// host is read first: one whose /etc/kubeforge/cluster names another cluster, or that holds
+    /// another CA, is refused (before any host changes) unless --force; one with neither
+    /// kubeforge's marker nor kubeadm's state is skipped.
     Reset(ResetArgs),
 
     /// Save an etcd snapshot, the PKI and the kubeadm configuration locally
@@ -194,6 +197,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub ignore_preflight: Vec<String>,
 
+    /// Also show the removal of the cluster's nodes that the inventory no longer lists (as
+    /// `apply --prune` would do)
+    #[arg(long)]
+    pub prune: bool,
+
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -215,9 +223,15 @@ pub struct ApplyArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
-    /// Also remove (drain, delete, reset) the cluster's nodes that the inventory no longer lists
+    /// Also remove (drain, delete, reset) the cluster's nodes that the inventory no longer lists.
+    /// Destructive: confirmed on a terminal, or by --yes (off a terminal, refused without it)
     #[arg(long)]
     pub prune: bool,
+
+    /// Reset the hosts of pruned or scaled-down nodes even when the cluster cannot vouch for
+    /// them (no kubeforge marker of this cluster nor its CA; a marker or CA of another cluster)
+    #[arg(long)]
+    pub force: bool,
 
     /// With spec.openstack: only create or adopt the cloud resources, then stop (no bootstrap)
     #[arg(long)]
@@ -234,8 +248,10 @@ pub enum NodeCommand {
     ///
     /// Refuses to remove the last control plane, or one whose removal would leave etcd without
     /// quorum. An unreachable host is still removed from the cluster (its own cleanup is
-    /// skipped, with a warning); a dead etcd member needs --force. Afterwards, delete the host
-    /// from the inventory.
+    /// skipped, with a warning); a dead etcd member needs --force. The host is read before
+    /// anything changes: one the cluster cannot vouch for (another cluster's marker or CA, or
+    /// neither marker nor CA of this one, or a name other than the node's) is refused unless
+    /// --force. Afterwards, delete the host from the inventory.
     Remove(NodeRemoveArgs),
 }
 
@@ -251,7 +267,9 @@ pub struct NodeRemoveArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
-    /// Remove a control plane whose etcd member is dead
+    /// Remove a control plane whose etcd member is dead, and reset a host that the cluster
+    /// cannot vouch for (no kubeforge marker of this cluster nor its CA; a marker or CA of
+    /// another cluster)
     #[arg(long)]
     pub force: bool,
 
@@ -275,6 +293,11 @@ pub struct ResetArgs {
     /// Also remove kubeforge's binaries, units and containerd from the hosts
     #[arg(long)]
     pub remove_binaries: bool,
+
+    /// Reset hosts that the cluster cannot vouch for: a host whose /etc/kubeforge/cluster names
+    /// another cluster, or with kubeadm's state but neither the marker nor the cluster's CA
+    #[arg(long)]
+    pub force: bool,
 
     /// Do not ask for the typed confirmation
     #[arg(short = 'y', long)]

@@ -69,6 +69,14 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     } else {
         Some(rt.block_on(apply::prepare(&loaded, &opts))?)
     };
+    let mut prepared = prepared;
+    if a.prune
+        && let Some(p) = prepared.as_mut()
+        && let Some(state) = p.state.clone()
+    {
+        let names = kubeforge::plan::unlisted_nodes(&loaded.cluster, Some(&state));
+        p.plan.remove_nodes(&loaded.cluster, &state, &names, "");
+    }
     if a.output == OutputFormat::Json {
         // the plan's own fields, plus `cloud` (the OpenStack changes) when the inventory has a cloud
         let mut v = match &prepared {
@@ -199,13 +207,28 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         let changes = cloud_plan
             .iter()
             .any(|x| matches!(x.verb, "create" | "delete" | "replace"));
-        if changes
-            && !a.yes
-            && std::io::stdin().is_terminal()
-            && !confirm("Make these changes in the cloud, then bootstrap the servers?")?
-        {
-            eprintln!("nothing changed");
-            return Ok(ExitCode::from(EXIT_FAILED));
+        let destructive: Vec<String> = cloud_plan
+            .iter()
+            .filter(|x| matches!(x.verb, "delete" | "replace"))
+            .map(|x| format!("{} {} {}", x.verb, x.kind, x.name))
+            .collect();
+        match confirmation(
+            changes,
+            !destructive.is_empty(),
+            a.yes,
+            std::io::stdin().is_terminal(),
+        ) {
+            Go::Refuse => bail!(
+                "apply would {}: confirm on a terminal, or pass --yes",
+                destructive.join(", ")
+            ),
+            Go::Ask
+                if !confirm("Make these changes in the cloud, then bootstrap the servers?")? =>
+            {
+                eprintln!("nothing changed");
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+            _ => {}
         }
         let (p, cloud_provider) = rt.block_on(kubeforge::openstack::provision(&mut loaded))?;
         opts.cloud_provider = cloud_provider;
@@ -249,43 +272,77 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         surplus = p.surplus.clone();
         rt.block_on(wait_reachable(&loaded, &opts))?;
     }
-    let prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
+    let mut prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
     print_warnings(&prepared);
+    // destructive: the nodes to prune, and those beyond a lowered count
+    let prune: Vec<String> = if a.prune {
+        kubeforge::plan::unlisted_nodes(&loaded.cluster, prepared.state.as_ref())
+    } else {
+        Vec::new()
+    };
+    let surplus_names: Vec<String> = surplus.iter().map(|s| s.name.clone()).collect();
+    if let Some(state) = prepared.state.clone() {
+        prepared
+            .plan
+            .remove_nodes(&loaded.cluster, &state, &prune, "");
+        prepared.plan.remove_nodes(
+            &loaded.cluster,
+            &state,
+            &surplus_names,
+            "; then its server is deleted",
+        );
+    }
     // the plan goes to stderr: stdout carries the report
     eprint!("{}", prepared.plan.render(&loaded.cluster));
-    if !prepared.plan.is_empty()
-        && !a.yes
-        && std::io::stdin().is_terminal()
-        && !confirm("Apply these changes?")?
+    let go = confirmation(
+        !prepared.plan.is_empty(),
+        prepared.plan.is_destructive(),
+        a.yes,
+        std::io::stdin().is_terminal(),
+    );
+    if go == Go::Refuse {
+        rt.block_on(prepared.fleet.close());
+        let names: Vec<&str> = prepared
+            .plan
+            .destructive
+            .iter()
+            .map(|d| d.host.as_str())
+            .collect();
+        bail!(
+            "apply would remove {} (drain, delete, reset {}): confirm on a terminal, or pass --yes",
+            names.join(", "),
+            if names.len() == 1 {
+                "its host"
+            } else {
+                "their hosts"
+            }
+        );
+    }
+    // the hosts to reset are this cluster's: refused before anything changes
+    let removals: Vec<String> = prune.iter().chain(&surplus_names).cloned().collect();
+    if !removals.is_empty()
+        && let Err(e) = rt.block_on(check_removals(&loaded, &a.connect, &removals, a.force))
     {
+        rt.block_on(prepared.fleet.close());
+        return Err(e);
+    }
+    if go == Go::Ask && !confirm("Apply these changes?")? {
         rt.block_on(prepared.fleet.close());
         eprintln!("nothing changed");
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let prune: Vec<String> = prepared
-        .state
-        .as_ref()
-        .map(|s| {
-            s.nodes
-                .iter()
-                .filter(|n| loaded.cluster.host(&n.name).is_none())
-                .map(|n| n.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
     let report = rt.block_on(apply::execute(&loaded, prepared, &opts))?;
-    if a.prune && !prune.is_empty() {
+    if !prune.is_empty() {
         eprintln!(
             "pruning nodes the inventory no longer lists: {}",
             prune.join(", ")
         );
-        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &prune))?);
+        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &prune, a.force))?);
     }
     if !surplus.is_empty() {
         // lowered counts: the highest-numbered servers leave the cluster safely, then go
-        let names: Vec<String> = surplus.iter().map(|s| s.name.clone()).collect();
-        eprintln!("scaling down: removing {}", names.join(", "));
-        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &names))?);
+        eprintln!("scaling down: removing {}", surplus_names.join(", "));
+        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &surplus_names, a.force))?);
         let cloud = rt.block_on(kubeforge::openstack::connect(&loaded))?;
         let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(
             &cloud,
@@ -310,6 +367,7 @@ async fn remove_nodes(
     loaded: &kubeforge::inventory::Loaded,
     connect: &crate::cli::args::ConnectArgs,
     names: &[String],
+    force_unvouched: bool,
 ) -> Result<Vec<day2::Removed>> {
     let s = day2::open(loaded, connect_options(connect), bars()).await?;
     let nodes: Vec<String> = names
@@ -319,12 +377,63 @@ async fn remove_nodes(
         .collect();
     let options = day2::RemoveOptions {
         force: false,
+        force_unvouched,
         remove_binaries: false,
         bars: bars(),
     };
     let r = day2::remove(loaded, &s, &nodes, &options).await;
     s.fleet.close().await;
     Ok(r?)
+}
+
+/// Before anything changes: the hosts of the nodes to remove are this cluster's.
+async fn check_removals(
+    loaded: &kubeforge::inventory::Loaded,
+    connect: &crate::cli::args::ConnectArgs,
+    names: &[String],
+    force_unvouched: bool,
+) -> Result<()> {
+    let s = day2::open(loaded, connect_options(connect), bars()).await?;
+    let nodes: Vec<String> = names
+        .iter()
+        .filter(|n| s.state.node(n).is_some())
+        .cloned()
+        .collect();
+    let r = day2::reach_and_check(loaded, &s, &nodes, force_unvouched).await;
+    if let Ok(sessions) = &r {
+        for (name, session) in sessions {
+            if s.fleet.session(name).is_none() {
+                session.close().await;
+            }
+        }
+    }
+    s.fleet.close().await;
+    r?;
+    Ok(())
+}
+
+/// How `apply` goes on after showing its plan.
+#[derive(Debug, PartialEq, Eq)]
+enum Go {
+    /// Without asking: nothing destructive, or --yes.
+    Ahead,
+    /// Ask on the terminal first.
+    Ask,
+    /// Refuse before anything changes: destructive, off a terminal, without --yes.
+    Refuse,
+}
+
+/// The rule of every destructive command: a destructive action is confirmed on a terminal or
+/// by --yes; off a terminal without --yes it is refused. Other changes are asked about on a
+/// terminal, and made without asking off one.
+fn confirmation(changes: bool, destructive: bool, yes: bool, terminal: bool) -> Go {
+    match (yes, terminal) {
+        (true, _) => Go::Ahead,
+        (false, false) if destructive => Go::Refuse,
+        (false, false) => Go::Ahead,
+        (false, true) if changes || destructive => Go::Ask,
+        (false, true) => Go::Ahead,
+    }
 }
 
 fn print_removed(removed: &[day2::Removed]) {
@@ -373,6 +482,7 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
             &a.names,
             &day2::RemoveOptions {
                 force: a.force,
+                force_unvouched: a.force,
                 remove_binaries: a.remove_binaries,
                 bars: bars(),
             },
@@ -413,21 +523,25 @@ pub fn reset(a: ResetArgs) -> Result<ExitCode> {
     )? {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let skipped = runtime()?.block_on(day2::reset_all(
+    let outcome = runtime()?.block_on(day2::reset_all(
         &loaded,
         connect_options(&a.connect),
         a.remove_binaries,
+        a.force,
         bars(),
     ))?;
-    for (h, e) in &skipped {
+    for (h, why) in &outcome.skipped {
+        eprintln!("{h}: skipped: {why}");
+    }
+    for (h, e) in &outcome.unreachable {
         eprintln!("warning: {h} was not reset (unreachable: {e})");
     }
     println!(
         "cluster {name} reset on {} of {} hosts",
-        loaded.cluster.hosts.len() - skipped.len(),
+        outcome.reset.len(),
         loaded.cluster.hosts.len()
     );
-    Ok(if skipped.is_empty() {
+    Ok(if outcome.unreachable.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
@@ -609,4 +723,25 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
     }
     eprintln!("cluster {name}: {} cloud resources deleted", deleted.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destructive_actions_are_confirmed() {
+        // (changes, destructive, yes, terminal)
+        assert_eq!(confirmation(true, true, false, false), Go::Refuse);
+        assert_eq!(confirmation(false, true, false, false), Go::Refuse);
+        assert_eq!(confirmation(false, true, false, true), Go::Ask);
+        assert_eq!(confirmation(true, true, false, true), Go::Ask);
+        assert_eq!(confirmation(true, true, true, false), Go::Ahead);
+        assert_eq!(confirmation(false, true, true, true), Go::Ahead);
+        // not destructive: asked on a terminal, made off one, as before
+        assert_eq!(confirmation(true, false, false, true), Go::Ask);
+        assert_eq!(confirmation(true, false, false, false), Go::Ahead);
+        assert_eq!(confirmation(false, false, false, true), Go::Ahead);
+        assert_eq!(confirmation(false, false, false, false), Go::Ahead);
+    }
 }
