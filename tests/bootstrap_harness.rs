@@ -560,7 +560,8 @@ fn hosts_given_by_dns_name_get_their_node_ip_from_facts() {
         "haproxy's backend is the control plane's IP"
     );
     assert!(
-        h.sh(1, "cat /etc/hosts").contains("10.123.0.11 api.cdns.kubeforge.internal"),
+        h.sh(1, "cat /etc/hosts")
+            .contains("10.123.0.11 api.cdns.kubeforge.internal"),
         "the control plane's endpoint name points at its IP"
     );
     let kc = std::fs::read_to_string(dir.path().join("cdns.kubeconfig")).unwrap();

@@ -34,7 +34,8 @@ fn cluster(text: &str) -> (Cluster, ReleaseManifest) {
 
 fn files(c: &Cluster, m: &ReleaseManifest, host: &str, ip: &str) -> BTreeMap<String, String> {
     let h = c.host(host).unwrap();
-    let d = desired::for_host(c, m, h, "amd64", ip).unwrap();
+    let ips = desired::NodeIps::from_inventory(c);
+    let d = desired::for_host(c, m, h, "amd64", ip, &ips).unwrap();
     let mut out: BTreeMap<String, String> =
         d.files.into_iter().map(|f| (f.path, f.content)).collect();
     if let Some(b) = d.hosts_block {
@@ -87,6 +88,7 @@ fn kubeadm_init_v1beta4() {
     let cfg = kubeforge::steps::init::render_config(
         &c,
         c.host("cp1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"0".repeat(64),
     )
@@ -105,6 +107,7 @@ fn kubeadm_init_v1beta3_single_node() {
     let cfg = kubeforge::steps::init::render_config(
         &c,
         c.host("cp1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"0".repeat(64),
     )
@@ -122,6 +125,7 @@ fn kubeadm_join_configs() {
     let cp = kubeforge::steps::join_control_plane::render_config(
         &c,
         c.host("cp3").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"1".repeat(64),
         Some(&"0".repeat(64)),
@@ -130,6 +134,7 @@ fn kubeadm_join_configs() {
     let w = kubeforge::steps::join_control_plane::render_config(
         &c,
         c.host("gpu1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"1".repeat(64),
         None,
@@ -168,6 +173,107 @@ fn plan_for_bare_hosts() {
     let plan = kubeforge::plan::compute(&input).unwrap();
     assert_eq!(plan.init_host, "cp1");
     insta::assert_snapshot!(plan.render(&c));
+}
+
+/// Hosts given by DNS name: the node IPs come from the hosts' facts (the local address of the
+/// SSH connection), and every place kubeadm, haproxy and /etc/hosts need an IP gets it.
+#[test]
+fn hosts_given_by_name() {
+    let (c, m) = cluster(
+        "\
+apiVersion: kubeforge.io/v1alpha1
+kind: Cluster
+metadata: {name: named}
+spec:
+  kubernetes: {version: 1.33.5}
+  hosts:
+    - {name: cp1, address: cp1.example.com, role: control-plane}
+    - {name: cp2, address: cp2.example.com, privateAddress: 10.0.0.12, role: control-plane}
+    - {name: w1, address: w1.example.com, role: worker}
+",
+    );
+    let bare = include_str!("fixtures/facts/harness-bare.txt");
+    let t: f64 = bare.lines().nth(2).unwrap().parse().unwrap();
+    let mut facts = BTreeMap::new();
+    for (h, ip) in c.hosts.iter().zip(["10.0.0.11", "192.0.2.99", "10.0.0.21"]) {
+        let mut f = kubeforge::facts::parse(bare, t, t).unwrap();
+        f.hostname = h.name.clone();
+        f.ssh_local_address = Some(ip.parse().unwrap());
+        f.addresses = vec![("eth0".into(), ip.parse().unwrap())];
+        facts.insert(h.name.clone(), f);
+    }
+    let input = kubeforge::plan::Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: None,
+        cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
+        cloud_provider: None,
+    };
+    let plan = kubeforge::plan::compute(&input).unwrap();
+    let ips: Vec<(&str, &str)> = plan
+        .node_ips
+        .0
+        .iter()
+        .map(|(h, n)| (h.as_str(), n.ip.as_str()))
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            ("cp1", "10.0.0.11"),
+            ("cp2", "10.0.0.12"),
+            ("w1", "10.0.0.21")
+        ],
+        "privateAddress wins over what the host reports"
+    );
+    let init = kubeforge::steps::init::render_config(
+        &c,
+        c.host("cp1").unwrap(),
+        &plan.node_ips,
+        "abcdef.0123456789abcdef",
+        &"0".repeat(64),
+    )
+    .unwrap();
+    assert!(init.contains("advertiseAddress: 10.0.0.11"), "{init}");
+    let join = kubeforge::steps::join_control_plane::render_config(
+        &c,
+        c.host("w1").unwrap(),
+        &plan.node_ips,
+        "abcdef.0123456789abcdef",
+        &"1".repeat(64),
+        None,
+    )
+    .unwrap();
+    let worker = desired::for_host(
+        &c,
+        &m,
+        c.host("w1").unwrap(),
+        "amd64",
+        &input.endpoint_ip(c.host("w1").unwrap()),
+        &plan.node_ips,
+    )
+    .unwrap();
+    let cp1 = desired::for_host(
+        &c,
+        &m,
+        c.host("cp1").unwrap(),
+        "amd64",
+        &input.endpoint_ip(c.host("cp1").unwrap()),
+        &plan.node_ips,
+    )
+    .unwrap();
+    let haproxy = worker
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/haproxy/haproxy.cfg")
+        .unwrap();
+    insta::assert_snapshot!(format!(
+        "==> plan <==\n{}\n==> plan -o json: node_ips <==\n{}\n\n==> kubeadm init cp1 <==\n{init}\n==> kubeadm join w1 <==\n{join}\n==> w1 /etc/haproxy/haproxy.cfg <==\n{}\n==> cp1 /etc/hosts (block) <==\n{}",
+        plan.render(&c),
+        serde_json::to_string_pretty(&serde_json::to_value(&plan).unwrap()["node_ips"]).unwrap(),
+        haproxy.content,
+        cp1.hosts_block.unwrap(),
+    ));
 }
 
 const OPENSTACK: &str = "\
