@@ -656,7 +656,7 @@ pub(crate) mod fixture_tests {
     use super::*;
 
     /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
-    /// `ssh node1 sh -s < script`.
+    /// `ssh node1 sh -s < script` (the node-ip section added from a later capture, as root).
     const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
 
     /// The host's clock in the capture.
