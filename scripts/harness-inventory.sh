@@ -18,7 +18,7 @@ done
 [[ -f $H/mirror/index.json ]] || { echo "no harness mirror at $H/mirror: run ../shared/harness/nodes.sh up first" >&2; exit 1; }
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 python3 - "$H/mirror/index.json" "$VERSION" "$ROOT/images" > "$OUT/manifest-$VERSION.yaml" <<'PY'
-import glob, json, sys
+import glob, json, re, sys
 idx, ver, images = sys.argv[1], sys.argv[2], sys.argv[3]
 minor = ver.rsplit(".", 1)[0]
 print(f"# kubeforge release manifest for the harness doubles of Kubernetes {ver} (from {idx})")
@@ -38,7 +38,14 @@ if not builtin:
     sys.exit(f"no built-in manifest of Kubernetes {minor} to take the image names from")
 text = open(builtin[-1]).read()
 bv = [l.split(": ")[1] for l in text.splitlines() if l.startswith("kubernetes: ")][0]
-print(text[text.index("\nimages:") + 1:].replace(f":v{bv}", f":v{ver}"), end="")
+# Image tags of the built-in release are rewritten to the harness version (the kubelet double
+# reads versions from tags). A rewritten tag would not match the digest pinned for the old one,
+# so its digest is dropped: `repo:v<ver>` stays a valid, tag-only reference. Untouched lines keep
+# their digests.
+for line in text[text.index("\nimages:") + 1:].splitlines():
+    if ver != bv and f":v{bv}" in line:
+        line = re.sub(r"@sha256:[0-9a-f]{64}", "", line.replace(f":v{bv}", f":v{ver}"))
+    print(line)
 PY
 {
   echo "# kubeforge inventory for harness hosts (written by scripts/harness-inventory.sh)"

@@ -5,6 +5,7 @@
 use crate::cluster_state::kubectl;
 use crate::etcd::Etcd;
 use crate::inventory::Loaded;
+use crate::progress::Progress;
 use crate::ssh::session::Exec;
 use crate::ssh::{ConnectOptions, Session};
 use crate::status::connect_setup;
@@ -91,23 +92,73 @@ async fn archive(s: &Session, dir: &str, what: &str, display: &str) -> anyhow::R
     Ok(out.stdout)
 }
 
-async fn collect(s: &Session) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+/// One file of a backup as written: name, sha256, size.
+type Listed = (String, String, u64);
+
+/// Writes a file of the backup (0600, created exclusively) and lists it.
+fn save(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<Listed> {
+    write_private(&dir.join(name), data)?;
+    Ok((
+        name.to_string(),
+        crate::artifacts::sha256_hex(data),
+        data.len() as u64,
+    ))
+}
+
+/// Takes the backup of one control plane into `dir` (which exists, empty).
+async fn collect(
+    s: &Session,
+    dir: &Path,
+    progress: &Progress,
+) -> anyhow::Result<(String, Vec<Listed>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut files = Vec::new();
     let etcd = Etcd::connect(s).await?;
-    let method = match etcd.snapshot().await? {
-        Some(db) => {
-            files.push(("etcd-snapshot.db".into(), db));
+    let name = "etcd-snapshot.db";
+    let path = dir.join(name);
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?,
+    );
+    let host = s.name().to_string();
+    // off a terminal, progress is a log line: one per tenth of the snapshot
+    let tenth = std::sync::atomic::AtomicU64::new(0);
+    let shown = |written: u64, total: u64| {
+        let t = (written * 10).checked_div(total).unwrap_or(0);
+        if tenth.swap(t, std::sync::atomic::Ordering::Relaxed) == t && !progress.draws() {
+            return;
+        }
+        progress.set(
+            &host,
+            &format!(
+                "etcd snapshot: {:.1} of {:.1} MiB",
+                written as f64 / 1048576.0,
+                total as f64 / 1048576.0
+            ),
+        )
+    };
+    let method = match etcd.snapshot_to(&mut file, &shown).await {
+        Ok(Some(snap)) => {
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            files.push((name.to_string(), snap.sha256, snap.bytes));
             "etcd-snapshot"
         }
-        None => {
+        Ok(None) => {
+            drop(file);
+            std::fs::remove_file(&path)?;
             tracing::warn!(
                 "{}: etcd offers no snapshot API; copying its data directory while it runs instead (crash-consistent)",
                 s.name()
             );
             let tar = archive(s, "/var/lib/etcd", "member", "the etcd data directory").await?;
-            files.push(("etcd-data.tar.gz".into(), tar));
+            files.push(save(dir, "etcd-data.tar.gz", &tar)?);
             "data-dir-copy"
         }
+        Err(e) => return Err(e.into()),
     };
     // the PKI and every kubeconfig (admin, controller-manager, scheduler, kubelet): a restore
     // needs them all signed by the restored CA
@@ -118,22 +169,25 @@ async fn collect(s: &Session) -> anyhow::Result<(String, Vec<(String, Vec<u8>)>)
         "/etc/kubernetes (pki and kubeconfigs)",
     )
     .await?;
-    files.push(("etc-kubernetes.tar.gz".into(), kubernetes));
+    files.push(save(dir, "etc-kubernetes.tar.gz", &kubernetes)?);
     let cfg = s
         .run(&kubectl(
             "-n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}",
         ))
         .await?;
-    files.push(("kubeadm-config.yaml".into(), cfg.into_bytes()));
+    files.push(save(dir, "kubeadm-config.yaml", cfg.as_bytes())?);
     Ok((method.to_string(), files))
 }
 
-/// Takes a backup from the first control plane that answers.
+/// Takes a backup from the first control plane that answers. The etcd snapshot is streamed to
+/// disk as it arrives; a control plane that fails leaves no directory behind.
 pub async fn run(
     loaded: &Loaded,
     out_dir: &Path,
     connect: ConnectOptions,
+    show_progress: bool,
 ) -> anyhow::Result<BackupReport> {
+    use std::os::unix::fs::DirBuilderExt;
     let c = &loaded.cluster;
     let (connector, resolver) = connect_setup(loaded, connect)?;
     let now = std::time::SystemTime::now()
@@ -150,30 +204,28 @@ pub async fn run(
                 continue;
             }
         };
-        let got = collect(&s).await;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(out_dir)?;
+        // the backup's own directory is new: created here, removed again if this host fails
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let progress = Progress::new("backup", std::slice::from_ref(&h.name), show_progress);
+        let got = collect(&s, &dir, &progress).await;
         s.close().await;
-        let (method, files) = match got {
+        let (method, listed) = match got {
             Ok(x) => x,
             Err(e) => {
+                progress.finish(&h.name, false, &format!("{e:#}"));
+                std::fs::remove_dir_all(&dir)?;
                 last = Some(e);
                 continue;
             }
         };
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
-        }
-        let mut sums = String::new();
-        let mut listed = Vec::new();
-        for (name, data) in &files {
-            write_private(&dir.join(name), data)?;
-            let sha = crate::artifacts::sha256_hex(data);
-            sums.push_str(&format!("{sha}  {name}\n"));
-            listed.push((name.clone(), sha, data.len() as u64));
-        }
+        let sums: String = listed
+            .iter()
+            .map(|(name, sha, _)| format!("{sha}  {name}\n"))
+            .collect();
         write_private(&dir.join("SHA256SUMS"), sums.as_bytes())?;
         let meta = serde_json::json!({
             "cluster": c.name,
@@ -187,6 +239,7 @@ pub async fn run(
             &dir.join("backup.json"),
             serde_json::to_string_pretty(&meta)?.as_bytes(),
         )?;
+        progress.finish(&h.name, true, "done");
         return Ok(BackupReport {
             dir,
             host: h.name.clone(),

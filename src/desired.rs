@@ -345,7 +345,10 @@ pub fn for_host(
             }
         };
     let containerd = artifact(m, "containerd", arch)?;
-    let pause = m.images.get("pause").cloned().unwrap_or_default();
+    // containerd's sandbox image: the digest-only form of the pinned pause image, which every
+    // containerd version resolves (a `tag@digest` sandbox image breaks RunPodSandbox on
+    // containerd 2.3.0/2.3.1, containerd/containerd#13529); containerd verifies the digest.
+    let pause = m.image("pause").map(|i| i.digest_ref()).unwrap_or_default();
     let mut files = vec![
         file(
             MARKER,
@@ -628,7 +631,11 @@ pub fn flannel_manifest(c: &Cluster, m: &ReleaseManifest) -> Result<String, Desi
     let img = |k: &str| {
         f.images
             .get(k)
-            .cloned()
+            .map(|t| {
+                crate::release::Image::parse(t)
+                    .expect("image references are checked at load")
+                    .reference()
+            })
             .ok_or_else(|| DesiredError::NoFlannel(m.kubernetes.clone()))
     };
     Ok(templates::render(

@@ -8,7 +8,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PKI: &str = "/etc/kubernetes/pki";
 
@@ -57,50 +56,6 @@ fn api_err(host: &str, message: impl Into<String>) -> EtcdError {
     }
 }
 
-/// Parses an HTTP/1.1 response (Content-Length, chunked, or until close).
-pub fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status line")?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = &raw[end + 4..];
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let nl = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&rest[..nl]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[nl + 2..];
-        if size == 0 {
-            break;
-        }
-        if rest.len() < size {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or_default();
-    }
-    Ok((status, out))
-}
-
 impl<'a> Etcd<'a> {
     /// Reads the etcd CA and the API server's etcd client certificate from the host.
     pub async fn connect(session: &'a Session) -> Result<Etcd<'a>, EtcdError> {
@@ -137,40 +92,66 @@ impl<'a> Etcd<'a> {
         })
     }
 
-    /// One request to the member on this host (127.0.0.1:2379 there).
+    /// Sends one request to the member on this host (127.0.0.1:2379 there) over a new TLS
+    /// connection through the SSH tunnel; the response body is read by the caller.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, EtcdError> {
+        let host = self.session.name();
+        let stream = self.session.tunnel("127.0.0.1", 2379).await?;
+        let server = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let tls = self
+            .tls
+            .connect(server, stream)
+            .await
+            .map_err(|e| api_err(host, format!("TLS to etcd: {e}")))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| api_err(host, format!("HTTP to etcd: {e}")))?;
+        // the connection is driven until the response body ends; its errors reach the body
+        let name = host.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("{name}: etcd connection: {e}");
+            }
+        });
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "127.0.0.1:2379")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .map_err(|e| api_err(host, format!("{path}: {e}")))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| api_err(host, format!("{path}: {e}")))
+    }
+
+    /// One request with a small answer (at most `MAX_ANSWER` bytes), within 60 s.
     pub async fn call(
         &self,
         method: &str,
         path: &str,
         body: &str,
     ) -> Result<(u16, Vec<u8>), EtcdError> {
+        use http_body_util::BodyExt;
         let host = self.session.name();
         let work = async {
-            let stream = self.session.tunnel("127.0.0.1", 2379).await?;
-            let server = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-            let mut tls = self
-                .tls
-                .connect(server, stream)
+            let resp = self.send(method, path, body).await?;
+            let status = resp.status().as_u16();
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
                 .await
-                .map_err(|e| api_err(host, format!("TLS to etcd: {e}")))?;
-            let req = format!(
-                "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:2379\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            tls.write_all(req.as_bytes())
-                .await
-                .map_err(|e| api_err(host, e.to_string()))?;
-            tls.flush()
-                .await
-                .map_err(|e| api_err(host, e.to_string()))?;
-            let mut raw = Vec::new();
-            // a server that closes without close_notify still gave us the whole response
-            if let Err(e) = tls.read_to_end(&mut raw).await
-                && raw.is_empty()
-            {
-                return Err(api_err(host, e.to_string()));
-            }
-            parse_http(&raw).map_err(|e| api_err(host, format!("bad HTTP response: {e}")))
+                .map_err(|e| api_err(host, format!("{path}: {e}")))?
+                .to_bytes();
+            Ok((status, body.to_vec()))
         };
         tokio::time::timeout(Duration::from_secs(60), work)
             .await
@@ -244,86 +225,272 @@ impl<'a> Etcd<'a> {
         }
     }
 
-    /// A snapshot through etcd's Maintenance API; None when the server does not offer it.
-    pub async fn snapshot(&self) -> Result<Option<Vec<u8>>, EtcdError> {
-        use base64::Engine as _;
+    /// Streams a snapshot through etcd's Maintenance API into `out` (bounded memory: one
+    /// message at a time), reporting `(written, total)` bytes as it goes; `Ok(None)` when the
+    /// server offers no snapshot API. The stream may pause for at most `SNAPSHOT_IDLE` between
+    /// messages; there is no limit on the whole, which grows with the database.
+    pub async fn snapshot_to(
+        &self,
+        out: &mut (dyn std::io::Write + Send),
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Option<Snapshot>, EtcdError> {
+        use http_body_util::BodyExt;
         let host = self.session.name();
-        let (status, body) = self.call("POST", "/v3/maintenance/snapshot", "{}").await?;
+        let resp = tokio::time::timeout(
+            SNAPSHOT_IDLE,
+            self.send("POST", "/v3/maintenance/snapshot", "{}"),
+        )
+        .await
+        .map_err(|_| {
+            api_err(
+                host,
+                format!("snapshot: no answer within {SNAPSHOT_IDLE:?}"),
+            )
+        })??;
+        let status = resp.status().as_u16();
         if status == 404 || status == 501 {
             return Ok(None);
         }
+        let mut body = resp.into_body();
         if status != 200 {
-            return Err(api_err(host, format!("snapshot: HTTP {status}")));
+            let text = http_body_util::Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(api_err(
+                host,
+                format!("snapshot: HTTP {status}: {}", text.trim()),
+            ));
         }
-        // a stream of JSON messages: {"result":{"blob":"<base64>", ...}}
-        let mut out = Vec::new();
-        for msg in serde_json::Deserializer::from_slice(&body).into_iter::<serde_json::Value>() {
-            let msg = msg.map_err(|e| api_err(host, format!("snapshot stream: {e}")))?;
-            if let Some(e) = msg.get("error") {
-                return Err(api_err(host, format!("snapshot: {e}")));
-            }
-            if let Some(b) = msg["result"]["blob"].as_str() {
-                out.extend(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b)
-                        .map_err(|e| api_err(host, format!("snapshot blob: {e}")))?,
-                );
+        let mut stream = SnapshotStream::default();
+        loop {
+            let frame = tokio::time::timeout(SNAPSHOT_IDLE, body.frame())
+                .await
+                .map_err(|_| {
+                    api_err(
+                        host,
+                        format!(
+                            "snapshot: the stream stalled for {SNAPSHOT_IDLE:?} after {} bytes",
+                            stream.written
+                        ),
+                    )
+                })?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| api_err(host, format!("snapshot stream: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                stream
+                    .feed(&data, out)
+                    .map_err(|m| api_err(host, format!("snapshot: {m}")))?;
+                progress(stream.written, stream.total());
             }
         }
-        verify_snapshot(&out).map_err(|m| api_err(host, format!("snapshot: {m}")))?;
-        Ok(Some(out))
+        let snap = stream
+            .finish(out)
+            .map_err(|m| api_err(host, format!("snapshot: {m}")))?;
+        Ok(Some(snap))
     }
 }
 
-/// etcd's snapshot stream ends with the sha256 of the database before it (a database is whole
-/// pages, so the trailer is what a size of 32 modulo 512 means, as etcdutl reads it). A
-/// snapshot whose trailer does not match was damaged on the way.
-pub fn verify_snapshot(db: &[u8]) -> Result<(), String> {
-    use sha2::Digest;
-    if db.len() % 512 != 32 {
-        return Err(format!(
-            "{} bytes, without etcd's sha256 trailer: the stream was cut short",
-            db.len()
-        ));
+/// The longest answer `call` reads (member lists, health).
+const MAX_ANSWER: usize = 16 << 20;
+/// The longest pause a snapshot stream may take between two messages.
+pub const SNAPSHOT_IDLE: Duration = Duration::from_secs(60);
+/// The longest single message of a snapshot stream (etcd sends 32 KiB blobs, base64 in JSON).
+const MAX_MESSAGE: usize = 8 << 20;
+
+/// A snapshot written to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub bytes: u64,
+    /// sha256 of the whole file (database and etcd's trailer), hex.
+    pub sha256: String,
+}
+
+/// Decodes etcd's snapshot stream (JSON messages `{"result":{"remaining_bytes":..,"blob":..}}`)
+/// as it arrives: each blob is written out at once; only an unfinished message and the last
+/// 32 bytes (etcd's sha256 trailer, to be checked at the end) are held.
+#[derive(Default)]
+pub struct SnapshotStream {
+    pending: Vec<u8>,
+    /// The last bytes written, not yet hashed as database: the trailer is the final 32.
+    tail: Vec<u8>,
+    db: sha2::Sha256,
+    file: sha2::Sha256,
+    pub written: u64,
+    remaining: u64,
+    /// The most bytes held at once (for the bounded-memory test).
+    pub peak_held: usize,
+}
+
+impl SnapshotStream {
+    /// Bytes expected in all, as far as the server has said.
+    pub fn total(&self) -> u64 {
+        self.written + self.remaining
     }
-    let (data, trailer) = db.split_at(db.len() - 32);
-    if sha2::Sha256::digest(data).as_slice() != trailer {
-        return Err("its sha256 trailer does not match its contents: damaged in transfer".into());
+
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), String> {
+        use base64::Engine as _;
+        use sha2::Digest;
+        self.pending.extend_from_slice(data);
+        let mut used = 0;
+        {
+            let mut it = serde_json::Deserializer::from_slice(&self.pending)
+                .into_iter::<serde_json::Value>();
+            loop {
+                match it.next() {
+                    Some(Ok(msg)) => {
+                        used = it.byte_offset();
+                        if let Some(e) = msg.get("error") {
+                            return Err(format!("the server failed: {e}"));
+                        }
+                        if let Some(r) = msg["result"]["remaining_bytes"].as_str() {
+                            self.remaining = r.parse().unwrap_or(0);
+                        } else if let Some(r) = msg["result"]["remaining_bytes"].as_u64() {
+                            self.remaining = r;
+                        }
+                        if let Some(b) = msg["result"]["blob"].as_str() {
+                            let blob = base64::engine::general_purpose::STANDARD
+                                .decode(b)
+                                .map_err(|e| format!("bad blob: {e}"))?;
+                            out.write_all(&blob)
+                                .map_err(|e| format!("cannot write: {e}"))?;
+                            self.file.update(&blob);
+                            self.written += blob.len() as u64;
+                            self.tail.extend_from_slice(&blob);
+                            if self.tail.len() > 32 {
+                                let cut = self.tail.len() - 32;
+                                self.db.update(&self.tail[..cut]);
+                                self.tail.drain(..cut);
+                            }
+                        }
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => return Err(format!("bad message: {e}")),
+                    None => break,
+                }
+            }
+        }
+        self.peak_held = self.peak_held.max(self.pending.len() + self.tail.len());
+        self.pending.drain(..used);
+        if self.pending.len() > MAX_MESSAGE {
+            return Err(format!(
+                "a message of more than {} MiB: not etcd's snapshot stream",
+                MAX_MESSAGE >> 20
+            ));
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Checks the end: nothing left unparsed, and etcd's sha256 trailer matches the database.
+    pub fn finish(self, out: &mut (dyn std::io::Write + Send)) -> Result<Snapshot, String> {
+        use sha2::Digest;
+        if self.pending.iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err(format!(
+                "the stream ended inside a message after {} bytes",
+                self.written
+            ));
+        }
+        out.flush().map_err(|e| format!("cannot write: {e}"))?;
+        if self.written % 512 != 32 {
+            return Err(format!(
+                "{} bytes, without etcd's sha256 trailer: the stream was cut short",
+                self.written
+            ));
+        }
+        if self.db.finalize().as_slice() != self.tail.as_slice() {
+            return Err(
+                "its sha256 trailer does not match its contents: damaged in transfer".into(),
+            );
+        }
+        Ok(Snapshot {
+            bytes: self.written,
+            sha256: hex::encode(self.file.finalize()),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn snapshots_carry_their_own_sha256() {
+    /// etcd's stream: `{"result":{"remaining_bytes":..,"blob":..}}` messages of 32 KiB blobs,
+    /// the last blob being the sha256 of the database before it, cut at arbitrary points.
+    fn stream_of(db: &[u8]) -> Vec<Vec<u8>> {
+        use base64::Engine as _;
         use sha2::Digest;
-        let mut db = vec![7u8; 4096];
-        db.extend_from_slice(&sha2::Sha256::digest(&db));
-        assert_eq!(verify_snapshot(&db), Ok(()));
-        let mut bad = db.clone();
-        bad[10] ^= 1;
-        assert!(
-            verify_snapshot(&bad)
-                .unwrap_err()
-                .contains("does not match")
-        );
-        assert!(
-            verify_snapshot(&db[..4000])
-                .unwrap_err()
-                .contains("cut short")
-        );
+        let mut all = db.to_vec();
+        all.extend_from_slice(&sha2::Sha256::digest(db));
+        let mut text = Vec::new();
+        let mut sent = 0;
+        for c in all.chunks(32 * 1024) {
+            sent += c.len();
+            text.extend_from_slice(
+                serde_json::json!({"result": {"remaining_bytes": (all.len() - sent).to_string(),
+                    "blob": base64::engine::general_purpose::STANDARD.encode(c)}})
+                .to_string()
+                .as_bytes(),
+            );
+            text.push(b'\n');
+        }
+        // frames that split messages anywhere, as TLS records and chunks do
+        text.chunks(7919).map(<[u8]>::to_vec).collect()
+    }
+
+    fn decode(frames: &[Vec<u8>]) -> (Result<Snapshot, String>, Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut st = SnapshotStream::default();
+        for f in frames {
+            if let Err(e) = st.feed(f, &mut out) {
+                return (Err(e), out, st.peak_held);
+            }
+        }
+        let peak = st.peak_held;
+        (st.finish(&mut out), out, peak)
     }
 
     #[test]
-    fn http_responses() {
-        let (s, b) = parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((s, b.as_slice()), (200, &b"{}"[..]));
-        let (s, b) = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
-        assert_eq!((s, b.as_slice()), (200, &b"abcde"[..]));
-        assert!(parse_http(b"garbage").is_err());
+    fn a_snapshot_stream_is_written_as_it_arrives_with_bounded_memory() {
+        use sha2::Digest;
+        // 8 MiB of database: what is held at once stays near one message
+        let db: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        let (snap, out, peak) = decode(&stream_of(&db));
+        let snap = snap.unwrap();
+        assert_eq!(snap.bytes as usize, db.len() + 32);
+        assert_eq!(&out[..db.len()], &db[..]);
+        assert_eq!(snap.sha256, hex::encode(sha2::Sha256::digest(&out)));
+        assert!(peak < 128 * 1024, "held {peak} bytes at once");
+    }
+
+    #[test]
+    fn a_damaged_or_cut_snapshot_stream_is_refused() {
+        let db = vec![7u8; 40960];
+        let frames = stream_of(&db);
+        // cut short: the trailer is missing
+        let all = frames.concat();
+        let (r, _, _) = decode(&[all[..all.len() / 2].to_vec()]);
+        assert!(r.unwrap_err().contains("ended inside a message"));
+        // cut between messages: the trailer never came
+        let first_end = all.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let (r, _, _) = decode(&[all[..first_end].to_vec()]);
+        assert!(r.unwrap_err().contains("cut short"));
+        // one byte of the database changed on the way (inside the base64 of the first blob)
+        let mut bad: Vec<u8> = frames.concat();
+        let at = bad.windows(6).position(|w| w == b"\"blob\"").unwrap() + 10;
+        bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+        let (r, _, _) = decode(&[bad]);
+        assert!(r.unwrap_err().contains("does not match"), "damaged");
+        // a server error message
+        let (r, _, _) =
+            decode(&[br#"{"error":{"grpc_code":14,"message":"etcdserver: no leader"}}"#.to_vec()]);
+        assert!(r.unwrap_err().contains("no leader"));
+        // garbage
+        let (r, _, _) = decode(&[b"<html>".to_vec()]);
+        assert!(r.unwrap_err().contains("bad message"));
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct ArtifactSettings {
     pub manifest: Option<PathBuf>,
     pub cache_dir: PathBuf,
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
+    /// spec.artifacts.allowHttpRegistryMirrors: plain-http mirror endpoints were opted into.
+    pub allow_http_registry_mirrors: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -257,8 +259,14 @@ impl Cluster {
                     .control_plane
                     .endpoint
                     .as_ref()
-                    .map(|e| (e.host.clone(), e.port)),
-                cert_sans: spec.control_plane.cert_sans.clone(),
+                    // DNS names are case-insensitive; kubeadm takes only lowercase ones
+                    .map(|e| (e.host.to_ascii_lowercase(), e.port)),
+                cert_sans: spec
+                    .control_plane
+                    .cert_sans
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
             },
             hosts,
             ssh: SshSettings {
@@ -281,6 +289,7 @@ impl Cluster {
                 manifest: a.manifest.as_deref().map(path),
                 cache_dir,
                 registry_mirrors: a.registry_mirrors.clone(),
+                allow_http_registry_mirrors: a.allow_http_registry_mirrors,
             },
             options: Options {
                 concurrency: o.concurrency.max(1) as usize,
@@ -434,5 +443,20 @@ spec:
         assert!(
             matches!(&c.artifacts.mirror, Some(Mirror::Url(u)) if u == "https://anon:${literal}@mirror/k8s")
         );
+    }
+
+    #[test]
+    fn cert_sans_and_endpoint_host_are_lowercased() {
+        let text = MINIMAL.replace(
+            "  hosts:\n",
+            "  controlPlane: {loadBalancer: external, endpoint: {host: API.Example.COM}, certSANs: [Kube.Example.com, \"*.Apps.Example.com\", 10.0.0.5]}\n  artifacts: {allowHttpRegistryMirrors: true, registryMirrors: {docker.io: [\"http://10.0.0.9:5000\"]}}\n  hosts:\n",
+        );
+        let c = load(&text, &|_| None);
+        assert_eq!(
+            c.api.cert_sans,
+            ["kube.example.com", "*.apps.example.com", "10.0.0.5"]
+        );
+        assert_eq!(c.api.endpoint, Some(("api.example.com".to_string(), 6443)));
+        assert!(c.artifacts.allow_http_registry_mirrors);
     }
 }

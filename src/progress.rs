@@ -134,6 +134,11 @@ impl Progress {
         }
     }
 
+    /// Whether bars are drawn (a terminal), rather than log lines written.
+    pub fn draws(&self) -> bool {
+        self.mp.is_some()
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }

@@ -83,6 +83,170 @@ pub struct CniRelease {
     pub images: BTreeMap<String, String>,
 }
 
+/// Release manifests larger than this are refused (the built-in ones are a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A container image reference as a release manifest pins it: `repo:tag@sha256:<64 hex>`.
+///
+/// The tag stays because kubeadm's configuration takes a repository and a tag (and the harness's
+/// kubelet double reads versions from tags); the digest is what containerd verifies: it is the
+/// digest of the image index (manifest list), from which containerd resolves the platform's
+/// manifest and checks every blob below it. A manifest an inventory adds may leave the digest out
+/// (`repo:tag`); the built-in manifests pin one for every image (see `images/SOURCES.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Registry and path, e.g. `registry.k8s.io/coredns/coredns`.
+    pub repo: String,
+    pub tag: String,
+    /// `sha256:<64 lowercase hex>`, when pinned.
+    pub digest: Option<String>,
+}
+
+impl Image {
+    /// Parses and checks a reference. The registry must be explicit (a name with a dot or a port,
+    /// or `localhost`), the tag is required, and a digest, if any, must be sha256 in lowercase hex.
+    pub fn parse(text: &str) -> Result<Image, String> {
+        let (name_tag, digest) = match text.split_once('@') {
+            Some((n, d)) => {
+                let hex = d.strip_prefix("sha256:").ok_or_else(|| {
+                    format!("{text:?}: the digest must be sha256:<64 lowercase hex digits>")
+                })?;
+                if !is_sha256_hex(hex) {
+                    return Err(format!(
+                        "{text:?}: the digest must be sha256:<64 lowercase hex digits>"
+                    ));
+                }
+                (n, Some(d.to_string()))
+            }
+            None => (text, None),
+        };
+        // The tag follows the last ':' after the last '/' (a registry port has a '/' after it).
+        let last_slash = name_tag.rfind('/').ok_or_else(|| {
+            format!("{text:?}: name the registry, e.g. registry.k8s.io/pause:3.10")
+        })?;
+        let (repo, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => (&name_tag[..last_slash + i], &name_tag[last_slash + i + 1..]),
+            None => return Err(format!("{text:?}: a tag is required (repo:tag)")),
+        };
+        if !valid_tag(tag) {
+            return Err(format!(
+                "{text:?}: tag {tag:?} is not valid (letters, digits, '_', '.', '-'; at most 128)"
+            ));
+        }
+        if repo.len() > 255 {
+            return Err(format!(
+                "{text:?}: the repository name is over 255 characters"
+            ));
+        }
+        let (domain, path) = repo.split_once('/').expect("checked: has a '/'");
+        if !valid_domain(domain) {
+            return Err(format!(
+                "{text:?}: {domain:?} is not a registry host[:port] (a name with a dot, a port, or localhost)"
+            ));
+        }
+        if !path.split('/').all(valid_path_component) {
+            return Err(format!(
+                "{text:?}: repository path {path:?} must be lowercase components of [a-z0-9] joined by '.', '_', '__' or '-'"
+            ));
+        }
+        Ok(Image {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            digest,
+        })
+    }
+
+    /// The reference to pull and run: `repo:tag@sha256:…` (or `repo:tag` when not pinned).
+    pub fn reference(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}:{}@{d}", self.repo, self.tag),
+            None => self.tag_ref(),
+        }
+    }
+
+    /// `repo:tag`, for configuration that takes a tag (kubeadm) and for display.
+    pub fn tag_ref(&self) -> String {
+        format!("{}:{}", self.repo, self.tag)
+    }
+
+    /// `repo@sha256:…`, the name containerd stores a digest-pinned image under (it drops the tag
+    /// of a `tag@digest` reference); `repo:tag` when not pinned. Used for containerd's sandbox
+    /// image: containerd 2.3.0/2.3.1 cannot find a sandbox image configured as `tag@digest`
+    /// (containerd/containerd#13529), while every version finds the digest-only form.
+    pub fn digest_ref(&self) -> String {
+        match &self.digest {
+            Some(d) => format!("{}@{d}", self.repo),
+            None => self.tag_ref(),
+        }
+    }
+}
+
+impl std::fmt::Display for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reference())
+    }
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn valid_domain(d: &str) -> bool {
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (d, None),
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
+    }
+    let labels_ok = !host.is_empty()
+        && host.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        });
+    labels_ok && (host.contains('.') || port.is_some() || host == "localhost")
+}
+
+/// `[a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*`, the path grammar of distribution/reference.
+fn valid_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_lower_alnum(b[0]) || !is_lower_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_lower_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_lower_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_lower_alnum(c: u8) -> bool {
+    c.is_ascii_digit() || c.is_ascii_lowercase()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("cannot read release manifest {path}: {source}")]
@@ -120,10 +284,11 @@ impl ReleaseManifest {
     }
 
     pub fn load(path: &Path) -> Result<Self, ReleaseError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReleaseError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::inventory::read_text_file(path, MAX_MANIFEST_BYTES, "a release manifest")
+            .map_err(|source| ReleaseError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::parse(&path.display().to_string(), &text)
     }
 
@@ -193,7 +358,52 @@ impl ReleaseManifest {
                 return Err(bad(format!("images: no {i}")));
             }
         }
+        for (key, text) in self.image_texts() {
+            Image::parse(text).map_err(|e| bad(format!("{key}: {e}")))?;
+        }
         Ok(())
+    }
+
+    /// Every image reference in the manifest, with the key it is under
+    /// (`images.pause`, `cni.flannel.images.flannel`, `addons.openstack.images.csi-attacher`).
+    fn image_texts(&self) -> Vec<(String, &str)> {
+        let mut v: Vec<(String, &str)> = self
+            .images
+            .iter()
+            .map(|(k, t)| (format!("images.{k}"), t.as_str()))
+            .collect();
+        for (name, c) in &self.cni {
+            for (k, t) in &c.images {
+                v.push((format!("cni.{name}.images.{k}"), t.as_str()));
+            }
+        }
+        for (name, a) in &self.addons {
+            for (k, t) in &a.images {
+                v.push((format!("addons.{name}.images.{k}"), t.as_str()));
+            }
+        }
+        v
+    }
+
+    /// Every image the release runs, parsed (checked at load), with its key as in
+    /// [`Self::image_texts`]: what a pre-pull or an import needs.
+    pub fn all_images(&self) -> Vec<(String, Image)> {
+        self.image_texts()
+            .into_iter()
+            .map(|(k, t)| {
+                (
+                    k,
+                    Image::parse(t).expect("image references are checked at load"),
+                )
+            })
+            .collect()
+    }
+
+    /// One of the release's core images (`images.<key>`), parsed.
+    pub fn image(&self, key: &str) -> Option<Image> {
+        self.images
+            .get(key)
+            .map(|t| Image::parse(t).expect("image references are checked at load"))
     }
 
     pub fn arches(&self) -> Vec<String> {
@@ -320,6 +530,146 @@ pub(crate) mod tests {
         assert!(e.contains("no pause"), "{e}");
         let mismatch = sample("1.33.5").replacen("version: 1.33.5", "version: 1.33.4", 1);
         assert!(ReleaseManifest::parse("t", &mismatch).is_err());
+    }
+
+    /// Images of the built-in manifests that no source available when they were pinned gave a
+    /// digest for: each is tag-only in its manifest, marked there and in images/SOURCES.md with
+    /// "digest not found in any source available here". (release, key) pairs.
+    const UNPINNED_EXCEPTIONS: &[(&str, &str)] = &[
+        (
+            "1.34.1",
+            "addons.openstack.images.openstack-cloud-controller-manager",
+        ),
+        ("1.34.1", "addons.openstack.images.cinder-csi-plugin"),
+        (
+            "1.35.1",
+            "addons.openstack.images.openstack-cloud-controller-manager",
+        ),
+        ("1.35.1", "addons.openstack.images.cinder-csi-plugin"),
+    ];
+
+    #[test]
+    fn every_builtin_image_is_pinned_by_digest() {
+        let mut unpinned = Vec::new();
+        let mut seen_exceptions = Vec::new();
+        for (origin, text) in BUILTIN_MANIFESTS {
+            let m = ReleaseManifest::parse(origin, text).expect("built-in manifest parses");
+            let all = m.all_images();
+            assert!(
+                all.len() >= IMAGES.len() + 2,
+                "{origin}: core and flannel images"
+            );
+            for (key, img) in all {
+                // Well-formed and round-trips: what the manifest says is what kubeforge uses.
+                let raw = m
+                    .image_texts()
+                    .into_iter()
+                    .find(|(k, _)| *k == key)
+                    .unwrap()
+                    .1;
+                assert_eq!(img.reference(), raw, "{origin} {key}");
+                assert!(img.repo.contains('.'), "{origin} {key}: registry named");
+                let exception =
+                    UNPINNED_EXCEPTIONS.contains(&(m.kubernetes.as_str(), key.as_str()));
+                match &img.digest {
+                    Some(d) => {
+                        assert!(
+                            d.starts_with("sha256:") && is_sha256_hex(&d[7..]),
+                            "{origin} {key}: {d}"
+                        );
+                        assert!(
+                            !exception,
+                            "{origin} {key} is pinned now: drop it from UNPINNED_EXCEPTIONS"
+                        );
+                    }
+                    None if exception => {
+                        // The exception is visible where the image is named.
+                        let line = text
+                            .lines()
+                            .find(|l| {
+                                l.trim_start()
+                                    .starts_with(&format!("{}:", key.rsplit('.').next().unwrap()))
+                                    && l.contains(raw)
+                            })
+                            .unwrap_or_else(|| panic!("{origin} {key}: line"));
+                        assert!(
+                            line.contains("# digest not found in any source available here"),
+                            "{origin} {key}: mark the exception on its line: {line}"
+                        );
+                        seen_exceptions.push((m.kubernetes.clone(), key));
+                    }
+                    None => unpinned.push(format!("{origin} {key}: {raw}")),
+                }
+            }
+        }
+        assert!(
+            unpinned.is_empty(),
+            "images pinned by tag only:\n{}",
+            unpinned.join("\n")
+        );
+        assert_eq!(
+            seen_exceptions.len(),
+            UNPINNED_EXCEPTIONS.len(),
+            "every listed exception names an image of a built-in manifest"
+        );
+    }
+
+    #[test]
+    fn image_references_split_and_reject_malformed() {
+        let d = format!("sha256:{}", "0a".repeat(32));
+        let i = Image::parse(&format!("registry.k8s.io/pause:3.10@{d}")).unwrap();
+        assert_eq!(i.repo, "registry.k8s.io/pause");
+        assert_eq!(i.tag, "3.10");
+        assert_eq!(i.digest.as_deref(), Some(d.as_str()));
+        assert_eq!(i.reference(), format!("registry.k8s.io/pause:3.10@{d}"));
+        assert_eq!(i.tag_ref(), "registry.k8s.io/pause:3.10");
+        assert_eq!(i.digest_ref(), format!("registry.k8s.io/pause@{d}"));
+        let p = Image::parse("10.0.0.1:5000/a/b-c__d.e:v1.7.1-flannel1").unwrap();
+        assert_eq!(p.repo, "10.0.0.1:5000/a/b-c__d.e");
+        assert_eq!(p.tag, "v1.7.1-flannel1");
+        assert_eq!(p.digest, None);
+        assert_eq!(p.digest_ref(), p.tag_ref());
+        assert!(Image::parse("localhost/x:1").is_ok());
+        for bad in [
+            "registry.k8s.io/pause".to_string(),      // no tag
+            "registry.k8s.io/pause:".to_string(),     // empty tag
+            "pause:3.10".to_string(),                 // no registry
+            "library/pause:3.10".to_string(),         // no registry host
+            "registry.k8s.io/Pause:3.10".to_string(), // uppercase path
+            "registry.k8s.io/pause:3.10@sha256:abc".to_string(),
+            format!("registry.k8s.io/pause:3.10@sha512:{}", "0a".repeat(32)),
+            format!("registry.k8s.io/pause:3.10@sha256:{}", "0A".repeat(32)),
+            format!("registry.k8s.io/pause@{d}"), // digest without tag
+            "registry.k8s.io/pause:3.10\"x".to_string(),
+            "registry.k8s.io/pause:3 10".to_string(),
+            "registry.k8s.io/pa..use:3.10".to_string(),
+            "registry.k8s.io//pause:3.10".to_string(),
+            "regis try.io/pause:3.10".to_string(),
+            "registry.k8s.io:99999x/pause:3.10".to_string(),
+            format!("registry.k8s.io/pause:{}", "a".repeat(129)),
+        ] {
+            assert!(Image::parse(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn manifest_check_rejects_malformed_image_references() {
+        let broken = sample("1.33.5").replace(
+            "  pause: registry.k8s.io/pause:v1.33.5\n",
+            "  pause: registry.k8s.io/pause:v1.33.5@sha256:1234\n",
+        );
+        let e = ReleaseManifest::parse("t", &broken)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("images.pause") && e.contains("sha256"), "{e}");
+        let flannel = format!(
+            "{}cni:\n  flannel:\n    version: 0.27.3\n    images:\n      flannel: 'ghcr.io/flannel-io/flannel:v0.27.3\"'\n",
+            sample("1.33.5")
+        );
+        let e = ReleaseManifest::parse("t", &flannel)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cni.flannel.images.flannel"), "{e}");
     }
 
     #[test]

@@ -106,6 +106,56 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(err.matches("No such file").count(), 1, "said once: {err}");
 }
 
+/// Runs kubeforge and kills it if it has not exited within 30 s (a read of /dev/zero or a FIFO
+/// would otherwise hang the test).
+fn kubeforge_within_deadline(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBEFORGE_FILE")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("kubeforge {args:?} did not exit: it blocked or read forever");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn devices_and_fifos_are_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("cluster.yaml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo.to_str().unwrap(), "a FIFO (named pipe)"),
+    ] {
+        let out = kubeforge_within_deadline(&["validate", "-f", path]);
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "cannot read inventory {path}: it is {kind}, not a regular file"
+            )),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn the_preflight_checks_are_listed_without_an_inventory() {
     let out = kubeforge(&["status", "--list-checks"]);

@@ -697,6 +697,20 @@ fn backup_then_reset_then_a_fresh_apply() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bdir.join("backup.json")).unwrap()).unwrap();
     assert_eq!(meta["cluster"], "bk");
+    // the etcd double serves etcd's snapshot API: the snapshot came through it, streamed to
+    // disk, and ends with etcd's sha256 of the database before it
+    assert_eq!(meta["etcd"], "etcd-snapshot", "{meta}");
+    let db = std::fs::read(bdir.join("etcd-snapshot.db")).unwrap();
+    assert_eq!(db.len() % 512, 32, "{} bytes", db.len());
+    {
+        use sha2::Digest;
+        let (data, trailer) = db.split_at(db.len() - 32);
+        assert_eq!(sha2::Sha256::digest(data).as_slice(), trailer);
+    }
+    assert!(
+        text(&out.stderr).contains("etcd snapshot:"),
+        "progress is shown"
+    );
 
     // reset: typed confirmation is required without --yes
     let out = kubeforge(&["reset", "-f", inv.to_str().unwrap()], &[]);

@@ -105,3 +105,37 @@ proptest! {
         load(&String::from_utf8_lossy(&bytes));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever the inventory holds, rendered diagnostics carry no raw control character or
+    /// bidi override (only the newlines that end lines).
+    #[test]
+    fn diagnostics_never_echo_control_characters(s in "(\\PC|[\\x00-\\x1f\\x7f-\\u{9f}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}]){0,80}") {
+        use kubeforge::inventory::diag::{is_invisible, render, Diagnostic};
+        use kubeforge::inventory::locate::Pos;
+        let d = Diagnostic::error(s.clone(), s.clone())
+            .hint(s.clone())
+            .at(Some(Pos { line: 1, column: 1, len: s.chars().count() }));
+        let out = render(&[d], "f.yaml", &s.replace(['\n', '\r'], " "), false);
+        prop_assert!(!out.chars().any(|c| is_invisible(c) && c != '\n'), "{:?}", out);
+    }
+
+    /// Every number a resolver would take as an IPv4 address is refused, however it is spelt,
+    /// unless it is the canonical dotted quad.
+    #[test]
+    fn numeric_spellings_are_refused(v in any::<u32>(), a in any::<[u8; 4]>()) {
+        use kubeforge::inventory::validate::host_address_problem;
+        prop_assert!(host_address_problem(&v.to_string()).is_some());
+        let hex = format!("{v:#x}");
+        prop_assert!(host_address_problem(&hex).is_some(), "{}", hex);
+        let canonical = std::net::Ipv4Addr::from(a).to_string();
+        let padded = format!("0{}", a[0]) + &canonical[a[0].to_string().len()..];
+        prop_assert!(host_address_problem(&padded).is_some(), "{}", padded);
+        prop_assert_eq!(
+            host_address_problem(&canonical).is_none(),
+            !std::net::Ipv4Addr::from(a).is_unspecified()
+        );
+    }
+}

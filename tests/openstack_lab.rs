@@ -1134,3 +1134,91 @@ fn provisions_then_bootstraps_kubernetes_on_the_servers_addresses() {
     os_ok(&["network", "delete", "harness-net"]);
     os_ok(&["user", "delete", "kubeforge-e2e"]);
 }
+
+#[test]
+#[ignore = "needs the OpenStack lab: run scripts/test.sh"]
+fn admin_credentials_never_touch_another_projects_resources() {
+    // With admin credentials every list call sees every project's resources. Another project
+    // (the demo user's) holds a network, a security group and a floating IP named and tagged
+    // exactly like the cluster's: kubeforge, acting as admin in the admin project, must neither
+    // list them for destroy nor delete them.
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let body = "    cloud: oslab\n    image: tiny\n    network: {cidr: 10.30.0.0/24, externalNetwork: public}\n    controlPlane: {count: 1, flavor: m1.small}\n    workers: {count: 0, flavor: m1.tiny}\n";
+    let inv = inventory(dir.path(), "prj", "local", body);
+    let tag = "kubeforge-cluster-prj";
+    let demo_ids = |kind: &[&str]| -> Vec<String> {
+        let mut a = kind.to_vec();
+        a.extend(["--tags", tag, "-f", "value", "-c", "ID"]);
+        lines(&os_as_ok("oslab-demo", &a))
+    };
+    // leftovers of an interrupted run, in the demo project (deleted as demo)
+    for id in demo_ids(&["floating", "ip", "list"]) {
+        os_as_ok("oslab-demo", &["floating", "ip", "delete", &id]);
+    }
+    for id in demo_ids(&["security", "group", "list"]) {
+        os_as_ok("oslab-demo", &["security", "group", "delete", &id]);
+    }
+    for id in demo_ids(&["network", "list"]) {
+        os_as_ok("oslab-demo", &["network", "delete", &id]);
+    }
+    os_as_ok("oslab-demo", &["network", "create", "--tag", tag, "prj"]);
+    os_as_ok(
+        "oslab-demo",
+        &["security", "group", "create", "--tag", tag, "prj-common"],
+    );
+    os_as_ok(
+        "oslab-demo",
+        &["floating", "ip", "create", "--tag", tag, "public"],
+    );
+    let theirs = (
+        demo_ids(&["network", "list"]),
+        demo_ids(&["security", "group", "list"]),
+        demo_ids(&["floating", "ip", "list"]),
+    );
+    assert!(
+        [&theirs.0, &theirs.1, &theirs.2]
+            .iter()
+            .all(|v| v.len() == 1),
+        "{theirs:?}"
+    );
+    // the admin sees them (this is what made the defect possible)
+    let all_fips = os_ok(&[
+        "floating", "ip", "list", "--tags", tag, "-f", "value", "-c", "ID",
+    ]);
+    assert!(all_fips.contains(&theirs.2[0]), "{all_fips}");
+
+    // destroy as admin: nothing of the demo project is listed, nothing is deleted
+    let out = kf(&["destroy", "-f", inv.to_str().unwrap(), "--yes"]);
+    ok(&out);
+    let said = text(&out.stderr);
+    assert!(
+        !said.contains("network prj\n") && !said.contains("security group prj-common"),
+        "another project's resources were listed for deletion:\n{said}"
+    );
+    assert_eq!(
+        (
+            demo_ids(&["network", "list"]),
+            demo_ids(&["security", "group", "list"]),
+            demo_ids(&["floating", "ip", "list"]),
+        ),
+        theirs,
+        "destroy as admin deleted another project's resources"
+    );
+    // the plan as admin would create the cluster's own network, not adopt the demo project's
+    let plan = kf(&["plan", "-f", inv.to_str().unwrap()]);
+    let said = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
+    assert!(
+        !said.contains(&theirs.0[0]),
+        "the plan adopts another project's network:\n{said}"
+    );
+    for id in &theirs.2 {
+        os_as_ok("oslab-demo", &["floating", "ip", "delete", id]);
+    }
+    for id in &theirs.1 {
+        os_as_ok("oslab-demo", &["security", "group", "delete", id]);
+    }
+    for id in &theirs.0 {
+        os_as_ok("oslab-demo", &["network", "delete", id]);
+    }
+}

@@ -449,6 +449,7 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
         &loaded,
         &dir,
         connect_options(&a.connect),
+        bars(),
     ))?;
     eprintln!(
         "backup of cluster {} from {} (etcd: {}):",
@@ -586,12 +587,12 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
         );
     }
     let rt = runtime()?;
-    let (deletes, kept) = rt.block_on(kubeforge::openstack::destroy_preview(&loaded))?;
+    let plan = rt.block_on(kubeforge::openstack::destroy_preview(&loaded))?;
     eprintln!("kubeforge would delete what it created for cluster {name}:");
-    for x in &deletes {
+    for x in &plan.deletes {
         eprintln!("  - {} {}", x.kind, x.name);
     }
-    for k in &kept {
+    for k in &plan.kept {
         eprintln!("  (left in place: {k})");
     }
     if !confirm_by_name(
@@ -602,7 +603,7 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
     )? {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let deleted = rt.block_on(kubeforge::openstack::destroy(&loaded))?;
+    let deleted = rt.block_on(kubeforge::openstack::destroy(&loaded, plan))?;
     for d in &deleted {
         println!("deleted {} {}", d.kind, d.name);
     }

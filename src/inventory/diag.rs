@@ -62,6 +62,46 @@ pub fn use_color(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Whether a character would act on a terminal or reorder text rather than show: C0 and C1
+/// controls, DEL, and the bidirectional formatting characters (Trojan Source).
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` with every character that [`is_invisible`] escaped visibly (`\x1b`, `\n`, `\u{202e}`),
+/// so that text from an inventory never reaches a terminal raw.
+pub fn visible(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_invisible) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_invisible(c) && (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 struct Style {
     on: bool,
 }
@@ -96,9 +136,9 @@ pub fn render(diags: &[Diagnostic], file: &str, source: &str, color: bool) -> St
             Severity::Warning => ("warning", "1;33"),
         };
         let head = if d.path.is_empty() {
-            d.message.clone()
+            visible(&d.message).into_owned()
         } else {
-            format!("{}: {}", d.path, d.message)
+            format!("{}: {}", visible(&d.path), visible(&d.message))
         };
         let _ = writeln!(
             out,
@@ -119,7 +159,14 @@ pub fn render(diags: &[Diagnostic], file: &str, source: &str, color: bool) -> St
                 );
                 if let Some(text) = lines.get(p.line - 1) {
                     let bar = style.paint("1;34", "|");
-                    let text = text.replace('\t', " ");
+                    let raw = text.replace('\t', " ");
+                    // the caret counts characters of the line as shown, escapes included
+                    let shown = |chars: usize| {
+                        visible(&raw.chars().take(chars).collect::<String>())
+                            .chars()
+                            .count()
+                    };
+                    let text = visible(&raw);
                     let _ = writeln!(out, "{pad} {bar}");
                     let _ = writeln!(
                         out,
@@ -128,8 +175,10 @@ pub fn render(diags: &[Diagnostic], file: &str, source: &str, color: bool) -> St
                         text
                     );
                     let width = text.chars().count();
-                    let col = p.column.saturating_sub(1).min(width);
-                    let len = p.len.max(1).min(width.saturating_sub(col).max(1));
+                    let start = p.column.saturating_sub(1);
+                    let col = shown(start).min(width);
+                    let len = (shown(start + p.len.max(1)) - shown(start)).max(1);
+                    let len = len.min(width.saturating_sub(col).max(1));
                     let _ = writeln!(
                         out,
                         "{pad} {bar} {}{}",
@@ -143,6 +192,7 @@ pub fn render(diags: &[Diagnostic], file: &str, source: &str, color: bool) -> St
             }
         }
         if let Some(h) = &d.hint {
+            let h = visible(h);
             let _ = writeln!(
                 out,
                 "{pad} {} {}: {h}",
@@ -184,6 +234,37 @@ mod tests {
             text.starts_with("warning: the file is empty\n --> x.yaml\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn escape_sequences_are_shown_escaped_never_raw() {
+        let src = "a: 1\nname: \"\u{1b}[2J\u{202e}x\u{9b}\" # \u{7}\n";
+        let d = Diagnostic::error("spec.x\u{1b}", "`\u{1b}[2J\u{202e}x\u{9b}` is bad\nnext")
+            .hint("not \u{1b}]0;title\u{7}")
+            .at(Some(Pos {
+                line: 2,
+                column: 7,
+                len: 9,
+            }));
+        let text = render(&[d], "x.yaml", src, false);
+        assert!(
+            !text.chars().any(|c| is_invisible(c) && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("spec.x\\x1b: `\\x1b[2J\\u{202e}x\\x9b` is bad\\nnext"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 | name: \"\\x1b[2J\\u{202e}x\\x9b\" # \\x07"),
+            "{text}"
+        );
+        // the caret still spans the value as shown
+        assert!(
+            text.contains("\n  |       ^^^^^^^^^^^^^^^^^^^^^^\n"),
+            "{text}"
+        );
+        assert!(text.contains("hint: not \\x1b]0;title\\x07"), "{text}");
     }
 
     #[test]

@@ -79,22 +79,66 @@ impl Loaded {
     }
 }
 
+/// Reads a regular file of at most `limit` bytes as UTF-8 text; `what` names it in messages
+/// ("an inventory"). Devices, FIFOs, sockets and directories are refused before they are
+/// opened (`/dev/zero` never ends, a FIFO blocks), and again on the opened file (opened
+/// non-blocking, so a FIFO swapped in meanwhile cannot hang the open); the read itself stops
+/// past the limit, in case the file grows.
+pub fn read_text_file(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let regular = |meta: &std::fs::Metadata| -> std::io::Result<()> {
+        let t = meta.file_type();
+        let kind = if t.is_file() {
+            return Ok(());
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        Err(std::io::Error::other(format!(
+            "it is {kind}, not a regular file: give the path of {what} file"
+        )))
+    };
+    let too_big = || {
+        std::io::Error::other(format!(
+            "the file is larger than {} MiB; {what} is at most {limit} bytes",
+            limit.div_ceil(1024 * 1024)
+        ))
+    };
+    let meta = std::fs::metadata(path)?;
+    regular(&meta)?;
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    regular(&file.metadata()?)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("the file is not UTF-8 text"))
+}
+
 /// Reads and validates an inventory file.
 pub fn load(path: &Path) -> Result<Loaded, InventoryError> {
-    let read = || -> std::io::Result<String> {
-        let meta = std::fs::metadata(path)?;
-        if meta.len() > MAX_INVENTORY_BYTES {
-            return Err(std::io::Error::other(format!(
-                "the file is {} bytes; an inventory is at most {MAX_INVENTORY_BYTES}",
-                meta.len()
-            )));
+    let text = read_text_file(path, MAX_INVENTORY_BYTES, "an inventory").map_err(|error| {
+        InventoryError::Read {
+            path: path.to_path_buf(),
+            error,
         }
-        let bytes = std::fs::read(path)?;
-        String::from_utf8(bytes).map_err(|_| std::io::Error::other("the file is not UTF-8 text"))
-    };
-    let text = read().map_err(|error| InventoryError::Read {
-        path: path.to_path_buf(),
-        error,
     })?;
     let base = path
         .parent()
@@ -189,6 +233,20 @@ fn expand_inventory(
         &mut value,
         String::new(),
         &mut |path, s| match expand::expand_env(s, env) {
+            Ok(v) if v.chars().any(diag::is_invisible) => {
+                diags.push(
+                    Diagnostic::error(
+                        path.clone(),
+                        format!(
+                            "the value `{}` holds a control character or an escape sequence",
+                            diag::visible(&v)
+                        ),
+                    )
+                    .hint("values are plain single-line text: remove the control characters (terminal escape sequences, bidi overrides, newlines)")
+                    .at(ix.value_pos(&path)),
+                );
+                failed.push(path);
+            }
             Ok(v) => *s = v,
             Err(e) => {
                 let hint = match e {
@@ -232,6 +290,29 @@ fn walk_strings(v: &mut serde_json::Value, path: String, f: &mut dyn FnMut(Strin
 /// Turns a YAML or type error into a diagnostic with a field path and a hint.
 fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex, text: &str) -> Diagnostic {
     let inner = e.without_snippet();
+    if let serde_saphyr::Error::Budget { breach, .. } = inner {
+        let (message, hint) = explain_budget(breach);
+        let pos = e
+            .location()
+            .filter(|l| l.line() > 0)
+            .map(|l| locate::Pos {
+                line: l.line() as usize,
+                column: l.column() as usize,
+                len: 1,
+            })
+            .unwrap_or(locate::Pos {
+                line: 1,
+                column: 1,
+                len: 1,
+            });
+        return Diagnostic {
+            severity: Severity::Error,
+            path: ix.path_at(pos.line, pos.column).unwrap_or_default(),
+            message,
+            hint: Some(hint.into()),
+            pos: Some(pos),
+        };
+    }
     let raw = serde_saphyr::DefaultMessageFormatter
         .format_message(inner)
         .to_string();
@@ -304,6 +385,53 @@ fn yaml_error(e: &serde_saphyr::Error, ix: &LocationIndex, text: &str) -> Diagno
         message,
         hint,
         pos,
+    }
+}
+
+/// The YAML parser's resource limits, said in plain words: what was too big, and what to do.
+fn explain_budget(breach: &serde_saphyr::budget::BudgetBreach) -> (String, &'static str) {
+    use serde_saphyr::budget::BudgetBreach as B;
+    const SMALLER: &str = "an inventory is a few KiB of plain YAML: check that this is the right file, or split the cluster into smaller inventories";
+    match breach {
+        B::Depth { depth } => (
+            format!(
+                "the file nests too deeply (more than {} levels of lists and mappings)",
+                depth.saturating_sub(1)
+            ),
+            "an inventory nests only a few levels: look for runaway brackets or indentation",
+        ),
+        B::Aliases { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. } => (
+            "the file has too many YAML aliases (*name): expanding them would make it too large"
+                .into(),
+            "write the values out, or use fewer aliases; an inventory needs few or none",
+        ),
+        B::Anchors { .. } => (
+            "the file defines too many YAML anchors (&name)".into(),
+            "write the values out; an inventory needs few anchors or none",
+        ),
+        B::MergeKeys { .. } => (
+            "the file has too many YAML merge keys (<<)".into(),
+            "write the values out; an inventory needs few merge keys or none",
+        ),
+        B::Documents { .. } => (
+            "the file holds too many YAML documents".into(),
+            "an inventory is one document (one cluster)",
+        ),
+        B::Events { .. } | B::Nodes { .. } => (
+            "the file is too large: it has too many values for an inventory".into(),
+            SMALLER,
+        ),
+        B::ScalarBytes { .. } | B::InputBytes { .. } => (
+            "the file is too large: its text values are too long for an inventory".into(),
+            SMALLER,
+        ),
+        other => (
+            format!("the file is too complex for an inventory ({other:?})"),
+            SMALLER,
+        ),
     }
 }
 
@@ -493,6 +621,111 @@ mod tests {
         assert!(h.unwrap().starts_with("did you mean `controlPlane`?"));
         let (_, _, h) = explain("unknown field `x`, expected `a` or `b`", "x");
         assert_eq!(h.unwrap(), "allowed here: a, b");
+    }
+
+    /// Runs `f` on a thread and fails if it does not return within 20 s (a FIFO or /dev/zero
+    /// read would otherwise hang the test instead of failing it).
+    fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("reading did not return: it blocked or read forever")
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn inventory_must_be_a_regular_file_of_bounded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        mkfifo(&fifo);
+        for (path, expect) in [
+            (
+                PathBuf::from("/dev/zero"),
+                "a character device, not a regular file",
+            ),
+            (fifo.clone(), "a FIFO (named pipe), not a regular file"),
+            (dir.path().to_path_buf(), "a directory, not a regular file"),
+        ] {
+            let p = path.clone();
+            let e = within_deadline(move || load(&p)).unwrap_err().to_string();
+            assert!(e.contains(expect), "{}: {e}", path.display());
+            assert!(e.contains(&path.display().to_string()), "{e}");
+        }
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_INVENTORY_BYTES as usize + 1]).unwrap();
+        let e = load(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+        let ok = dir.path().join("ok.txt");
+        std::fs::write(&ok, "x").unwrap();
+        assert_eq!(read_text_file(&ok, 1, "a test").unwrap(), "x");
+        std::fs::write(&ok, "xy").unwrap();
+        assert!(read_text_file(&ok, 1, "a test").is_err());
+    }
+
+    #[test]
+    fn artifacts_manifest_must_be_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("manifest.yaml");
+        mkfifo(&fifo);
+        let text = format!(
+            "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: m}}\nspec:\n  kubernetes: {{version: 1.33.5}}\n  artifacts: {{manifest: {}}}\n  hosts:\n    - {{name: cp1, address: 10.0.0.11, role: control-plane}}\n",
+            fifo.display()
+        );
+        let e = within_deadline(move || {
+            load_str(Path::new("c.yaml"), &text, Path::new("/"), &|_| None).unwrap_err()
+        });
+        let InventoryError::Invalid { diagnostics, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(diagnostics[0].path, "spec.artifacts.manifest");
+        assert!(
+            diagnostics[0]
+                .message
+                .contains("a FIFO (named pipe), not a regular file"),
+            "{:?}",
+            diagnostics[0]
+        );
+        let dev = within_deadline(|| ReleaseManifest::load(Path::new("/dev/zero")).unwrap_err());
+        assert!(dev.to_string().contains("character device"), "{dev}");
+    }
+
+    #[test]
+    fn parser_limits_are_said_in_plain_words() {
+        use serde_saphyr::budget::BudgetBreach as B;
+        assert!(
+            explain_budget(&B::Depth { depth: 65 })
+                .0
+                .contains("nests too deeply")
+        );
+        assert!(
+            explain_budget(&B::Aliases { aliases: 1 })
+                .0
+                .contains("too many YAML aliases")
+        );
+        assert!(
+            explain_budget(&B::Nodes { nodes: 1 })
+                .0
+                .contains("too large")
+        );
+        let mut text = String::from(
+            "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: a}\nspec:\n  kubernetes: {version: 1.33.5}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane, labels: &l {a: b}}\n",
+        );
+        for i in 0..120 {
+            text.push_str(&format!(
+                "    - {{name: w{i}, address: 10.0.1.{}, role: worker, labels: *l}}\n",
+                i + 1
+            ));
+        }
+        let e = load_str(Path::new("a.yaml"), &text, Path::new("/"), &|_| None).unwrap_err();
+        let rendered = e.render(false);
+        assert!(!rendered.contains("budget"), "{rendered}");
+        assert!(rendered.contains("too many YAML aliases"), "{rendered}");
     }
 
     #[test]

@@ -231,6 +231,9 @@ pub struct Artifacts {
     /// containerd registry mirrors: registry host -> mirror endpoints.
     #[serde(default)]
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
+    /// Allow plain-http registry mirror endpoints (default false: https only).
+    #[serde(default)]
+    pub allow_http_registry_mirrors: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

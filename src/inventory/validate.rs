@@ -8,10 +8,11 @@ use crate::release::{self, Catalog};
 use crate::util::{parse_duration, suggest};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 const ADDR_HINT: &str =
-    "write an IPv4/IPv6 address or a DNS name, without a port (ports have fields of their own)";
+    "write an IPv4 address or a DNS name, without a port (ports have fields of their own)";
 
 pub const ROLES: &[&str] = &["control-plane", "worker"];
 pub const CNIS: &[&str] = &["flannel", "none", "manifest"];
@@ -70,9 +71,145 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
-/// An address to reach a host by: an IP address or a DNS name (upper case allowed).
+/// An address to reach a host by: an IPv4 address or a DNS name (upper case allowed) that no
+/// resolver reads as a number.
 pub fn is_host_address(s: &str) -> bool {
-    s.parse::<IpAddr>().is_ok() || is_dns_subdomain(&s.to_ascii_lowercase())
+    host_address_problem(s).is_none()
+}
+
+/// What is wrong with `s` as the address of a host (SSH address, node IP, bastion, API
+/// endpoint): a message and a hint, or None when it is an IPv4 address in dotted-decimal form
+/// or a DNS name. Refused: IPv6 (kubeforge is IPv4-only for now), the unspecified address, and
+/// names a resolver reads as a number (getaddrinfo/inet_aton accept `10.1`, `167772161`,
+/// `0x0a000001` and `010.0.0.1` as IPv4 addresses, unrelated to what the text seems to say).
+pub fn host_address_problem(s: &str) -> Option<(String, String)> {
+    if let Ok(ip) = s.parse::<Ipv4Addr>() {
+        if ip.is_unspecified() {
+            return Some((
+                format!("`{s}` is the unspecified address, not the address of a host"),
+                "write the host's own IPv4 address or DNS name".into(),
+            ));
+        }
+        return None;
+    }
+    let unbracketed = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    let no_zone = unbracketed.split_once('%').map_or(unbracketed, |(a, _)| a);
+    if no_zone.parse::<Ipv6Addr>().is_ok() {
+        return Some((
+            format!("`{s}` is an IPv6 address: kubeforge supports IPv4 only for now"),
+            "IPv6 is not supported yet: use the host's IPv4 address, or a DNS name that resolves to it".into(),
+        ));
+    }
+    if let Some(ip) = legacy_ipv4(s) {
+        return Some((
+            format!("`{s}` is a legacy IPv4 spelling: resolvers read it as {ip}"),
+            if ip.is_unspecified() {
+                "0.0.0.0 is the unspecified address: write the host's own IPv4 address".to_string()
+            } else {
+                format!("write the address as four decimal numbers without leading zeros: {ip}")
+            },
+        ));
+    }
+    if is_numeric_looking(s) {
+        return Some((
+            format!("`{s}` ends in a numeric label: resolvers read such a name as an IPv4 address"),
+            "write an IPv4 address as four numbers 0-255 without leading zeros (e.g. 10.0.0.11), or a DNS name whose last label has a letter".into(),
+        ));
+    }
+    if !is_dns_subdomain(&s.to_ascii_lowercase()) {
+        return Some((
+            format!("`{s}` is not an IP address or host name"),
+            ADDR_HINT.into(),
+        ));
+    }
+    None
+}
+
+/// Whether the last dot-separated label of `s` is a number as inet_aton or the WHATWG URL
+/// host parser reads one: decimal digits, or `0x` followed by hex digits.
+pub fn is_numeric_looking(s: &str) -> bool {
+    let last = s
+        .strip_suffix('.')
+        .unwrap_or(s)
+        .rsplit('.')
+        .next()
+        .unwrap_or("");
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || hex
+}
+
+/// The address inet_aton makes of `s`: one to four parts, each decimal, octal (leading 0) or
+/// hex (0x); the last part fills the remaining bytes. None when it is not such a spelling.
+pub fn legacy_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::new();
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"))
+        {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if p.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        let n = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        nums.push(n);
+    }
+    let (last, head) = nums.split_last()?;
+    if head.iter().any(|&n| n > 255) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for (i, &n) in head.iter().enumerate() {
+        v |= n << (8 * (3 - i));
+    }
+    Some(Ipv4Addr::from((v | last) as u32))
+}
+
+/// What kubeadm's ValidateCertSANs refuses, plus what a resolver reads as a number: a SAN is
+/// an IP address (IPv4 or IPv6: a certificate may name both), a DNS-1123 subdomain or a
+/// wildcard one (`*.example.com`). Upper case is accepted here (the model lowercases it).
+pub fn cert_san_problem(san: &str) -> Option<(String, String)> {
+    if let Ok(ip) = san.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Some((
+                format!(
+                    "`{san}` is the unspecified address, not an address to name in a certificate"
+                ),
+                "name the addresses clients use to reach the API server".into(),
+            ));
+        }
+        return None;
+    }
+    let lower = san.to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    if is_dns_subdomain(name) && !is_numeric_looking(name) {
+        return None;
+    }
+    if legacy_ipv4(san).is_some() || is_dns_subdomain(name) {
+        let (m, h) = host_address_problem(san).unwrap_or_default();
+        return Some((m, h));
+    }
+    Some((
+        format!("`{san}` is not an IP address, DNS name or wildcard name"),
+        "certSANs are IP addresses, DNS-1123 names (letters, digits, '-' and '.') or wildcard names like *.example.com, as kubeadm requires".into(),
+    ))
 }
 
 /// Label keys kubelet may set on its own Node (`--node-labels`); other keys in the
@@ -348,6 +485,14 @@ fn check_kubernetes(c: &mut Checker, spec: &Spec, catalog: &Catalog) {
 
 fn parse_cidr(c: &mut Checker, path: &str, value: &str) -> Option<IpNet> {
     match value.parse::<IpNet>() {
+        Ok(IpNet::V6(_)) => {
+            c.error(
+                path,
+                format!("{value} is an IPv6 range: kubeforge supports IPv4 only for now"),
+                "IPv6 is not supported yet: write an IPv4 network, e.g. 10.244.0.0/16",
+            );
+            None
+        }
         Ok(net) if net.trunc() != net => {
             c.error(
                 path,
@@ -379,12 +524,11 @@ fn check_bastion(c: &mut Checker, path: &str, b: &Bastion) {
             "bastion has no address",
             "add address: the host or IP of the jump host, e.g. bastion: {address: 203.0.113.5, user: jump}",
         ),
-        Some(a) if !is_host_address(a) => c.error(
-            &format!("{path}.address"),
-            format!("`{a}` is not an IP address or host name"),
-            ADDR_HINT,
-        ),
-        _ => {}
+        Some(a) => {
+            if let Some((message, hint)) = host_address_problem(a) {
+                c.error(&format!("{path}.address"), message, hint);
+            }
+        }
     }
     if b.port == Some(0) {
         c.error(
@@ -460,12 +604,8 @@ fn check_hosts(c: &mut Checker, inv: &Inventory) {
         ] {
             let Some(addr) = addr else { continue };
             let fp = format!("{p}.{field}");
-            if !is_host_address(addr) {
-                c.error(
-                    &fp,
-                    format!("`{addr}` is not an IP address or host name"),
-                    ADDR_HINT,
-                );
+            if let Some((message, hint)) = host_address_problem(addr) {
+                c.error(&fp, message, hint);
                 continue;
             }
             let key = addr.to_ascii_lowercase();
@@ -481,11 +621,9 @@ fn check_hosts(c: &mut Checker, inv: &Inventory) {
                 }
             }
         }
-        if h.private_address.is_some()
-            && h.private_address
-                .as_deref()
-                .and_then(|a| a.parse::<IpAddr>().ok())
-                .is_none()
+        if let Some(a) = h.private_address.as_deref()
+            && host_address_problem(a).is_none()
+            && a.parse::<Ipv4Addr>().is_err()
         {
             c.error(
                 &format!("{p}.privateAddress"),
@@ -635,12 +773,8 @@ fn check_control_plane(c: &mut Checker, spec: &Spec) {
         }
     }
     if let Some(ep) = &cp.endpoint {
-        if !is_host_address(&ep.host) {
-            c.error(
-                "spec.controlPlane.endpoint.host",
-                format!("`{}` is not an IP address or host name", ep.host),
-                ADDR_HINT,
-            );
+        if let Some((message, hint)) = host_address_problem(&ep.host) {
+            c.error("spec.controlPlane.endpoint.host", message, hint);
         }
         if ep.port == 0 {
             c.error(
@@ -651,13 +785,8 @@ fn check_control_plane(c: &mut Checker, spec: &Spec) {
         }
     }
     for (i, san) in cp.cert_sans.iter().enumerate() {
-        let name = san.strip_prefix("*.").unwrap_or(san);
-        if !is_host_address(name) {
-            c.error(
-                &format!("spec.controlPlane.certSANs[{i}]"),
-                format!("`{san}` is not an IP address or DNS name"),
-                "certSANs are IP addresses or DNS names (a leading *. is allowed)",
-            );
+        if let Some((message, hint)) = cert_san_problem(san) {
+            c.error(&format!("spec.controlPlane.certSANs[{i}]"), message, hint);
         }
     }
 }
@@ -762,6 +891,13 @@ fn check_artifacts(c: &mut Checker, a: &Artifacts) {
     }
     for (registry, endpoints) in &a.registry_mirrors {
         let rp = super::locate::join_key("spec.artifacts.registryMirrors", registry);
+        if let Some(problem) = registry_key_problem(registry) {
+            c.error(
+                &rp,
+                problem,
+                "a key is a registry as image names spell it, host[:port] (e.g. docker.io, registry.example.com:5000), or _default for every registry",
+            );
+        }
         if endpoints.is_empty() {
             c.error(
                 &rp,
@@ -770,15 +906,96 @@ fn check_artifacts(c: &mut Checker, a: &Artifacts) {
             );
         }
         for (i, e) in endpoints.iter().enumerate() {
-            if !e.starts_with("https://") && !e.starts_with("http://") {
-                c.error(
-                    &format!("{rp}[{i}]"),
-                    format!("`{e}` is not an http(s) URL"),
-                    "write the mirror endpoint as https://host[:port]",
-                );
+            let ep = format!("{rp}[{i}]");
+            match mirror_endpoint_problem(e) {
+                Some(problem) => c.error(
+                    &ep,
+                    problem,
+                    "write the mirror endpoint as https://host[:port][/path]",
+                ),
+                None if e.starts_with("http://") && !a.allow_http_registry_mirrors => c.error(
+                    &ep,
+                    format!("`{e}` is plain http: images would be pulled unencrypted and unauthenticated"),
+                    "use https://, or set spec.artifacts.allowHttpRegistryMirrors: true to allow plain-http mirrors",
+                ),
+                None => {}
             }
         }
     }
+}
+
+/// What is wrong with a registryMirrors key (a directory name under /etc/containerd/certs.d):
+/// it must be `_default` or `host[:port]`, host an IPv4 address or a DNS name, port 1-65535.
+pub fn registry_key_problem(key: &str) -> Option<String> {
+    if key == "_default" {
+        return None;
+    }
+    let (host, port) = match key.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (key, None),
+    };
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && !p.starts_with('0')
+            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
+        if !ok {
+            return Some(format!(
+                "registry `{key}`: port `{p}` is not a number from 1 to 65535"
+            ));
+        }
+    }
+    if let Some(ch) = key
+        .chars()
+        .find(|ch| ch.is_whitespace() || ch.is_control() || "/\\\"'`".contains(*ch))
+    {
+        return Some(format!(
+            "`{key}` is not a registry host[:port]: it contains {ch:?}"
+        ));
+    }
+    host_address_problem(host).map(|(m, _)| format!("registry key: {m}"))
+}
+
+/// What is wrong with a registry mirror endpoint: it must be an absolute http(s) URL with a
+/// host, without whitespace, control characters or quotes, query or fragment.
+pub fn mirror_endpoint_problem(e: &str) -> Option<String> {
+    if let Some(ch) = e
+        .chars()
+        .find(|ch| ch.is_whitespace() || ch.is_control() || "\"'`\\<>{}|^".contains(*ch))
+    {
+        return Some(format!(
+            "`{e}` contains {ch:?}, which a URL does not hold unencoded"
+        ));
+    }
+    let url = match url::Url::parse(e) {
+        Ok(u) => u,
+        Err(err) => return Some(format!("`{e}` is not a URL ({err})")),
+    };
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Some(format!("`{e}` is not an http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some(format!("`{e}`: a mirror endpoint has no query or fragment"));
+    }
+    // the host as written (the url crate would turn a legacy spelling like 10.1 into 10.0.0.1;
+    // containerd would hand it to the resolver as it is)
+    let rest = e.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if hostport.starts_with('[') {
+        hostport
+            .split_once(']')
+            .map_or(hostport, |(h, _)| h)
+            .to_string()
+            + "]"
+    } else {
+        hostport.split(':').next().unwrap_or("").to_string()
+    };
+    if host.is_empty() {
+        return Some(format!("`{e}` has no host"));
+    }
+    host_address_problem(&host).map(|(m, _)| format!("mirror endpoint host: {m}"))
 }
 
 fn check_options(c: &mut Checker, o: &Options) {
@@ -799,27 +1016,85 @@ fn check_options(c: &mut Checker, o: &Options) {
             "the default is 10 (at least one worker at a time)",
         );
     }
-    for (path, value) in [
-        ("spec.options.drain.gracePeriod", &o.drain.grace_period),
-        ("spec.options.drain.timeout", &o.drain.timeout),
-        ("spec.options.commandTimeout", &o.command_timeout),
-        ("spec.options.maxClockSkew", &o.max_clock_skew),
+    for (path, value, (min, max), default) in [
+        (
+            "spec.options.drain.gracePeriod",
+            &o.drain.grace_period,
+            DURATION_RANGES[0].1,
+            default_grace_period(),
+        ),
+        (
+            "spec.options.drain.timeout",
+            &o.drain.timeout,
+            DURATION_RANGES[1].1,
+            default_drain_timeout(),
+        ),
+        (
+            "spec.options.commandTimeout",
+            &o.command_timeout,
+            DURATION_RANGES[2].1,
+            default_command_timeout(),
+        ),
+        (
+            "spec.options.maxClockSkew",
+            &o.max_clock_skew,
+            DURATION_RANGES[3].1,
+            default_max_clock_skew(),
+        ),
     ] {
+        let field = path.rsplit('.').next().unwrap_or(path);
+        let range = format!("from {} to {}", short_duration(min), short_duration(max));
         match parse_duration(value) {
             None => c.error(
                 path,
                 format!("`{value}` is not a duration"),
-                "write a number with a unit: 30s, 5m, 1h30m",
+                format!("write a number with a unit: 30s, 5m, 1h30m ({field} is {range}; the default is {default})"),
             ),
-            Some(d) if d.is_zero() && !path.ends_with("gracePeriod") => c.error(
+            Some(d) if d.is_zero() && !min.is_zero() => c.error(
                 path,
-                "must be longer than 0s",
-                "write a number with a unit: 30s, 5m, 1h30m",
+                format!("must be longer than 0s ({field} is {range})"),
+                format!("write a number with a unit: 30s, 5m, 1h30m; the default is {default}"),
+            ),
+            Some(d) if d < min || d > max => c.error(
+                path,
+                format!("`{value}` is out of range: {field} is {range}"),
+                format!("write a duration {range}; the default is {default}"),
             ),
             _ => {}
         }
     }
 }
+
+/// `0s`, `1s`, `5m`, `24h`: a range bound as the inventory would write it.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The allowed range of each duration option, in the order check_options lists them.
+pub const DURATION_RANGES: [(&str, (Duration, Duration)); 4] = [
+    (
+        "drain.gracePeriod",
+        (Duration::ZERO, Duration::from_secs(24 * 3600)),
+    ),
+    (
+        "drain.timeout",
+        (Duration::from_secs(1), Duration::from_secs(24 * 3600)),
+    ),
+    (
+        "commandTimeout",
+        (Duration::from_secs(1), Duration::from_secs(24 * 3600)),
+    ),
+    (
+        "maxClockSkew",
+        (Duration::from_secs(1), Duration::from_secs(3600)),
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -834,7 +1109,7 @@ mod tests {
         assert!(is_dns_subdomain("node-1.example.com"));
         assert!(!is_dns_subdomain("node_1"));
         assert!(is_host_address("10.0.0.1"));
-        assert!(is_host_address("fd00::1"));
+        assert!(!is_host_address("fd00::1"), "IPv4 only for now");
         assert!(is_host_address("Bastion.Example.com"));
         assert!(!is_host_address("10.0.0.1:22"));
     }
@@ -877,5 +1152,170 @@ mod tests {
         let d: IpNet = "192.168.0.0/16".parse().unwrap();
         assert!(nets_overlap(&a, &b) && nets_overlap(&b, &a));
         assert!(!nets_overlap(&a, &d));
+    }
+
+    #[test]
+    fn numeric_looking_names_are_rejected() {
+        for bad in [
+            "010.0.0.1",
+            "10.0.0.010",
+            "167772161",
+            "0x0a000001",
+            "0X0A.0.0.1",
+            "10.1",
+            "10.0.1",
+            "0",
+            "node.123",
+            "host.example.0x1f",
+            "10.0.0.300",
+            "1.2.3.4.5",
+        ] {
+            let (m, h) = host_address_problem(bad).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(!m.is_empty() && !h.is_empty(), "{bad}");
+            assert!(cert_san_problem(bad).is_some(), "certSAN {bad} accepted");
+        }
+        assert_eq!(legacy_ipv4("10.1"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(legacy_ipv4("167772161"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(legacy_ipv4("0x0a000001"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(legacy_ipv4("010.0.0.1"), Some("8.0.0.1".parse().unwrap()));
+        assert_eq!(legacy_ipv4("1.2.3.4.5"), None);
+        assert_eq!(legacy_ipv4("10.0.0.300"), None);
+        assert!(
+            host_address_problem("10.1")
+                .unwrap()
+                .0
+                .contains("resolvers read it as 10.0.0.1")
+        );
+        for good in [
+            "10.0.0.1",
+            "node1",
+            "node-1.example.com",
+            "Bastion.Example.com",
+            "x0a",
+            "a.b1",
+        ] {
+            assert_eq!(host_address_problem(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn unspecified_and_ipv6_addresses_are_rejected() {
+        let (m, _) = host_address_problem("0.0.0.0").unwrap();
+        assert!(m.contains("unspecified"), "{m}");
+        for v6 in [
+            "::",
+            "fd00::100",
+            "[fd00::1]",
+            "fe80::1%eth0",
+            "::ffff:10.0.0.1",
+        ] {
+            let (m, h) = host_address_problem(v6).unwrap_or_else(|| panic!("{v6} accepted"));
+            assert!(m.contains("IPv4 only"), "{m}");
+            assert!(h.contains("IPv6 is not supported yet"), "{h}");
+        }
+        assert!(cert_san_problem("0.0.0.0").is_some());
+        assert!(cert_san_problem("::").is_some());
+        assert_eq!(cert_san_problem("fd00::1"), None, "an IPv6 SAN is harmless");
+    }
+
+    #[test]
+    fn cert_sans_follow_kubeadm() {
+        for good in [
+            "10.0.0.5",
+            "kube.example.com",
+            "Kube.Example.com",
+            "*.example.com",
+            "localhost",
+            "fd00::1",
+        ] {
+            assert_eq!(cert_san_problem(good), None, "{good}");
+        }
+        for bad in [
+            "bad_name",
+            "*",
+            "*.",
+            "a.*.example.com",
+            "**.example.com",
+            "-a.example.com",
+            "a..b",
+            "example.com.",
+            "10.0.0.1:6443",
+            "https://kube.example.com",
+            "",
+            "kube example",
+        ] {
+            assert!(cert_san_problem(bad).is_some(), "{bad} accepted");
+        }
+        assert!(cert_san_problem(&"a".repeat(254)).is_some());
+    }
+
+    #[test]
+    fn registry_mirror_keys_are_host_and_port() {
+        for good in [
+            "_default",
+            "docker.io",
+            "registry.k8s.io",
+            "registry.example.com:5000",
+            "10.0.0.5:5000",
+            "localhost:65535",
+        ] {
+            assert_eq!(registry_key_problem(good), None, "{good}");
+        }
+        for bad in [
+            "../../etc",
+            "docker.io/library",
+            "a\"b",
+            "has space",
+            "..",
+            "registry:0",
+            "registry:65536",
+            "registry:05000",
+            "registry:",
+            "registry:x",
+            "_other",
+            "",
+            "10.1:5000",
+            "[fd00::1]:5000",
+        ] {
+            assert!(registry_key_problem(bad).is_some(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn registry_mirror_endpoints_are_urls() {
+        for good in [
+            "https://mirror.example.com",
+            "https://mirror.example.com:5000/v2/prefix",
+            "http://10.0.0.9:5000",
+            "https://user:pa%20ss@mirror.example.com",
+        ] {
+            assert_eq!(mirror_endpoint_problem(good), None, "{good}");
+        }
+        for bad in [
+            "mirror.example.com",
+            "ftp://mirror.example.com",
+            "https://mirror\"]\nx = 1",
+            "https://mirror.example.com/ a",
+            "https://us\"er@mirror.example.com",
+            "https://mirror.example.com\n",
+            "https://mirror.example.com?x=1",
+            "https://mirror.example.com#f",
+            "https://",
+            "https://10.1",
+            "https://[fd00::1]:5000",
+            "https://a\u{1b}[31m.example.com",
+        ] {
+            assert!(mirror_endpoint_problem(bad).is_some(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn duration_ranges_name_the_field_and_range() {
+        for (_, (min, max)) in DURATION_RANGES {
+            assert!(min <= max);
+        }
+        assert_eq!(short_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(short_duration(Duration::ZERO), "0s");
+        assert_eq!(short_duration(Duration::from_secs(90)), "90s");
     }
 }

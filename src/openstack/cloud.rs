@@ -66,6 +66,9 @@ pub struct Cloud {
     pub who: String,
     /// The settings the cloud provider (CCM, Cinder CSI) needs, secrets included; never printed.
     pub credentials: Credentials,
+    /// The project the session's token is scoped to (from Keystone): list calls that look for
+    /// the cluster's resources are limited to it, since admin credentials see every project's.
+    pub project_id: String,
 }
 
 /// The auth of the session, for the cloud-controller-manager's cloud.conf.
@@ -287,11 +290,24 @@ impl Cloud {
                 message: crate::secrets::redact(&message),
             }
         })?;
+        let project_id = scoped_project(&session)
+            .await
+            .map_err(|message| CloudError::Auth {
+                who: who.clone(),
+                message,
+            })?;
         Ok(Cloud {
             session,
             who,
             credentials: creds,
+            project_id,
         })
+    }
+
+    /// A list call limited to the session's project (`project_id=`): for the cluster's own
+    /// resources, which must never be another project's, however they are tagged or named.
+    pub fn list_ours(&self, svc: Svc, path: &[&str]) -> RequestBuilder<'_> {
+        self.get(svc, path).query("project_id", &self.project_id)
     }
 
     fn request(&self, svc: Svc, method: reqwest::Method, path: &[&str]) -> RequestBuilder<'_> {
@@ -397,6 +413,69 @@ const ENV_AUTH: [(&str, &str); 16] = [
     ),
     ("token", "OS_TOKEN"),
 ];
+
+/// The ID of the project the session's token is scoped to. osauth keeps only the token, so it
+/// is read back from Keystone (`GET /v3/auth/tokens` with the token as its own subject, which
+/// Keystone's default policy allows every user). The token is registered as a secret.
+async fn scoped_project(session: &Session) -> Result<String, String> {
+    let client = session.client();
+    let url = client
+        .get_endpoint("identity", session.endpoint_filters())
+        .await
+        .map_err(|e| format!("no identity endpoint in the catalog: {e}"))?;
+    let base = url.as_str().trim_end_matches('/');
+    let tokens = if base.ends_with("/v3") {
+        format!("{base}/auth/tokens")
+    } else {
+        format!("{base}/v3/auth/tokens")
+    };
+    let probe = client
+        .auth_type()
+        .authenticate(client.inner(), client.inner().get(&tokens))
+        .await
+        .and_then(|r| Ok(r.build()?))
+        .map_err(|e| format!("cannot read the session's token: {e}"))?;
+    let token = probe
+        .headers()
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("the session has no token")?
+        .to_string();
+    crate::secrets::register(&token);
+    let resp = client
+        .inner()
+        .get(&tokens)
+        .header("X-Auth-Token", &token)
+        .header("X-Subject-Token", &token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| {
+            crate::secrets::redact(&format!("reading the token's scope: {}", e.without_url()))
+        })?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("reading the token's scope: {}", e.without_url()))?;
+    if !status.is_success() {
+        return Err(format!(
+            "reading the token's scope: HTTP {}",
+            status.as_u16()
+        ));
+    }
+    project_of_token(&body)
+}
+
+/// `token.project.id` of a Keystone v3 token document; a token not scoped to a project is
+/// refused (kubeforge creates and deletes resources in one project).
+fn project_of_token(body: &Value) -> Result<String, String> {
+    body["token"]["project"]["id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .map(String::from)
+        .ok_or_else(|| "the credentials are not scoped to a project: set project_name or project_id (an application credential always is)".to_string())
+}
 
 fn json_auth(auth: &Value) -> Value {
     serde_json::json!({ "auth": auth })
@@ -553,6 +632,23 @@ mod tests {
         assert!(
             !crate::secrets::redact(&err).contains("98765432123"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_project_comes_from_the_token() {
+        // recorded from the lab's Keystone 22 (GET /v3/auth/tokens), trimmed
+        let body = serde_json::json!({"token": {"methods": ["password"],
+            "user": {"domain": {"id": "default", "name": "Default"}, "id": "5f0c", "name": "admin"},
+            "project": {"domain": {"id": "default", "name": "Default"}, "id": "8d1e9a0c6b", "name": "admin"},
+            "expires_at": "2026-12-04T20:00:00.000000Z"}});
+        assert_eq!(project_of_token(&body).unwrap(), "8d1e9a0c6b");
+        let unscoped =
+            serde_json::json!({"token": {"methods": ["password"], "user": {"id": "5f0c"}}});
+        assert!(
+            project_of_token(&unscoped)
+                .unwrap_err()
+                .contains("not scoped to a project")
         );
     }
 

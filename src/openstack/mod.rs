@@ -302,25 +302,18 @@ pub async fn provision(
     Ok((p, cp))
 }
 
-/// What `destroy` would delete, and what it leaves (with why), changing nothing.
-pub async fn destroy_preview(
-    loaded: &Loaded,
-) -> Result<(Vec<provider::CloudAction>, Vec<String>), ProviderError> {
-    let (_, _, t) = teardown(loaded).await?;
-    Ok((t.actions(&loaded.cluster.name), t.kept.clone()))
+/// What `destroy` would delete, and what it leaves (with why), read once: `destroy` deletes
+/// exactly these resources, by ID, with the same session.
+pub struct DestroyPlan {
+    pub deletes: Vec<provider::CloudAction>,
+    pub kept: Vec<String>,
+    cloud: Cloud,
+    os: crate::inventory::types::OpenStack,
+    teardown: provider::Teardown,
 }
 
-/// The cloud, the openstack section, and what destroy would delete and leave.
-async fn teardown(
-    loaded: &Loaded,
-) -> Result<
-    (
-        Cloud,
-        crate::inventory::types::OpenStack,
-        provider::Teardown,
-    ),
-    ProviderError,
-> {
+/// Reads what `destroy` would delete and what it leaves (with why), changing nothing.
+pub async fn destroy_preview(loaded: &Loaded) -> Result<DestroyPlan, ProviderError> {
     let cloud = connect(loaded).await?;
     let os = spec(loaded)?.clone();
     let d = Desired {
@@ -329,21 +322,29 @@ async fn teardown(
     };
     let key = public_key(loaded).ok();
     let t = provider::teardown(&cloud, &d, key.as_deref()).await?;
-    Ok((cloud, os, t))
+    Ok(DestroyPlan {
+        deletes: t.actions(&loaded.cluster.name),
+        kept: t.kept.clone(),
+        cloud,
+        os,
+        teardown: t,
+    })
 }
 
-/// Deletes what kubeforge created for the cluster (see `provider::teardown`); what it leaves
-/// is logged with the reason.
-pub async fn destroy(loaded: &Loaded) -> Result<Vec<provider::CloudAction>, ProviderError> {
-    let (cloud, os, t) = teardown(loaded).await?;
+/// Deletes what the (confirmed) preview listed and nothing else (see `provider::teardown`);
+/// what it leaves is logged with the reason.
+pub async fn destroy(
+    loaded: &Loaded,
+    plan: DestroyPlan,
+) -> Result<Vec<provider::CloudAction>, ProviderError> {
     let d = Desired {
         cluster: &loaded.cluster,
-        os: &os,
+        os: &plan.os,
     };
-    for k in &t.kept {
+    for k in &plan.kept {
         tracing::warn!("left in place: {k}");
     }
-    Ok(provider::destroy(&cloud, &d, t).await?)
+    Ok(provider::destroy(&plan.cloud, &d, plan.teardown).await?)
 }
 
 #[cfg(test)]

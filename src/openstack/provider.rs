@@ -214,11 +214,16 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             .name
             .clone()
             .unwrap_or_else(|| name.to_string());
-    let nets = cloud
-        .get(Svc::Network, &["networks"])
-        .query("name", &net_name)
-        .send("list networks")
-        .await?;
+    // the cluster's own network is looked for in its project only; a network named in the
+    // inventory may be another project's shared one
+    let nets = if d.own_network() {
+        cloud.list_ours(Svc::Network, &["networks"])
+    } else {
+        cloud.get(Svc::Network, &["networks"])
+    }
+    .query("name", &net_name)
+    .send("list networks")
+    .await?;
     let nets: Vec<&Value> = list(&nets, "networks")
         .into_iter()
         .filter(|x| s(x, "name") == net_name)
@@ -243,7 +248,7 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
     }
     if d.own_network() {
         let routers = cloud
-            .get(Svc::Network, &["routers"])
+            .list_ours(Svc::Network, &["routers"])
             .query("name", name)
             .query("tags", &t)
             .send("list routers")
@@ -254,7 +259,7 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
             .map(|r| s(r, "id"));
     }
     let sgs = cloud
-        .get(Svc::Network, &["security-groups"])
+        .list_ours(Svc::Network, &["security-groups"])
         .query("tags", &t)
         .send("list security groups")
         .await?;
@@ -324,7 +329,7 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
     }
     o.servers.sort_by_key(|x| (x.role, x.index));
     let fips = cloud
-        .get(Svc::Network, &["floatingips"])
+        .list_ours(Svc::Network, &["floatingips"])
         .query("tags", &t)
         .send("list floating IPs")
         .await?;
@@ -335,7 +340,7 @@ pub async fn observe(cloud: &Cloud, d: &Desired<'_>) -> Result<Observed, CloudEr
     if d.octavia() || cloud.has_load_balancer().await {
         let lbn = format!("{name}-api");
         match cloud
-            .get(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
+            .list_ours(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
             .query("name", &lbn)
             .send("list load balancers")
             .await
@@ -1326,7 +1331,7 @@ async fn ensure_load_balancer(
     let lbn = format!("{name}-api");
     // only a load balancer with the cluster's tag (`check` refused an untagged namesake)
     let found = cloud
-        .get(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
+        .list_ours(Svc::LoadBalancer, &["lbaas", "loadbalancers"])
         .query("name", &lbn)
         .send("list load balancers")
         .await?;
@@ -1356,7 +1361,7 @@ async fn ensure_load_balancer(
     wait_lb(cloud, &lb_id, &format!("load balancer {lbn}")).await?;
     // the listener and pool are those of our load balancer, whatever their names
     let listeners = cloud
-        .get(Svc::LoadBalancer, &["lbaas", "listeners"])
+        .list_ours(Svc::LoadBalancer, &["lbaas", "listeners"])
         .query("loadbalancer_id", &lb_id)
         .send("list listeners")
         .await?;
@@ -1384,7 +1389,7 @@ async fn ensure_load_balancer(
         }
     };
     let pools = cloud
-        .get(Svc::LoadBalancer, &["lbaas", "pools"])
+        .list_ours(Svc::LoadBalancer, &["lbaas", "pools"])
         .query("loadbalancer_id", &lb_id)
         .send("list pools")
         .await?;
@@ -1412,7 +1417,7 @@ async fn ensure_load_balancer(
         }
     };
     let monitors = cloud
-        .get(Svc::LoadBalancer, &["lbaas", "healthmonitors"])
+        .list_ours(Svc::LoadBalancer, &["lbaas", "healthmonitors"])
         .query("pool_id", &pool)
         .send("list health monitors")
         .await?;
@@ -1503,6 +1508,17 @@ pub async fn delete_servers(
     cluster: &str,
     servers: &[ServerInfo],
 ) -> Result<Vec<CloudAction>, CloudError> {
+    delete_servers_and_fips(cloud, cluster, servers, &|_| true).await
+}
+
+/// Deletes servers and, of the tagged floating IPs on their ports, those `fip_listed` accepts
+/// (by ID; destroy deletes only what its confirmed preview listed).
+async fn delete_servers_and_fips(
+    cloud: &Cloud,
+    cluster: &str,
+    servers: &[ServerInfo],
+    fip_listed: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<CloudAction>, CloudError> {
     let mut out = Vec::new();
     let t = tag(cluster);
     for x in servers {
@@ -1522,6 +1538,13 @@ pub async fn delete_servers(
                 if !has_tag(f, &t) {
                     tracing::warn!(
                         "floating IP {ip} of server {} is not kubeforge's (no tag {t}): left in place, detached when the server goes",
+                        x.name
+                    );
+                    continue;
+                }
+                if !fip_listed(&s(f, "id")) {
+                    tracing::warn!(
+                        "floating IP {ip} of server {} was not in the confirmed list: left in place, detached when the server goes",
                         x.name
                     );
                     continue;
@@ -1698,7 +1721,6 @@ pub async fn destroy(
     plan: Teardown,
 ) -> Result<Vec<CloudAction>, CloudError> {
     let name = d.name().to_string();
-    let t = tag(&name);
     let o = &plan.o;
     let mut out = Vec::new();
     if let Some(lb) = o.our_load_balancer() {
@@ -1729,23 +1751,28 @@ pub async fn destroy(
             name: format!("{name}-api"),
         });
     }
-    // the servers with the tagged floating IPs on their ports, then any tagged floating IP left
-    // (the load balancer's, or one whose server is gone)
-    out.extend(delete_servers(cloud, &name, &o.servers).await?);
-    let fips = cloud
-        .get(Svc::Network, &["floatingips"])
-        .query("tags", &t)
-        .send("list floating IPs")
-        .await?;
-    for f in list(&fips, "floatingips") {
-        let id = s(f, "id");
+    // exactly what the confirmed preview listed, by ID: the servers with the listed floating
+    // IPs on their ports, then the listed floating IPs left (the load balancer's, or one whose
+    // server is gone). Nothing is listed again: what appeared since is not deleted.
+    let listed = |id: &str| o.floating_ips.iter().any(|(f, _)| f == id);
+    let gone = delete_servers_and_fips(cloud, &name, &o.servers, &listed).await?;
+    let gone_ips: Vec<String> = gone
+        .iter()
+        .filter(|a| a.kind == "floating IP")
+        .map(|a| a.name.clone())
+        .collect();
+    out.extend(gone);
+    for (id, ip) in &o.floating_ips {
+        if gone_ips.contains(ip) {
+            continue;
+        }
         out.push(
             delete_one(
                 cloud,
                 Svc::Network,
-                &["floatingips", &id],
+                &["floatingips", id],
                 "floating IP",
-                s(f, "floating_ip_address"),
+                ip.clone(),
             )
             .await?,
         );
