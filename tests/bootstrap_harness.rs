@@ -520,8 +520,13 @@ fn hosts_given_by_dns_name_get_their_node_ip_from_facts() {
     assert!(body.contains("address: node1") && body.contains("address: node2"));
     std::fs::write(&inv, body).unwrap();
     let file = inv.to_str().unwrap();
-    // whatever an earlier test left on the hosts
-    let _ = kubeforge(&["reset", "-f", file, "--yes"], &[]);
+    // whatever an earlier test left on the hosts (a host of another cluster may need --force)
+    if !kubeforge(&["reset", "-f", file, "--yes"], &[])
+        .status
+        .success()
+    {
+        let _ = kubeforge(&["reset", "-f", file, "--yes", "--force"], &[]);
+    }
 
     // plan shows the node IPs the hosts reported, before anything changes
     let plan = plan_json(&inv);
