@@ -383,6 +383,7 @@ pub async fn execute(
         sessions: fleet.sessions.clone(),
         artifacts: cached,
         init_host: plan.init_host.clone(),
+        node_ips: plan.node_ips.clone(),
         stats: Default::default(),
         secrets: tokio::sync::Mutex::new(None),
     });
@@ -662,12 +663,16 @@ pub fn missing_system_pods(c: &crate::model::Cluster, pods_json: &str) -> Vec<St
     missing
 }
 
-/// Where the operator reaches the API: the endpoint for an external or Octavia load balancer,
-/// else the first control plane's SSH address (a certificate name of every API server).
-/// The API address for the operator's kubeconfig. With the node-local endpoint (a name only
-/// the nodes resolve), a control plane's own address: `via`, the one that answered, when it is
-/// a control plane, else the first.
-pub fn operator_server(c: &crate::model::Cluster, via: Option<&str>) -> String {
+/// The API address for the operator's kubeconfig: the endpoint for an external or Octavia load
+/// balancer. With the node-local endpoint (a name only the nodes resolve), a control plane's
+/// own address: `via`, the one that answered, when it is a control plane, else the first. That
+/// is its SSH address when it is an IP, else its node IP (a name in the inventory may be one
+/// only the operator's ssh config knows). Both are certificate names of every API server.
+pub fn operator_server(
+    c: &crate::model::Cluster,
+    via: Option<&str>,
+    ips: &desired::NodeIps,
+) -> String {
     let ep = desired::api_endpoint(c);
     match c.api.load_balancer {
         LoadBalancer::Local => format!(
@@ -675,7 +680,11 @@ pub fn operator_server(c: &crate::model::Cluster, via: Option<&str>) -> String {
             c.control_planes()
                 .find(|h| Some(h.name.as_str()) == via)
                 .or_else(|| c.control_planes().next())
-                .map(|h| h.ssh.address.as_str())
+                .map(|h| if h.ssh.address.parse::<std::net::IpAddr>().is_ok() {
+                    h.ssh.address.as_str()
+                } else {
+                    ips.ip(h)
+                })
                 .unwrap_or(ep.host.as_str()),
             desired::API_PORT
         ),
@@ -703,7 +712,22 @@ pub async fn fetch_kubeconfig(
         .read_file(ADMIN_KUBECONFIG)
         .await
         .map_err(|e| ApplyError::Other(e.into()))?;
-    let server = operator_server(&loaded.cluster, Some(api.name()));
+    let c = &loaded.cluster;
+    let mut ips = desired::NodeIps::from_inventory(c);
+    if let Some(h) = c.host(api.name())
+        && ips.get(&h.name).is_none()
+        && let Some(ip) = facts::ssh_local_address(api).await
+    {
+        ips.0.insert(
+            h.name.clone(),
+            desired::NodeIp {
+                ip: ip.to_string(),
+                source: desired::NodeIpSource::SshConnection,
+                interface: None,
+            },
+        );
+    }
+    let server = operator_server(c, Some(api.name()), &ips);
     let v = crate::kubeconfig::for_operator(
         &String::from_utf8_lossy(&raw),
         &loaded.cluster.name,
@@ -721,7 +745,10 @@ async fn write_kubeconfig(
 ) -> Result<(Option<PathBuf>, Option<String>), ApplyError> {
     let path = kubeconfig_path(loaded);
     if !changed && path.exists() {
-        return Ok((Some(path), Some(operator_server(&loaded.cluster, None))));
+        return Ok((
+            Some(path),
+            Some(operator_server(&loaded.cluster, None, &ctx.node_ips)),
+        ));
     }
     let api = ctx.api().map_err(|e| ApplyError::Other(e.into()))?;
     let (v, server) = fetch_kubeconfig(loaded, api).await?;

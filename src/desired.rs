@@ -2,10 +2,13 @@
 //! the files kubeforge manages (rendered from templates), the binaries it installs, the OS
 //! packages it needs, the API endpoint. Pure: the planner compares this with the facts.
 
+use crate::facts::Facts;
 use crate::model::{Cluster, Host, LoadBalancer, Role};
 use crate::release::{Artifact, ReleaseManifest};
 use crate::templates;
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 pub const MARKER: &str = "/etc/kubeforge/cluster";
 pub const INSTALLED_DIR: &str = "/etc/kubeforge/installed";
@@ -81,6 +84,141 @@ pub fn is_registry_key(key: &str) -> bool {
             && !l.ends_with('-')
     };
     port_ok && !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
+}
+
+/// Where a node's IP comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeIpSource {
+    /// The inventory's `privateAddress`.
+    PrivateAddress,
+    /// The inventory's `address`, an IP.
+    Address,
+    /// Observed: the host's end of the SSH connection (the inventory gives a name).
+    SshConnection,
+    /// Observed: the host's only global IPv4 address.
+    OnlyAddress,
+}
+
+/// The IP a node registers with, advertises its API server and etcd on, and that the other
+/// nodes reach it at (kubelet `--node-ip`, kubeadm's `advertiseAddress`, haproxy's backends,
+/// the endpoint name in /etc/hosts). kubeadm takes only an IP there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeIp {
+    pub ip: String,
+    pub source: NodeIpSource,
+    /// The interface that holds it, when observed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+impl NodeIp {
+    /// `from privateAddress`, `from the SSH connection (eth0)`.
+    pub fn describe(&self) -> String {
+        let how = match self.source {
+            NodeIpSource::PrivateAddress => "from privateAddress",
+            NodeIpSource::Address => "from address",
+            NodeIpSource::SshConnection => "from the SSH connection",
+            NodeIpSource::OnlyAddress => "the host's only address",
+        };
+        match &self.interface {
+            Some(i) => format!("{how} ({i})"),
+            None => how.to_string(),
+        }
+    }
+}
+
+/// The node IP of `h`: `privateAddress` when given, else `address` when it is an IP, else what
+/// the host reports (facts: the local address of the SSH connection, else its only global
+/// IPv4 address). The inventory is never changed: a name stays the SSH address.
+pub fn node_ip(h: &Host, facts: Option<&Facts>) -> Result<NodeIp, String> {
+    let given = |ip: &str, source| NodeIp {
+        ip: ip.to_string(),
+        source,
+        interface: None,
+    };
+    if let Some(p) = &h.private_address {
+        return Ok(given(p, NodeIpSource::PrivateAddress));
+    }
+    if h.ssh.address.parse::<IpAddr>().is_ok() {
+        return Ok(given(&h.ssh.address, NodeIpSource::Address));
+    }
+    let f = facts.ok_or_else(|| {
+        format!(
+            "{}: address {} is a name and the host's facts were not read, so its node IP is unknown",
+            h.name, h.ssh.address
+        )
+    })?;
+    let o = f.observed_node_ip().ok_or_else(|| {
+        let seen: Vec<String> = f
+            .addresses
+            .iter()
+            .map(|(i, a)| format!("{a} ({i})"))
+            .collect();
+        format!(
+            "{}: address {} is a name, and the host's node IP cannot be told: the SSH connection's local address is {}, the host has {}; set privateAddress to the IP the other nodes reach it at",
+            h.name,
+            h.ssh.address,
+            f.ssh_local_address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            if seen.is_empty() {
+                "no global address listed".to_string()
+            } else {
+                format!("addresses {}", seen.join(", "))
+            }
+        )
+    })?;
+    Ok(NodeIp {
+        ip: o.ip.to_string(),
+        source: if o.from_ssh {
+            NodeIpSource::SshConnection
+        } else {
+            NodeIpSource::OnlyAddress
+        },
+        interface: o.interface,
+    })
+}
+
+/// The node IPs of a run, by host name: computed from the model and the facts, kept apart
+/// from both.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
+pub struct NodeIps(pub BTreeMap<String, NodeIp>);
+
+impl NodeIps {
+    /// The node IP of every host it can be told for, and why not for the others.
+    pub fn resolve(c: &Cluster, facts: &BTreeMap<String, Facts>) -> (NodeIps, Vec<String>) {
+        let mut ips = BTreeMap::new();
+        let mut errors = Vec::new();
+        for h in &c.hosts {
+            match node_ip(h, facts.get(&h.name)) {
+                Ok(ip) => {
+                    ips.insert(h.name.clone(), ip);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (NodeIps(ips), errors)
+    }
+
+    /// The node IPs that need no facts: `privateAddress` or an IP `address`.
+    pub fn from_inventory(c: &Cluster) -> NodeIps {
+        NodeIps::resolve(c, &BTreeMap::new()).0
+    }
+
+    /// `h`'s node IP; the inventory's internal address for a host it is not known for (the
+    /// planner refuses such a host before anything runs).
+    pub fn ip<'a>(&'a self, h: &'a Host) -> &'a str {
+        self.0
+            .get(&h.name)
+            .map(|n| n.ip.as_str())
+            .unwrap_or_else(|| h.internal_address())
+    }
+
+    pub fn get(&self, host: &str) -> Option<&NodeIp> {
+        self.0.get(host)
+    }
 }
 
 /// The address every node and client uses for the API.
@@ -208,12 +346,12 @@ struct Backend<'a> {
 
 /// The API servers' certificate names: the endpoint, every control plane's addresses,
 /// loopback, and the inventory's certSANs.
-pub fn cert_sans(c: &Cluster) -> Vec<String> {
+pub fn cert_sans(c: &Cluster, ips: &NodeIps) -> Vec<String> {
     let ep = api_endpoint(c);
     let mut sans = vec![ep.host.clone()];
     for h in c.control_planes() {
         sans.push(h.ssh.address.clone());
-        sans.push(h.internal_address().to_string());
+        sans.push(ips.ip(h).to_string());
         sans.push(h.name.clone());
     }
     sans.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
@@ -229,13 +367,14 @@ pub fn cert_sans(c: &Cluster) -> Vec<String> {
 
 /// The desired state of `host`. `endpoint_ip`: where the local endpoint name must point on
 /// this host (the host itself for a control plane that runs an API server, a serving control
-/// plane for one that is about to join, 127.0.0.1 on workers).
+/// plane for one that is about to join, 127.0.0.1 on workers). `ips`: the node IPs.
 pub fn for_host(
     c: &Cluster,
     m: &ReleaseManifest,
     host: &Host,
     arch: &str,
     endpoint_ip: &str,
+    ips: &NodeIps,
 ) -> Result<HostDesired, DesiredError> {
     let ep = api_endpoint(c);
     let base = serde_json::json!({ "cluster": c.name, "role": host.role.as_str() });
@@ -376,7 +515,7 @@ pub fn for_host(
                 .control_planes()
                 .map(|h| Backend {
                     name: &h.name,
-                    address: h.internal_address(),
+                    address: ips.ip(h),
                 })
                 .collect();
             files.push(file(
@@ -523,11 +662,11 @@ struct Arg {
 }
 
 /// The context kubeadm's init and join templates share (no secrets).
-pub fn kubeadm_context(c: &Cluster, h: &Host) -> serde_json::Value {
+pub fn kubeadm_context(c: &Cluster, h: &Host, ips: &NodeIps) -> serde_json::Value {
     let ep = api_endpoint(c);
     let mut args = vec![Arg {
         name: "node-ip",
-        value: h.internal_address().to_string(),
+        value: ips.ip(h).to_string(),
     }];
     if let Some(l) = node_labels(h) {
         args.push(Arg {
@@ -546,13 +685,13 @@ pub fn kubeadm_context(c: &Cluster, h: &Host) -> serde_json::Value {
         "cluster": c.name,
         "version": c.version.to_string(),
         "node_name": h.name,
-        "node_ip": h.internal_address(),
+        "node_ip": ips.ip(h),
         "endpoint": ep.host,
         "port": ep.port,
         "pod_subnet": c.pod_subnet.to_string(),
         "service_subnet": c.service_subnet.to_string(),
         "dns_domain": c.cluster_domain,
-        "cert_sans": cert_sans(c),
+        "cert_sans": cert_sans(c, ips),
         "kubelet_args": args,
         "taints": registration_taints(c, h),
     })
@@ -593,4 +732,122 @@ pub fn cloud_provider_external(c: &Cluster) -> bool {
     c.openstack
         .as_ref()
         .is_some_and(|o| o.cloud_provider.unwrap_or(true))
+}
+
+#[cfg(test)]
+mod node_ip_tests {
+    use super::*;
+    use crate::inventory::load_str;
+    use std::path::Path;
+
+    const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
+
+    fn cluster(hosts: &str) -> Cluster {
+        let text = format!(
+            "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: t}}\nspec:\n  kubernetes: {{version: v1.33.5}}\n  hosts:\n{hosts}"
+        );
+        match load_str(Path::new("t.yaml"), &text, Path::new("/inv"), &|_| None) {
+            Ok(l) => l.cluster,
+            Err(e) => panic!("{}", e.render(false)),
+        }
+    }
+
+    fn facts(ssh_local: Option<&str>, addresses: &[(&str, &str)]) -> Facts {
+        let mut f = crate::facts::parse(BARE, 0.0, 0.0).unwrap();
+        f.ssh_local_address = ssh_local.map(|a| a.parse().unwrap());
+        f.addresses = addresses
+            .iter()
+            .map(|(i, a)| (i.to_string(), a.parse().unwrap()))
+            .collect();
+        f
+    }
+
+    #[test]
+    fn node_ip_comes_from_facts_for_a_dns_named_host() {
+        let c = cluster(
+            "    - {name: cp1, address: cp1.example.com, role: control-plane}\n    - {name: w1, address: w1.example.com, privateAddress: 10.0.0.21, role: worker}\n    - {name: w2, address: 10.0.0.22, role: worker}\n",
+        );
+        let f = facts(
+            Some("10.0.0.11"),
+            &[("eth1", "192.0.2.5"), ("eth0", "10.0.0.11")],
+        );
+        // a name: what the host reports, never the name
+        let cp1 = node_ip(c.host("cp1").unwrap(), Some(&f)).unwrap();
+        assert_eq!(
+            (cp1.ip.as_str(), cp1.source, cp1.interface.as_deref()),
+            ("10.0.0.11", NodeIpSource::SshConnection, Some("eth0"))
+        );
+        assert_eq!(cp1.describe(), "from the SSH connection (eth0)");
+        // privateAddress wins over the facts
+        let w1 = node_ip(c.host("w1").unwrap(), Some(&f)).unwrap();
+        assert_eq!(
+            (w1.ip.as_str(), w1.source),
+            ("10.0.0.21", NodeIpSource::PrivateAddress)
+        );
+        // an IP address is used as it is
+        let w2 = node_ip(c.host("w2").unwrap(), Some(&f)).unwrap();
+        assert_eq!(
+            (w2.ip.as_str(), w2.source),
+            ("10.0.0.22", NodeIpSource::Address)
+        );
+        // the inventory is not changed: the name stays the SSH address
+        assert_eq!(c.host("cp1").unwrap().ssh.address, "cp1.example.com");
+
+        // every place kubeadm needs an IP gets the node IP
+        let mut all = BTreeMap::new();
+        for h in &c.hosts {
+            all.insert(h.name.clone(), f.clone());
+        }
+        let (ips, errors) = NodeIps::resolve(&c, &all);
+        assert!(errors.is_empty(), "{errors:?}");
+        let ctx = kubeadm_context(&c, c.host("cp1").unwrap(), &ips);
+        assert_eq!(ctx["node_ip"], "10.0.0.11");
+        assert_eq!(ctx["kubelet_args"][0]["value"], "10.0.0.11");
+        let sans = cert_sans(&c, &ips);
+        assert!(
+            sans.contains(&"10.0.0.11".to_string())
+                && sans.contains(&"cp1.example.com".to_string()),
+            "{sans:?}"
+        );
+    }
+
+    #[test]
+    fn node_ip_falls_back_to_the_only_address_and_else_refuses() {
+        let c = cluster("    - {name: cp1, address: cp1.example.com, role: control-plane}\n");
+        let h = c.host("cp1").unwrap();
+        // a loopback SSH address (a local port forward): the host's only global IPv4 address
+        let f = facts(
+            Some("127.0.0.1"),
+            &[("eth0", "10.0.0.11"), ("eth0", "fd00::11")],
+        );
+        let ip = node_ip(h, Some(&f)).unwrap();
+        assert_eq!(
+            (ip.ip.as_str(), ip.source),
+            ("10.0.0.11", NodeIpSource::OnlyAddress)
+        );
+        // an SSH address the host does not hold is not trusted either
+        let f = facts(Some("10.9.9.9"), &[("eth0", "10.0.0.11")]);
+        assert_eq!(
+            node_ip(h, Some(&f)).unwrap().source,
+            NodeIpSource::OnlyAddress
+        );
+        // two candidates and no SSH address: refused, with a hint
+        let f = facts(None, &[("eth0", "10.0.0.11"), ("eth1", "192.0.2.5")]);
+        let e = node_ip(h, Some(&f)).unwrap_err();
+        assert!(
+            e.contains("cp1: address cp1.example.com is a name")
+                && e.contains("10.0.0.11 (eth0), 192.0.2.5 (eth1)")
+                && e.contains("set privateAddress"),
+            "{e}"
+        );
+        // no facts at all
+        assert!(
+            node_ip(h, None)
+                .unwrap_err()
+                .contains("facts were not read")
+        );
+        // an IPv6 SSH address is not used (IPv4 node IPs only)
+        let f = facts(Some("fd00::11"), &[("eth0", "fd00::11")]);
+        assert!(node_ip(h, Some(&f)).is_err());
+    }
 }

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// The probe script. POSIX sh; reads only.
 pub const SCRIPT: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
@@ -64,6 +65,14 @@ s tools
 for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
 s fstab-swap
 [ -r /etc/fstab ] && while read -r dev mnt type rest; do case $dev in \#*|'') ;; *) [ "$type" = swap ] && echo "$dev";; esac; done < /etc/fstab
+s node-ip
+c=${SSH_CONNECTION:-}; p=$$
+while [ -z "$c" ] && [ "${p:-1}" -gt 1 ]; do
+  p=$(while read -r k v; do [ "$k" = PPid: ] && echo "$v"; done 2>/dev/null < /proc/$p/status)
+  [ -n "$p" ] && [ -r /proc/$p/environ ] && c=$(tr '\0' '\n' 2>/dev/null < /proc/$p/environ | while IFS= read -r l; do case $l in SSH_CONNECTION=*) echo "${l#SSH_CONNECTION=}";; esac; done)
+done
+set -- $c; echo "ssh-local=${3:-}"
+ip -o addr show scope global 2>/dev/null | while read -r _ dev fam a _; do echo "addr=$dev $fam ${a%/*}"; done
 s hosts-block
 b=; while IFS= read -r l; do case $l in "# BEGIN kubeforge"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "# END kubeforge"*) b=;; esac; done < /etc/hosts
 "##;
@@ -199,6 +208,21 @@ pub struct Facts {
     pub hosts_block: Vec<String>,
     pub kubelet_enabled: bool,
     pub haproxy_active: bool,
+    /// The host's own end of the SSH connection kubeforge came in on (`$SSH_CONNECTION`'s
+    /// server address, read from the login's environment when sudo dropped it).
+    pub ssh_local_address: Option<IpAddr>,
+    /// The host's global-scope addresses (`ip -o addr show scope global`): (interface, address).
+    pub addresses: Vec<(String, IpAddr)>,
+}
+
+/// The node IP a host reports, and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedIp {
+    pub ip: IpAddr,
+    /// The interface that holds it, when `ip` listed it.
+    pub interface: Option<String>,
+    /// The SSH connection's local address (true), or the host's only global IPv4 address.
+    pub from_ssh: bool,
 }
 
 impl Facts {
@@ -211,6 +235,38 @@ impl Facts {
 
     pub fn has_tool(&self, t: &str) -> bool {
         self.tools.contains(t)
+    }
+
+    /// The IPv4 address the host is reached on from the operator's side: the local address of
+    /// the SSH connection (what the inventory's name resolved to, after any NAT; over a
+    /// bastion, the address facing it), when it is a routable IPv4 address the host holds.
+    /// Else the host's only global IPv4 address. None when neither settles it.
+    pub fn observed_node_ip(&self) -> Option<ObservedIp> {
+        let interface = |ip: IpAddr| {
+            self.addresses
+                .iter()
+                .find(|(_, a)| *a == ip)
+                .map(|(i, _)| i.clone())
+        };
+        let usable = usable_node_ip;
+        if let Some(ip) = self.ssh_local_address.filter(usable)
+            && (self.addresses.is_empty() || interface(ip).is_some())
+        {
+            return Some(ObservedIp {
+                ip,
+                interface: interface(ip),
+                from_ssh: true,
+            });
+        }
+        let v4: Vec<&(String, IpAddr)> = self.addresses.iter().filter(|(_, a)| usable(a)).collect();
+        match v4.as_slice() {
+            [(i, ip)] => Some(ObservedIp {
+                ip: *ip,
+                interface: Some(i.clone()),
+                from_ssh: false,
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -374,6 +430,18 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
             ))
         })
         .collect();
+    let node_ip = get("node-ip");
+    let ssh_local_address = kv(&node_ip)
+        .get("ssh-local")
+        .and_then(|v| v.trim().parse().ok());
+    let addresses = node_ip
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("addr=")?.split_whitespace();
+            let (dev, _family, ip) = (w.next()?, w.next()?, w.next()?);
+            Some((dev.to_string(), ip.parse().ok()?))
+        })
+        .collect();
     let mut membership = Membership::default();
     let mut haproxy_active = false;
     let mut kubelet_enabled = false;
@@ -449,7 +517,32 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         hosts_block: get("hosts-block").iter().map(|t| t.to_string()).collect(),
         kubelet_enabled,
         haproxy_active,
+        ssh_local_address,
+        addresses,
     })
+}
+
+/// The host's end of the session's SSH connection (`$SSH_CONNECTION`, read without sudo, which
+/// drops it), when it is a usable IPv4 address.
+pub async fn ssh_local_address(session: &crate::ssh::Session) -> Option<IpAddr> {
+    let out = session
+        .exec_with(
+            "set -- ${SSH_CONNECTION:-}; echo \"${3:-}\"",
+            crate::ssh::session::Exec {
+                unprivileged: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .ok()?;
+    let ip: IpAddr = out.stdout().trim().parse().ok()?;
+    usable_node_ip(&ip).then_some(ip)
+}
+
+/// An IPv4 address a node can register with: not loopback, unspecified, link-local,
+/// multicast or broadcast.
+pub fn usable_node_ip(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() && !v4.is_link_local() && !v4.is_multicast() && !v4.is_broadcast())
 }
 
 /// Gathers the facts of one host over its session.
@@ -523,6 +616,45 @@ mod tests {
         assert!(parse("@@kf:time\n1.0\n", 0.0, 0.0).is_err());
     }
 
+    /// The probe's node-ip lines, run here as the host runs them: as root, and under sudo,
+    /// which starts the script without `$SSH_CONNECTION` (the login's environment still has it).
+    #[test]
+    fn the_probe_finds_the_ssh_connection_under_sudo_too() {
+        let start = SCRIPT.find("s node-ip\n").unwrap();
+        let end = SCRIPT.find("s hosts-block\n").unwrap();
+        let probe = format!(
+            "s() {{ printf '\\n@@kf:%s\\n' \"$1\"; }}\n{}",
+            &SCRIPT[start..end]
+        );
+        for wrapper in [
+            "sh -c \"$0\"",
+            // as sudo does: a child without the variable, its parent still holding it
+            "env -u SSH_CONNECTION sh -c \"$0\"; exit $?",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(wrapper)
+                .arg(&probe)
+                .env("SSH_CONNECTION", "192.0.2.7 50022 10.9.8.7 22")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("@@kf:node-ip\nssh-local=10.9.8.7\n"),
+                "{wrapper}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // no SSH connection anywhere up the process tree: an empty value, no error
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&probe)
+            .env_remove("SSH_CONNECTION")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ssh-local=\n"));
+    }
+
     #[test]
     fn arch_names() {
         assert_eq!(normalize_arch("x86_64"), "amd64");
@@ -536,7 +668,7 @@ pub(crate) mod fixture_tests {
     use super::*;
 
     /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
-    /// `ssh node1 sh -s < script`.
+    /// `ssh node1 sh -s < script` (the node-ip section added from a later capture, as root).
     const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
 
     /// The host's clock in the capture.
@@ -586,6 +718,30 @@ pub(crate) mod fixture_tests {
         );
         assert_eq!(f.files.len(), 1);
         assert_eq!(f.files["/etc/hostname"].len(), 64);
+    }
+
+    #[test]
+    fn node_ip_lines() {
+        let f = parse(BARE, 0.0, 0.0).unwrap();
+        // captured over the harness's ssh, as root: the connection came in on host0
+        assert_eq!(f.ssh_local_address, Some("10.123.0.11".parse().unwrap()));
+        assert_eq!(
+            f.addresses,
+            vec![("host0".to_string(), "10.123.0.11".parse().unwrap())]
+        );
+        let o = f.observed_node_ip().unwrap();
+        assert_eq!(
+            (o.ip.to_string(), o.interface.as_deref(), o.from_ssh),
+            ("10.123.0.11".to_string(), Some("host0"), true)
+        );
+        let text = BARE.replace("ssh-local=10.123.0.11", "ssh-local=").replace(
+            "addr=host0 inet 10.123.0.11",
+            "addr=host0 inet 10.123.0.11\naddr=cni0 inet 10.244.0.1\naddr=host0 inet6 fd00::11",
+        );
+        let f = parse(&text, 0.0, 0.0).unwrap();
+        assert_eq!(f.ssh_local_address, None);
+        assert_eq!(f.addresses.len(), 3);
+        assert_eq!(f.observed_node_ip(), None, "two IPv4 candidates: no guess");
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct Plan {
     pub endpoint: desired::ApiEndpoint,
     /// The control plane that runs `kubeadm init`, or serves the existing cluster.
     pub init_host: String,
+    /// Every host's node IP and where it comes from (the inventory, or the host's facts).
+    pub node_ips: desired::NodeIps,
     pub actions: Vec<Action>,
     pub warnings: Vec<String>,
     /// Destructive actions (nodes removed, hosts reset): shown apart, and confirmed on a
@@ -214,6 +216,17 @@ impl Plan {
         if self.actions.is_empty() && self.destructive.is_empty() {
             out.push_str("  no changes: the hosts and the cluster match the inventory\n");
         }
+        let observed: Vec<String> = cluster
+            .hosts
+            .iter()
+            .filter(|h| self.for_host(&h.name).next().is_none())
+            .filter_map(|h| Some((h, self.node_ips.get(&h.name)?)))
+            .filter(|(h, ip)| ip.ip != h.ssh.address)
+            .map(|(h, ip)| format!("{} {} ({})", h.name, ip.ip, ip.describe()))
+            .collect();
+        if !observed.is_empty() {
+            out.push_str(&format!("  node IPs: {}\n", observed.join(", ")));
+        }
         for h in &cluster.hosts {
             let acts: Vec<&Action> = self.for_host(&h.name).collect();
             if acts.is_empty() {
@@ -233,8 +246,14 @@ impl Plan {
                     if n == 1 { "y" } else { "ies" }
                 ),
             };
+            let node_ip = match self.node_ips.get(&h.name) {
+                Some(ip) if ip.ip != h.ssh.address => {
+                    format!(", node IP {} {}", ip.ip, ip.describe())
+                }
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "\n{} ({}, {}){uploads}:\n",
+                "\n{} ({}, {}{node_ip}){uploads}:\n",
                 h.name, h.role, h.ssh.address
             ));
             for a in acts {
@@ -384,15 +403,21 @@ impl Input<'_> {
         self.init_host().is_some_and(|h| self.is_member(h))
     }
 
+    /// The node IPs: the inventory's, else what the hosts report.
+    pub fn node_ips(&self) -> desired::NodeIps {
+        desired::NodeIps::resolve(self.cluster, self.facts).0
+    }
+
     /// Where the local endpoint name points on `h`.
     pub fn endpoint_ip(&self, h: &Host) -> String {
+        let ips = self.node_ips();
         match h.role {
             Role::Worker => "127.0.0.1".to_string(),
-            Role::ControlPlane if self.is_member(h) => h.internal_address().to_string(),
+            Role::ControlPlane if self.is_member(h) => ips.ip(h).to_string(),
             Role::ControlPlane => self
                 .init_host()
-                .map(|i| i.internal_address().to_string())
-                .unwrap_or_else(|| h.internal_address().to_string()),
+                .map(|i| ips.ip(i).to_string())
+                .unwrap_or_else(|| ips.ip(h).to_string()),
         }
     }
 }
@@ -411,6 +436,8 @@ pub enum PlanError {
     NoControlPlane,
     #[error("{0}")]
     Upgrade(String),
+    #[error("{0}")]
+    NodeIp(String),
 }
 
 /// Computes the plan.
@@ -420,16 +447,30 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
     // members moving to another release are upgraded node by node, not in the preparation
     let upgrade = steps::upgrade::check(input).map_err(PlanError::Upgrade)?;
     let mut actions = Vec::new();
+    let (node_ips, unknown) = desired::NodeIps::resolve(c, input.facts);
+    if let Some(h) = c.hosts.iter().find(|h| !input.facts.contains_key(&h.name)) {
+        return Err(PlanError::NoFacts(h.name.clone()));
+    }
+    if let Some(e) = unknown.first() {
+        return Err(PlanError::NodeIp(e.clone()));
+    }
     for h in &c.hosts {
         let f = input
             .facts
             .get(&h.name)
             .ok_or_else(|| PlanError::NoFacts(h.name.clone()))?;
-        let want = desired::for_host(c, input.manifest, h, &f.arch, &input.endpoint_ip(h))
-            .map_err(|source| PlanError::Desired {
-                host: h.name.clone(),
-                source,
-            })?;
+        let want = desired::for_host(
+            c,
+            input.manifest,
+            h,
+            &f.arch,
+            &input.endpoint_ip(h),
+            &node_ips,
+        )
+        .map_err(|source| PlanError::Desired {
+            host: h.name.clone(),
+            source,
+        })?;
         actions.extend(steps::os_prep::plan(h, f, &want));
         let deferred = upgrade.as_ref().is_some_and(|u| u.hosts.contains(&h.name));
         actions.extend(steps::runtime::plan(h, f, &want, deferred));
@@ -469,6 +510,7 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
         version: c.version.to_string(),
         endpoint: desired::api_endpoint(c),
         init_host: init.name.clone(),
+        node_ips,
         actions,
         warnings,
         destructive: Vec::new(),
@@ -621,6 +663,7 @@ mod destructive_tests {
             version: "1.33.5".into(),
             endpoint: desired::api_endpoint(&c),
             init_host: "cp1".into(),
+            node_ips: Default::default(),
             actions: Vec::new(),
             warnings: unlisted.iter().map(|n| left_alone(n)).collect(),
             destructive: Vec::new(),

@@ -16,6 +16,13 @@ use std::time::Duration;
 pub struct HostReport {
     pub name: String,
     pub address: String,
+    /// The IP the node registers with and the other nodes reach it at: the inventory's
+    /// privateAddress or IP address, else what the host reports (see `desired::node_ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<String>,
+    /// Where `node_ip` comes from, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip_from: Option<String>,
     pub role: Role,
     pub reachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,12 +141,15 @@ pub async fn gather(
         .map(|m| m.arches())
         .unwrap_or_default();
     let findings = preflight::run(cluster, &facts_by_host, ignore, &arches);
+    let (node_ips, _) = crate::desired::NodeIps::resolve(cluster, &facts_by_host);
     let hosts = cluster
         .hosts
         .iter()
         .map(|h| HostReport {
             name: h.name.clone(),
             address: h.ssh.address.clone(),
+            node_ip: node_ips.get(&h.name).map(|n| n.ip.clone()),
+            node_ip_from: node_ips.get(&h.name).map(|n| n.describe()),
             role: h.role,
             reachable: !fleet.unreachable.iter().any(|(n, _)| n == &h.name),
             error: errors.get(&h.name).cloned(),

@@ -618,3 +618,106 @@ fn an_interrupted_init_is_run_again_and_cni_none_completes() {
     );
     assert!(h.sh(1, "ls /etc/kubeforge").contains("initialized"));
 }
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn hosts_given_by_dns_name_get_their_node_ip_from_facts() {
+    let _g = serial();
+    let h = Harness::get();
+    h.up(2);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = cluster_inventory(
+        &h,
+        dir.path(),
+        "cdns",
+        V,
+        &[(1, "control-plane"), (2, "worker")],
+        "",
+    );
+    // the hosts by name: the operator resolves them through the harness's ssh_config (HostName)
+    let body = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("address: 10.123.0.11", "address: node1")
+        .replace("address: 10.123.0.12", "address: node2")
+        .replace(
+            "config: none",
+            &format!("config: {}", h.ssh_config().display()),
+        );
+    assert!(body.contains("address: node1") && body.contains("address: node2"));
+    std::fs::write(&inv, body).unwrap();
+    let file = inv.to_str().unwrap();
+    // whatever an earlier test left on the hosts (a host of another cluster may need --force)
+    if !kubeforge(&["reset", "-f", file, "--yes"], &[])
+        .status
+        .success()
+    {
+        let _ = kubeforge(&["reset", "-f", file, "--yes", "--force"], &[]);
+    }
+
+    // plan shows the node IPs the hosts reported, before anything changes
+    let plan = plan_json(&inv);
+    assert_eq!(plan["node_ips"]["node1"]["ip"], "10.123.0.11", "{plan}");
+    assert_eq!(plan["node_ips"]["node2"]["ip"], "10.123.0.12", "{plan}");
+    assert_eq!(plan["node_ips"]["node1"]["source"], "ssh-connection");
+    let out = kubeforge(&["plan", "-f", file], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("node1 (control-plane, node1, node IP 10.123.0.11")
+            && shown.contains("node2 (worker, node2, node IP 10.123.0.12"),
+        "{shown}"
+    );
+
+    // kubeadm gets IPs (its double rejects a name as advertise address, as kubeadm does)
+    let out = apply(&inv, &["-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = report["nodes"].as_array().unwrap();
+    assert!(
+        nodes.len() == 2 && nodes.iter().all(|n| n["ready"] == true),
+        "{report}"
+    );
+    let kubectl = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    let ips = h.sh(1, &format!("{kubectl} get nodes -o jsonpath='{{range .items[*]}}{{.metadata.name}}={{.status.addresses[?(@.type==\"InternalIP\")].address}} {{end}}'"));
+    assert_eq!(ips.trim(), "node1=10.123.0.11 node2=10.123.0.12");
+    assert!(
+        h.sh(2, "cat /etc/haproxy/haproxy.cfg")
+            .contains("server node1 10.123.0.11:6443"),
+        "haproxy's backend is the control plane's IP"
+    );
+    assert!(
+        h.sh(1, "cat /etc/hosts")
+            .contains("10.123.0.11 api.cdns.kubeforge.internal"),
+        "the control plane's endpoint name points at its IP"
+    );
+    let kc = std::fs::read_to_string(dir.path().join("cdns.kubeconfig")).unwrap();
+    assert!(kc.contains("server: https://10.123.0.11:6443"), "{kc}");
+
+    // status shows the node IP too
+    let out = kubeforge(&["status", "-f", file, "-o", "json"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["hosts"][0]["node_ip"], "10.123.0.11", "{st}");
+    assert_eq!(st["hosts"][1]["node_ip"], "10.123.0.12", "{st}");
+    let out = kubeforge(&["status", "-f", file], &[]);
+    let shown = text(&out.stdout);
+    let header = shown.lines().next().unwrap_or_default();
+    assert!(header.contains("NODE-IP"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("node1") && l.contains("node1") && l.contains("10.123.0.11")),
+        "{shown}"
+    );
+    // converged: nothing to do
+    let plan = plan_json(&inv);
+    assert_eq!(plan["actions"].as_array().unwrap().len(), 0, "{plan}");
+
+    let out = kubeforge(&["reset", "-f", file, "--yes"], &[]);
+    assert!(out.status.success(), "reset: {}", text(&out.stderr));
+}

@@ -34,7 +34,8 @@ fn cluster(text: &str) -> (Cluster, ReleaseManifest) {
 
 fn files(c: &Cluster, m: &ReleaseManifest, host: &str, ip: &str) -> BTreeMap<String, String> {
     let h = c.host(host).unwrap();
-    let d = desired::for_host(c, m, h, "amd64", ip).unwrap();
+    let ips = desired::NodeIps::from_inventory(c);
+    let d = desired::for_host(c, m, h, "amd64", ip, &ips).unwrap();
     let mut out: BTreeMap<String, String> =
         d.files.into_iter().map(|f| (f.path, f.content)).collect();
     if let Some(b) = d.hosts_block {
@@ -87,6 +88,7 @@ fn kubeadm_init_v1beta4() {
     let cfg = kubeforge::steps::init::render_config(
         &c,
         c.host("cp1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"0".repeat(64),
     )
@@ -105,6 +107,7 @@ fn kubeadm_init_v1beta3_single_node() {
     let cfg = kubeforge::steps::init::render_config(
         &c,
         c.host("cp1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"0".repeat(64),
     )
@@ -122,6 +125,7 @@ fn kubeadm_join_configs() {
     let cp = kubeforge::steps::join_control_plane::render_config(
         &c,
         c.host("cp3").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"1".repeat(64),
         Some(&"0".repeat(64)),
@@ -130,6 +134,7 @@ fn kubeadm_join_configs() {
     let w = kubeforge::steps::join_control_plane::render_config(
         &c,
         c.host("gpu1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"1".repeat(64),
         None,
@@ -168,6 +173,107 @@ fn plan_for_bare_hosts() {
     let plan = kubeforge::plan::compute(&input).unwrap();
     assert_eq!(plan.init_host, "cp1");
     insta::assert_snapshot!(plan.render(&c));
+}
+
+/// Hosts given by DNS name: the node IPs come from the hosts' facts (the local address of the
+/// SSH connection), and every place kubeadm, haproxy and /etc/hosts need an IP gets it.
+#[test]
+fn hosts_given_by_name() {
+    let (c, m) = cluster(
+        "\
+apiVersion: kubeforge.io/v1alpha1
+kind: Cluster
+metadata: {name: named}
+spec:
+  kubernetes: {version: 1.33.5}
+  hosts:
+    - {name: cp1, address: cp1.example.com, role: control-plane}
+    - {name: cp2, address: cp2.example.com, privateAddress: 10.0.0.12, role: control-plane}
+    - {name: w1, address: w1.example.com, role: worker}
+",
+    );
+    let bare = include_str!("fixtures/facts/harness-bare.txt");
+    let t: f64 = bare.lines().nth(2).unwrap().parse().unwrap();
+    let mut facts = BTreeMap::new();
+    for (h, ip) in c.hosts.iter().zip(["10.0.0.11", "192.0.2.99", "10.0.0.21"]) {
+        let mut f = kubeforge::facts::parse(bare, t, t).unwrap();
+        f.hostname = h.name.clone();
+        f.ssh_local_address = Some(ip.parse().unwrap());
+        f.addresses = vec![("eth0".into(), ip.parse().unwrap())];
+        facts.insert(h.name.clone(), f);
+    }
+    let input = kubeforge::plan::Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: None,
+        cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
+        cloud_provider: None,
+    };
+    let plan = kubeforge::plan::compute(&input).unwrap();
+    let ips: Vec<(&str, &str)> = plan
+        .node_ips
+        .0
+        .iter()
+        .map(|(h, n)| (h.as_str(), n.ip.as_str()))
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            ("cp1", "10.0.0.11"),
+            ("cp2", "10.0.0.12"),
+            ("w1", "10.0.0.21")
+        ],
+        "privateAddress wins over what the host reports"
+    );
+    let init = kubeforge::steps::init::render_config(
+        &c,
+        c.host("cp1").unwrap(),
+        &plan.node_ips,
+        "abcdef.0123456789abcdef",
+        &"0".repeat(64),
+    )
+    .unwrap();
+    assert!(init.contains("advertiseAddress: \"10.0.0.11\""), "{init}");
+    let join = kubeforge::steps::join_control_plane::render_config(
+        &c,
+        c.host("w1").unwrap(),
+        &plan.node_ips,
+        "abcdef.0123456789abcdef",
+        &"1".repeat(64),
+        None,
+    )
+    .unwrap();
+    let worker = desired::for_host(
+        &c,
+        &m,
+        c.host("w1").unwrap(),
+        "amd64",
+        &input.endpoint_ip(c.host("w1").unwrap()),
+        &plan.node_ips,
+    )
+    .unwrap();
+    let cp1 = desired::for_host(
+        &c,
+        &m,
+        c.host("cp1").unwrap(),
+        "amd64",
+        &input.endpoint_ip(c.host("cp1").unwrap()),
+        &plan.node_ips,
+    )
+    .unwrap();
+    let haproxy = worker
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/haproxy/haproxy.cfg")
+        .unwrap();
+    insta::assert_snapshot!(format!(
+        "==> plan <==\n{}\n==> plan -o json: node_ips <==\n{}\n\n==> kubeadm init cp1 <==\n{init}\n==> kubeadm join w1 <==\n{join}\n==> w1 /etc/haproxy/haproxy.cfg <==\n{}\n==> cp1 /etc/hosts (block) <==\n{}",
+        plan.render(&c),
+        serde_json::to_string_pretty(&serde_json::to_value(&plan).unwrap()["node_ips"]).unwrap(),
+        haproxy.content,
+        cp1.hosts_block.unwrap(),
+    ));
 }
 
 const OPENSTACK: &str = "\
@@ -321,6 +427,7 @@ fn yaml_cert_sans_and_labels_round_trip_in_kubeadm_config() {
     let cfg = kubeforge::steps::init::render_config(
         &c,
         c.host("cp1").unwrap(),
+        &desired::NodeIps::from_inventory(&c),
         "abcdef.0123456789abcdef",
         &"0".repeat(64),
     )
@@ -418,7 +525,7 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
             .registry_mirrors
             .insert(bad.into(), vec!["https://mirror.internal".into()]);
         let h = c.host("cp1").unwrap();
-        let err = desired::for_host(&c, &m, h, "amd64", "10.0.0.11")
+        let err = desired::for_host(&c, &m, h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c))
             .err()
             .unwrap_or_else(|| panic!("the key {bad:?} is accepted"));
         assert!(err.to_string().contains("registryMirrors"), "{err}");
@@ -443,7 +550,7 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
             .registry_mirrors
             .insert(good.into(), vec!["https://mirror.internal".into()]);
         let h = c.host("cp1").unwrap();
-        let d = desired::for_host(&c, &m, h, "amd64", "10.0.0.11").unwrap();
+        let d = desired::for_host(&c, &m, h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c)).unwrap();
         assert!(
             d.files
                 .iter()
@@ -463,7 +570,7 @@ fn plain_http_mirror_needs_the_opt_in() {
         ],
     );
     let h = c.host("cp1").unwrap().clone();
-    let err = desired::for_host(&c, &m, &h, "amd64", "10.0.0.11")
+    let err = desired::for_host(&c, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c))
         .expect_err("a plain-http mirror without allowHttpRegistryMirrors is refused");
     assert!(
         err.to_string().contains("allowHttpRegistryMirrors"),
@@ -474,7 +581,7 @@ fn plain_http_mirror_needs_the_opt_in() {
         "docker.io".into(),
         vec!["http://u:s3cret@10.0.0.9:5000".into()],
     );
-    let err = desired::for_host(&secret, &m, &h, "amd64", "10.0.0.11")
+    let err = desired::for_host(&secret, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&secret))
         .err()
         .unwrap();
     assert!(!err.to_string().contains("s3cret"), "{err}");
@@ -499,7 +606,7 @@ fn plain_http_mirror_needs_the_opt_in() {
     c.artifacts
         .registry_mirrors
         .insert("quay.io".into(), vec!["file:///etc/shadow".into()]);
-    assert!(desired::for_host(&c, &m, &h, "amd64", "10.0.0.11").is_err());
+    assert!(desired::for_host(&c, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c)).is_err());
 }
 
 #[test]

@@ -127,6 +127,7 @@ pub fn render_status(r: &StatusReport) -> String {
         [
             "HOST",
             "ADDRESS",
+            "NODE-IP",
             "ROLE",
             "SSH",
             "OS",
@@ -164,7 +165,12 @@ pub fn render_status(r: &StatusReport) -> String {
                 p.join(", ")
             }
         };
-        let mut row = vec![h.name.clone(), h.address.clone(), h.role.to_string()];
+        let mut row = vec![
+            h.name.clone(),
+            h.address.clone(),
+            h.node_ip.clone().unwrap_or_else(dash),
+            h.role.to_string(),
+        ];
         match &h.facts {
             Some(f) => {
                 let ver = |c: &str| {

@@ -47,10 +47,11 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
 pub fn render_config(
     c: &crate::model::Cluster,
     h: &Host,
+    ips: &desired::NodeIps,
     token: &str,
     certificate_key: &str,
 ) -> Result<String, StepError> {
-    let mut ctx = desired::kubeadm_context(c, h);
+    let mut ctx = desired::kubeadm_context(c, h, ips);
     ctx["token"] = token.into();
     ctx["certificate_key"] = certificate_key.into();
     Ok(crate::templates::render("kubeadm-init.yaml", &ctx)?)
@@ -63,7 +64,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
         .ok_or_else(|| StepError::failed(host, "not in the inventory"))?;
     let token = crate::secrets::bootstrap_token();
     let key = crate::secrets::certificate_key();
-    let config = render_config(&ctx.cluster, h, &token, &key)?;
+    let config = render_config(&ctx.cluster, h, &ctx.node_ips, &token, &key)?;
     super::kubeadm_with_config(ctx, host, &config, "init --upload-certs", "init").await?;
     let api = ctx.session(host)?;
     api.run(&format!("touch {}", desired::INITIALIZED)).await?;

@@ -24,11 +24,12 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
 pub fn render_config(
     c: &crate::model::Cluster,
     h: &Host,
+    ips: &desired::NodeIps,
     token: &str,
     ca_hash: &str,
     certificate_key: Option<&str>,
 ) -> Result<String, StepError> {
-    let mut ctx = desired::kubeadm_context(c, h);
+    let mut ctx = desired::kubeadm_context(c, h, ips);
     ctx["token"] = token.into();
     ctx["ca_hash"] = ca_hash.into();
     ctx["control_plane"] = (h.role == Role::ControlPlane).into();
@@ -45,6 +46,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
     let config = render_config(
         &ctx.cluster,
         h,
+        &ctx.node_ips,
         &s.token,
         &s.ca_hash,
         s.certificate_key.as_deref(),
@@ -58,7 +60,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
     if ep.local {
         let block = crate::templates::render(
             "hosts-block",
-            &serde_json::json!({"cluster": ctx.cluster.name, "endpoint": ep.host, "endpoint_ip": h.internal_address()}),
+            &serde_json::json!({"cluster": ctx.cluster.name, "endpoint": ep.host, "endpoint_ip": ctx.node_ips.ip(h)}),
         )?;
         super::api_endpoint::write_hosts_block(ctx.session(host)?, &block).await?;
         // kube-proxy, a hostNetwork pod, has its own copy of /etc/hosts from when its pod

@@ -20,7 +20,13 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
         .host(host)
         .ok_or_else(|| StepError::failed(host, "not in the inventory"))?;
     let s = join_secrets(ctx, false).await?;
-    let config =
-        super::join_control_plane::render_config(&ctx.cluster, h, &s.token, &s.ca_hash, None)?;
+    let config = super::join_control_plane::render_config(
+        &ctx.cluster,
+        h,
+        &ctx.node_ips,
+        &s.token,
+        &s.ca_hash,
+        None,
+    )?;
     super::kubeadm_with_config(ctx, host, &config, "join", "join").await
 }

@@ -118,6 +118,8 @@ pub struct Ctx {
     pub artifacts: BTreeMap<String, PathBuf>,
     /// The control plane that inits the cluster or serves its API.
     pub init_host: String,
+    /// Every host's node IP (from the plan: the inventory's, else the host's facts).
+    pub node_ips: desired::NodeIps,
     pub stats: Stats,
     pub secrets: tokio::sync::Mutex<Option<JoinSecrets>>,
 }

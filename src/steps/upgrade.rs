@@ -136,8 +136,14 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
         };
         let node = state.node(&h.name);
         if u.hosts.contains(&h.name) {
-            let want: HostDesired =
-                desired::for_host(c, input.manifest, h, &f.arch, &input.endpoint_ip(h))?;
+            let want: HostDesired = desired::for_host(
+                c,
+                input.manifest,
+                h,
+                &f.arch,
+                &input.endpoint_ip(h),
+                &input.node_ips(),
+            )?;
             // kubeadm first (kubeadm upgrade needs the new one), then the runtime, then kubelet/kubectl
             let mut installs: Vec<Artifact> = Vec::new();
             for comp in [
