@@ -52,8 +52,7 @@ impl client::Handler for ClientHandler {
         };
         let algorithm = key.algorithm().to_string();
         let fingerprint = known_hosts::fingerprint(key);
-        match self.known.check(&self.host, self.port, key) {
-            Verdict::Trusted(_) => Ok(true),
+        let verdict = match self.known.check(&self.host, self.port, key) {
             Verdict::Unknown if self.accept_new => {
                 let Some(file) = self.record_to.clone() else {
                     return self.refuse(SshError::Config {
@@ -61,23 +60,39 @@ impl client::Handler for ClientHandler {
                         message: "no known_hosts file to record new host keys in".into(),
                     });
                 };
+                // append re-reads the file under its lock: another writer may have recorded
+                // this host meanwhile
                 match known_hosts::append(&file, &self.host, self.port, key) {
-                    Ok(()) => {
+                    Ok(known_hosts::Appended::Recorded) => {
                         tracing::warn!(
                             "{}: recorded new host key of {addr} in {}: {algorithm} {fingerprint}",
                             self.name,
                             file.display()
                         );
-                        Ok(true)
+                        return Ok(true);
                     }
-                    Err(e) => self.refuse(SshError::RecordHostKey {
-                        host: self.name.clone(),
-                        addr,
-                        file,
-                        message: e.to_string(),
-                    }),
+                    Ok(known_hosts::Appended::AlreadyRecorded(line)) => {
+                        tracing::debug!(
+                            "{}: host key of {addr} was recorded meanwhile at {line}",
+                            self.name
+                        );
+                        return Ok(true);
+                    }
+                    Ok(known_hosts::Appended::Refused(v)) => v,
+                    Err(e) => {
+                        return self.refuse(SshError::RecordHostKey {
+                            host: self.name.clone(),
+                            addr,
+                            file,
+                            message: e.to_string(),
+                        });
+                    }
                 }
             }
+            v => v,
+        };
+        match verdict {
+            Verdict::Trusted(_) => Ok(true),
             Verdict::Unknown => self.refuse(SshError::UnknownHostKey {
                 host: self.name.clone(),
                 addr,
