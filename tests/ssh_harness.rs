@@ -977,3 +977,54 @@ fn ssh_rsa_sha1_host_key_signatures_are_refused_and_rsa_sha2_accepted() {
     drop(sha2);
     drop(sha1_only);
 }
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn accepting_new_keys_keeps_an_unterminated_last_entry_trusted() {
+    let _g = serial();
+    let h = Harness::get();
+    h.clean(3);
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    // node1 is known, on a last line without a newline (as an editor or a script may leave it)
+    let real = std::fs::read_to_string(h.known_hosts()).unwrap();
+    let node1 = real
+        .lines()
+        .find(|l| l.starts_with("10.123.0.11,"))
+        .unwrap()
+        .to_string();
+    std::fs::write(&kh, &node1).unwrap();
+    let inv = three(&h, dir.path(), &kh);
+    // node2 and node3 are recorded at once, by concurrent connections
+    let out = kubeforge(
+        &[
+            "status",
+            "-f",
+            inv.to_str().unwrap(),
+            "--accept-new-host-keys",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert!(
+        recorded.starts_with(&format!("{node1}\n")),
+        "the trusted line is intact:\n{recorded}"
+    );
+    assert_eq!(recorded.lines().count(), 3, "{recorded}");
+    assert!(recorded.ends_with('\n'));
+    // every host is trusted now, node1 by its original line, without the flag
+    let out = kubeforge(&["status", "-f", inv.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
+}
