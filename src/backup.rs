@@ -70,6 +70,7 @@ async fn archive(s: &Session, dir: &str, what: &str, display: &str) -> anyhow::R
             Exec {
                 display: Some(&format!("archive {display}")),
                 timeout: Some(Duration::from_secs(600)),
+                max_output: Some(crate::ssh::session::MAX_ARCHIVE),
                 ..Exec::default()
             },
         )

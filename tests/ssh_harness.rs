@@ -772,3 +772,259 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
         }
     });
 }
+
+/// The peak resident memory (VmHWM, in KiB) of a running process, if it is still there.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn endless_output_is_cut_at_the_cap_with_bounded_memory_and_time() {
+    let _g = serial();
+    let h = Harness::get();
+    h.clean(3);
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = ssh_block(&h, &h.known_hosts(), &h.key());
+    let inv = inventory(dir.path(), "big", V, &[(1, "control-plane")], &ssh, "");
+    let cmd = "head -c 100000000 /dev/zero";
+    let out_file = dir.path().join("stdout");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .args(["exec", "-f", inv.to_str().unwrap(), "--", cmd])
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("kubeforge exec did not end within 90 s (peak RSS {peak} KiB)");
+        }
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stdout = std::fs::read(&out_file).unwrap();
+    let shown = text(&stdout[..stdout.len().min(4000)]);
+    assert_eq!(status.code(), Some(1), "{shown}{stderr}");
+    let said = format!("{}{stderr}", text(&stdout));
+    assert!(
+        said.contains(&format!(
+            "node1: output of `{cmd}` exceeded 16 MiB; the command was stopped"
+        )),
+        "{shown}{stderr}"
+    );
+    assert!(
+        stdout.len() < 1 << 20,
+        "no output is passed on: {} bytes",
+        stdout.len()
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // 16 MiB kept, plus the program itself; 100 MB of output is never held
+    assert!(peak > 0, "VmHWM was read");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    // the remote command was stopped, not left writing into a closed channel
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = h.exec(1, "pgrep -f '^head -c 100000000' || true");
+        if text(&left.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running on node1: {}",
+            text(&left.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A second sshd on node1 with its own RSA host key, offering only `algorithms` for it;
+/// stopped (by its pid file) when dropped.
+struct ExtraSshd<'a> {
+    h: &'a Harness,
+    dir: String,
+}
+
+impl<'a> ExtraSshd<'a> {
+    fn start(h: &'a Harness, dir: &str, port: u16, algorithms: &str) -> Self {
+        h.sh(
+            1,
+            &format!(
+                "/usr/sbin/sshd -p {port} -o HostKey={dir}/host_rsa -o HostKeyAlgorithms={algorithms} -o PidFile={dir}/sshd-{port}.pid"
+            ),
+        );
+        let me = ExtraSshd {
+            h,
+            dir: dir.to_string(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text(&h.exec(1, &format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN") {
+            assert!(
+                Instant::now() < deadline,
+                "sshd on port {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+}
+
+impl Drop for ExtraSshd<'_> {
+    fn drop(&mut self) {
+        let _ = self.h.exec(
+            1,
+            &format!(
+                "for p in {0}/sshd-*.pid; do [ -f \"$p\" ] && kill \"$(cat \"$p\")\"; done; rm -rf {0}",
+                self.dir
+            ),
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn ssh_rsa_sha1_host_key_signatures_are_refused_and_rsa_sha2_accepted() {
+    let _g = serial();
+    let h = Harness::get();
+    h.clean(3);
+    // a fresh RSA host key, so the test does not depend on the node's own keys
+    let node_dir = h.sh(1, "mktemp -d /run/kf-rsa-XXXXXX").trim().to_string();
+    h.sh(
+        1,
+        &format!("ssh-keygen -q -t rsa -b 3072 -N '' -f {node_dir}/host_rsa"),
+    );
+    let sha1_only = ExtraSshd::start(&h, &node_dir, 2222, "ssh-rsa");
+    let sha2 = ExtraSshd::start(&h, &node_dir, 2223, "rsa-sha2-512");
+    let rsa_pub = h.sh(1, &format!("cut -d' ' -f1,2 {node_dir}/host_rsa.pub"));
+    let rsa_pub = rsa_pub.trim();
+    assert!(rsa_pub.starts_with("ssh-rsa AAAA"), "{rsa_pub}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    // the key is known: the only reason to refuse is the signature algorithm
+    std::fs::write(
+        &kh,
+        format!("[10.123.0.11]:2222 {rsa_pub}\n[10.123.0.11]:2223 {rsa_pub}\n"),
+    )
+    .unwrap();
+    let inv = |port: u16| {
+        let p = dir.path().join(format!("rsa{port}.yaml"));
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: rsa}}\nspec:\n  kubernetes: {{version: {V}}}\n  ssh:\n{}  hosts:\n    - {{name: node1, address: 10.123.0.11, port: {port}, role: control-plane}}\n",
+                ssh_block(&h, &kh, &h.key())
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let started = Instant::now();
+    let refused = inv(2222);
+    for flags in [&[][..], &["--accept-new-host-keys"][..]] {
+        let mut args = vec!["exec", "-f", refused.to_str().unwrap()];
+        args.extend(flags);
+        args.extend(["--", "echo reached"]);
+        let out = kubeforge(&args, &[]);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(!said.contains("reached"), "{said}");
+        assert!(
+            said.contains(
+                "node1: 10.123.0.11:2222 signs its host key only with ssh-rsa; kubeforge refuses ssh-rsa (SHA-1) host-key signatures"
+            ),
+            "{said}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // the same key, signing with SHA-512, is accepted
+    let accepted = inv(2223);
+    let out = kubeforge(
+        &[
+            "exec",
+            "-f",
+            accepted.to_str().unwrap(),
+            "--",
+            "echo reached",
+        ],
+        &[],
+    );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("reached"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap().lines().count(),
+        2,
+        "nothing recorded"
+    );
+    drop(sha2);
+    drop(sha1_only);
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn accepting_new_keys_keeps_an_unterminated_last_entry_trusted() {
+    let _g = serial();
+    let h = Harness::get();
+    h.clean(3);
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    // node1 is known, on a last line without a newline (as an editor or a script may leave it)
+    let real = std::fs::read_to_string(h.known_hosts()).unwrap();
+    let node1 = real
+        .lines()
+        .find(|l| l.starts_with("10.123.0.11,"))
+        .unwrap()
+        .to_string();
+    std::fs::write(&kh, &node1).unwrap();
+    let inv = three(&h, dir.path(), &kh);
+    // node2 and node3 are recorded at once, by concurrent connections
+    let out = kubeforge(
+        &[
+            "status",
+            "-f",
+            inv.to_str().unwrap(),
+            "--accept-new-host-keys",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert!(
+        recorded.starts_with(&format!("{node1}\n")),
+        "the trusted line is intact:\n{recorded}"
+    );
+    assert_eq!(recorded.lines().count(), 3, "{recorded}");
+    assert!(recorded.ends_with('\n'));
+    // every host is trusted now, node1 by its original line, without the flag
+    let out = kubeforge(&["status", "-f", inv.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
+}

@@ -303,11 +303,93 @@ impl KnownHosts {
     }
 }
 
-/// Records a host key the user accepted, as OpenSSH's `accept-new` does: appends a plain line
-/// to `file`, creating it (0600, in a 0700 directory) if needed.
-pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+/// What [`append`] found when it re-read the file under its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The host was still unknown: its line was added.
+    Recorded,
+    /// Another writer recorded this very key meanwhile: nothing was added.
+    AlreadyRecorded(LineRef),
+    /// Another writer recorded a different key for this host meanwhile (or revoked this one):
+    /// nothing was added, and the key must be refused.
+    Refused(Verdict),
+}
+
+/// How many symbolic links [`resolve_links`] follows (as the kernel's MAXSYMLINKS).
+const MAX_LINKS: usize = 40;
+
+/// The file a path finally names, following symbolic links even to a target that does not
+/// exist yet, so known_hosts kept elsewhere (a dotfiles repository) is written where it lives
+/// and the link stays a link.
+fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            Ok(_) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(p),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+/// `dir/.name.kubeforge-<random>`, created exclusively (O_CREAT|O_EXCL: never an existing
+/// file, never through a planted symlink), 0600 until it is complete.
+fn create_temp_beside(file: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let base = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "known_hosts".into());
+    let rng = ring::rand::SystemRandom::new();
+    let mut last = None;
+    for _ in 0..16 {
+        let mut b = [0u8; 8];
+        ring::rand::SecureRandom::fill(&rng, &mut b)
+            .map_err(|_| std::io::Error::other("no randomness for a temporary file name"))?;
+        let tmp = dir.join(format!(".{base}.kubeforge-{}", hex::encode(b)));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("cannot create a temporary file")))
+}
+
+/// Records a host key the user accepted, as OpenSSH's `accept-new` does, without ever
+/// damaging a line already there:
+///
+/// - writers are serialised: within the process by a mutex, across processes by an advisory
+///   lock (`flock`) on a sidecar `<file>.lock`;
+/// - under the lock the file is read again: a key another writer recorded meanwhile is not
+///   added twice, and a *different* key recorded meanwhile is refused ([`Appended::Refused`]);
+/// - the new file (old content, a newline if the last line had none, the new line) is written
+///   to a temporary file created exclusively in the same directory, synced, and renamed over
+///   the old one: a crash leaves the old file or the new one, never half of one;
+/// - the file keeps its mode (a new one is 0600, in a 0700 directory); a symlinked
+///   known_hosts is written through to its target.
+pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<Appended> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let _guard = APPEND_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let file = resolve_links(file)?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -325,13 +407,78 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default()
     );
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
+
+    let mut lock_path = file.clone().into_os_string();
+    lock_path.push(".lock");
+    // never written to; a symlink there is refused rather than followed
+    if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::other(format!(
+            "lock file {} is a symbolic link",
+            Path::new(&lock_path).display()
+        )));
+    }
+    let lock = std::fs::OpenOptions::new()
         .append(true)
+        .create(true)
         .mode(0o600)
-        .open(file)?;
-    // one write call: concurrent appenders never interleave within a line
-    f.write_all(line.as_bytes())
+        .open(&lock_path)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open lock file {}: {e}",
+                    Path::new(&lock_path).display()
+                ),
+            )
+        })?;
+    lock.lock()?;
+
+    // what is there now, under the lock
+    let (old, mode) = match std::fs::File::open(&file) {
+        Ok(mut f) => {
+            let meta = f.metadata()?;
+            if !meta.is_file() {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a regular file",
+                    file.display()
+                )));
+            }
+            let mut b = Vec::with_capacity(meta.len() as usize);
+            f.read_to_end(&mut b)?;
+            (b, meta.permissions().mode() & 0o7777)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0o600),
+        Err(e) => return Err(e),
+    };
+    let mut now = KnownHosts::default();
+    now.parse(&file, &String::from_utf8_lossy(&old));
+    match now.check(host, port, key) {
+        Verdict::Unknown => {}
+        Verdict::Trusted(at) => return Ok(Appended::AlreadyRecorded(at)),
+        v => return Ok(Appended::Refused(v)),
+    }
+
+    let (tmp, mut f) = create_temp_beside(&file)?;
+    let written = (|| {
+        f.write_all(&old)?;
+        if !old.is_empty() && !old.ends_with(b"\n") {
+            f.write_all(b"\n")?;
+        }
+        f.write_all(line.as_bytes())?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &file)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // the rename itself reaches the disk
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    drop(lock);
+    Ok(Appended::Recorded)
 }
 
 #[cfg(test)]
@@ -497,5 +644,207 @@ mod tests {
             Verdict::Trusted(_)
         ));
         assert!(fingerprint(&key(K1)).starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn append_never_glues_onto_an_unterminated_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        // written by hand or by a tool that drops the final newline
+        std::fs::write(&f, format!("# mine\n10.0.0.1 ssh-ed25519 {K1}")).unwrap();
+        let _ = append(&f, "10.0.0.6", 22, &key(K2)).unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(
+            text,
+            format!("# mine\n10.0.0.1 ssh-ed25519 {K1}\n10.0.0.6 ssh-ed25519 {K2}\n")
+        );
+        let k = KnownHosts::load(std::slice::from_ref(&f)).unwrap();
+        assert!(k.skipped.is_empty(), "{:?}", k.skipped);
+        assert!(
+            matches!(k.check("10.0.0.1", 22, &key(K1)), Verdict::Trusted(l) if l.line == 2),
+            "the old entry still verifies"
+        );
+        assert!(matches!(k.check("10.0.0.6", 22, &key(K2)), Verdict::Trusted(l) if l.line == 3));
+        // and a host whose key is not K1 is still refused as changed, not "unknown"
+        assert!(matches!(
+            k.check("10.0.0.1", 22, &key(K2)),
+            Verdict::Changed { .. }
+        ));
+    }
+
+    /// Distinct ed25519 keys for the concurrency test: 32 bytes of key, wrapped as OpenSSH does.
+    fn nth_key(i: u8) -> PublicKey {
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[i; 32]);
+        use base64::Engine as _;
+        key(&base64::engine::general_purpose::STANDARD.encode(blob))
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".kubeforge-"))
+            .collect()
+    }
+
+    #[test]
+    fn append_from_many_threads_keeps_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        std::fs::write(&f, format!("10.0.0.1 ssh-ed25519 {K1}")).unwrap();
+        let threads: Vec<_> = (0..24u8)
+            .map(|i| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    append(&f, &format!("10.0.1.{i}"), 22, &nth_key(i + 1)).unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Appended::Recorded);
+        }
+        let k = KnownHosts::load(std::slice::from_ref(&f)).unwrap();
+        assert!(k.skipped.is_empty(), "{:?}", k.skipped);
+        assert!(matches!(
+            k.check("10.0.0.1", 22, &key(K1)),
+            Verdict::Trusted(_)
+        ));
+        for i in 0..24u8 {
+            assert!(
+                matches!(
+                    k.check(&format!("10.0.1.{i}"), 22, &nth_key(i + 1)),
+                    Verdict::Trusted(_)
+                ),
+                "10.0.1.{i}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 25);
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{:?}",
+            leftovers(dir.path())
+        );
+    }
+
+    #[test]
+    fn append_waits_for_another_processs_lock_and_then_sees_its_line() {
+        // another process (here: another open file description, which flock treats alike)
+        // holds the lock and records the same host's key while we wait
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        std::fs::write(&f, format!("10.0.0.1 ssh-ed25519 {K1}\n")).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.path().join("known_hosts.lock"))
+            .unwrap();
+        other.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f2 = f.clone();
+        let t = std::thread::spawn(move || {
+            tx.send(append(&f2, "10.0.0.7", 22, &key(K2)).unwrap())
+                .unwrap()
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "append must wait while another writer holds the lock"
+        );
+        // the other writer records this host meanwhile, unterminated, and lets go
+        let mut text = std::fs::read_to_string(&f).unwrap();
+        text.push_str(&format!("10.0.0.7 ssh-ed25519 {K2}"));
+        std::fs::write(&f, &text).unwrap();
+        other.unlock().unwrap();
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        t.join().unwrap();
+        assert!(
+            matches!(&got, Appended::AlreadyRecorded(l) if l.line == 2),
+            "{got:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), text, "no duplicate");
+    }
+
+    #[test]
+    fn append_rereads_and_does_not_duplicate_a_key_recorded_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        // what the connection loaded: nothing for 10.0.0.5
+        let loaded = KnownHosts::load(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(loaded.check("10.0.0.5", 22, &key(K1)), Verdict::Unknown);
+        // another kubeforge records it before we do
+        assert_eq!(
+            append(&f, "10.0.0.5", 22, &key(K1)).unwrap(),
+            Appended::Recorded
+        );
+        assert!(matches!(
+            append(&f, "10.0.0.5", 22, &key(K1)).unwrap(),
+            Appended::AlreadyRecorded(l) if l.line == 1
+        ));
+        assert_eq!(std::fs::read_to_string(&f).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn append_refuses_a_different_key_recorded_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        let before = format!("10.0.0.5 ssh-ed25519 {K1}\n");
+        std::fs::write(&f, &before).unwrap();
+        match append(&f, "10.0.0.5", 22, &key(K2)).unwrap() {
+            Appended::Refused(Verdict::Changed { line, .. }) => assert_eq!(line.line, 1),
+            v => panic!("{v:?}"),
+        }
+        // revoked meanwhile: refused too
+        let revoked = format!("{before}@revoked * ssh-ed25519 {K2}\n");
+        std::fs::write(&f, &revoked).unwrap();
+        assert!(matches!(
+            append(&f, "10.0.0.9", 22, &key(K2)).unwrap(),
+            Appended::Refused(Verdict::Revoked(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), revoked, "untouched");
+    }
+
+    #[test]
+    fn append_writes_through_a_symlinked_known_hosts_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("dotfiles");
+        std::fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("known_hosts");
+        std::fs::write(&real, format!("10.0.0.1 ssh-ed25519 {K1}")).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let ssh = dir.path().join("ssh");
+        std::fs::create_dir(&ssh).unwrap();
+        let link = ssh.join("known_hosts");
+        std::os::unix::fs::symlink("../dotfiles/known_hosts", &link).unwrap();
+        assert_eq!(
+            append(&link, "10.0.0.6", 22, &key(K2)).unwrap(),
+            Appended::Recorded
+        );
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link stays a link"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&real).unwrap(),
+            format!("10.0.0.1 ssh-ed25519 {K1}\n10.0.0.6 ssh-ed25519 {K2}\n")
+        );
+        assert_eq!(
+            std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o644,
+            "the file keeps its mode"
+        );
+        assert!(leftovers(&real_dir).is_empty() && leftovers(&ssh).is_empty());
+        let k = KnownHosts::load(&[link]).unwrap();
+        assert!(matches!(
+            k.check("10.0.0.1", 22, &key(K1)),
+            Verdict::Trusted(_)
+        ));
     }
 }

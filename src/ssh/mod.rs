@@ -58,6 +58,14 @@ pub enum SshError {
         fingerprint: String,
         line: String,
     },
+    #[error(
+        "{host}: {addr} signs its host key only with {offered}; kubeforge refuses ssh-rsa (SHA-1) host-key signatures. Let its sshd sign with rsa-sha2-512 or rsa-sha2-256 (HostKeyAlgorithms in sshd_config; OpenSSH 7.2 or later does by default), or give it an ed25519 host key"
+    )]
+    Sha1HostKeySignature {
+        host: String,
+        addr: String,
+        offered: String,
+    },
     #[error("{host}: cannot record the host key of {addr} in {}: {message}", file.display())]
     RecordHostKey {
         host: String,
@@ -94,6 +102,14 @@ pub enum SshError {
         host: String,
         command: String,
         timeout: Duration,
+    },
+    #[error("{host}: {stream} of `{command}` exceeded {}; the command was stopped", session::format_bytes(*limit))]
+    OutputTooLarge {
+        host: String,
+        command: String,
+        /// `output` (stdout) or `error output` (stderr)
+        stream: &'static str,
+        limit: u64,
     },
     #[error("{host}: `{command}` ended without an exit status{}", signal.as_ref().map(|s| format!(" (killed by signal {s})")).unwrap_or_default())]
     NoExitStatus {
@@ -143,12 +159,14 @@ impl SshError {
             | HostKeyChanged { host, .. }
             | HostKeyRevoked { host, .. }
             | RecordHostKey { host, .. }
+            | Sha1HostKeySignature { host, .. }
             | Auth { host, .. }
             | Key { host, .. }
             | Sudo { host, .. }
             | Disconnected { host, .. }
             | CommandTimeout { host, .. }
             | NoExitStatus { host, .. }
+            | OutputTooLarge { host, .. }
             | CommandFailed { host, .. }
             | File { host, .. }
             | Protocol { host, .. }
@@ -168,6 +186,7 @@ impl SshError {
                 | HostKeyChanged { .. }
                 | HostKeyRevoked { .. }
                 | RecordHostKey { .. }
+                | Sha1HostKeySignature { .. }
                 | Auth { .. }
                 | Key { .. }
                 | Sudo { .. }

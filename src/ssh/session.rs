@@ -52,8 +52,7 @@ impl client::Handler for ClientHandler {
         };
         let algorithm = key.algorithm().to_string();
         let fingerprint = known_hosts::fingerprint(key);
-        match self.known.check(&self.host, self.port, key) {
-            Verdict::Trusted(_) => Ok(true),
+        let verdict = match self.known.check(&self.host, self.port, key) {
             Verdict::Unknown if self.accept_new => {
                 let Some(file) = self.record_to.clone() else {
                     return self.refuse(SshError::Config {
@@ -61,23 +60,39 @@ impl client::Handler for ClientHandler {
                         message: "no known_hosts file to record new host keys in".into(),
                     });
                 };
+                // append re-reads the file under its lock: another writer may have recorded
+                // this host meanwhile
                 match known_hosts::append(&file, &self.host, self.port, key) {
-                    Ok(()) => {
+                    Ok(known_hosts::Appended::Recorded) => {
                         tracing::warn!(
                             "{}: recorded new host key of {addr} in {}: {algorithm} {fingerprint}",
                             self.name,
                             file.display()
                         );
-                        Ok(true)
+                        return Ok(true);
                     }
-                    Err(e) => self.refuse(SshError::RecordHostKey {
-                        host: self.name.clone(),
-                        addr,
-                        file,
-                        message: e.to_string(),
-                    }),
+                    Ok(known_hosts::Appended::AlreadyRecorded(line)) => {
+                        tracing::debug!(
+                            "{}: host key of {addr} was recorded meanwhile at {line}",
+                            self.name
+                        );
+                        return Ok(true);
+                    }
+                    Ok(known_hosts::Appended::Refused(v)) => v,
+                    Err(e) => {
+                        return self.refuse(SshError::RecordHostKey {
+                            host: self.name.clone(),
+                            addr,
+                            file,
+                            message: e.to_string(),
+                        });
+                    }
                 }
             }
+            v => v,
+        };
+        match verdict {
+            Verdict::Trusted(_) => Ok(true),
             Verdict::Unknown => self.refuse(SshError::UnknownHostKey {
                 host: self.name.clone(),
                 addr,
@@ -140,6 +155,32 @@ pub struct Exec<'a> {
     /// channel's stdin to `sh -s`, so it never appears on a command line that sudo logs or that
     /// `ps` shows. Not combinable with `stdin`.
     pub secret: bool,
+    /// The most stdout, and separately stderr, kept in memory. Default: [`MAX_OUTPUT`]. Past it
+    /// the command is stopped and the call fails with [`SshError::OutputTooLarge`].
+    pub max_output: Option<u64>,
+}
+
+/// How much of a command's stdout (and, separately, stderr) is kept by default: a host that
+/// prints without end cannot exhaust this machine's memory.
+pub const MAX_OUTPUT: u64 = 16 << 20;
+
+/// The limit for [`Session::read_file`] through `cat` (sudo users): certificates and
+/// kubeconfigs are far smaller.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// The limit for an archive of a data directory read through a command (the etcd data
+/// directory when etcd offers no snapshot API): etcd's largest supported backend quota.
+pub const MAX_ARCHIVE: u64 = 8 << 30;
+
+/// `16 MiB`, `8 GiB`, `1000 bytes`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
 }
 
 /// The environment every script runs in: a PATH that finds /usr/local and sbin tools, and the
@@ -180,6 +221,34 @@ fn random_suffix() -> String {
     hex::encode(b)
 }
 
+/// `ssh-rsa`: an RSA signature over SHA-1.
+fn is_sha1_rsa(a: &russh::keys::Algorithm) -> bool {
+    matches!(a, russh::keys::Algorithm::Rsa { hash: None })
+}
+
+/// What a failed handshake means: a host that can only sign its host key with ssh-rsa (SHA-1)
+/// is named as such, not as a bare "no common algorithm".
+fn handshake_error(host: &str, addr: &str, e: russh::Error) -> SshError {
+    if let russh::Error::NoCommonAlgo {
+        kind: russh::AlgorithmKind::Key,
+        theirs,
+        ..
+    } = &e
+        && theirs.iter().any(|a| a == "ssh-rsa")
+    {
+        return SshError::Sha1HostKeySignature {
+            host: host.to_string(),
+            addr: addr.to_string(),
+            offered: theirs.join(", "),
+        };
+    }
+    SshError::Connect {
+        host: host.to_string(),
+        addr: addr.to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// Opens connections: owns the run's options, credentials, and the bastion connections that
 /// several hosts share.
 pub struct Connector {
@@ -199,15 +268,17 @@ impl Connector {
 
     fn client_config(&self, preferred_keys: Vec<russh::keys::Algorithm>) -> Arc<client::Config> {
         let mut preferred = russh::Preferred::default();
-        if !preferred_keys.is_empty() {
-            let mut keys = preferred_keys;
-            for a in preferred.key.iter() {
-                if !keys.contains(a) {
-                    keys.push(a.clone());
-                }
+        // the host keys known_hosts records for this host first (as OpenSSH orders its
+        // HostKeyAlgorithms), then russh's defaults; never ssh-rsa, whose signatures use SHA-1
+        // (OpenSSH refuses it by default since 8.8): an RSA host key is accepted when it signs
+        // with rsa-sha2-512 or rsa-sha2-256
+        let mut keys: Vec<russh::keys::Algorithm> = Vec::new();
+        for a in preferred_keys.iter().chain(preferred.key.iter()) {
+            if !is_sha1_rsa(a) && !keys.contains(a) {
+                keys.push(a.clone());
             }
-            preferred.key = keys.into();
         }
+        preferred.key = keys.into();
         Arc::new(client::Config {
             keepalive_interval: Some(self.options.keepalive_interval),
             keepalive_max: self.options.keepalive_max,
@@ -272,6 +343,11 @@ impl Connector {
             None => None,
         };
         let handshake = async {
+            let connect_err = |message: String| SshError::Connect {
+                host: name.clone(),
+                addr: addr.clone(),
+                message,
+            };
             match &jump {
                 Some(j) => {
                     let ch = j
@@ -284,20 +360,23 @@ impl Connector {
                         )
                         .await
                         .map_err(|e| {
-                            format!("{} cannot open a tunnel to it: {e}", j.target.name)
+                            connect_err(format!(
+                                "{} cannot open a tunnel to it: {e}",
+                                j.target.name
+                            ))
                         })?;
                     client::connect_stream(config, ch.into_stream(), handler)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| handshake_error(&name, &addr, e))
                 }
                 None => {
                     let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| connect_err(e.to_string()))?;
                     let _ = tcp.set_nodelay(true);
                     client::connect_stream(config, tcp, handler)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| handshake_error(&name, &addr, e))
                 }
             }
         };
@@ -314,13 +393,7 @@ impl Connector {
                     timeout,
                 });
             }
-            Ok(Err(message)) => {
-                return Err(SshError::Connect {
-                    host: name,
-                    addr,
-                    message,
-                });
-            }
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(h)) => h,
         };
         self.creds.authenticate(&mut handle, target).await?;
@@ -338,6 +411,7 @@ impl Connector {
                     None,
                     Duration::from_secs(30),
                     "sudo -n true",
+                    MAX_OUTPUT,
                 )
                 .await?;
             if !out.success() {
@@ -375,12 +449,15 @@ impl Session {
     }
 
     /// Runs a command line as given (no wrapping), collecting stdout, stderr and exit status.
+    /// Past `max_output` bytes of stdout or of stderr the channel is closed (the host's sshd
+    /// then closes the command's pipes, and its next write ends it) and the call fails.
     pub async fn exec_raw(
         &self,
         command: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
         display: &str,
+        max_output: u64,
     ) -> Result<ExecOutput, SshError> {
         let host = self.name().to_string();
         let lost = |_| SshError::Disconnected {
@@ -399,17 +476,32 @@ impl Session {
             let mut signal = None;
             // OpenSSH may send the exit status after EOF: read until the channel closes
             while let Some(msg) = ch.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                let (kept, data, stream) = match msg {
+                    ChannelMsg::Data { data } => (&mut out.stdout, data, "output"),
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        out.stderr.extend_from_slice(&data)
+                        (&mut out.stderr, data, "error output")
                     }
-                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(exit_status);
+                        continue;
+                    }
                     ChannelMsg::ExitSignal { signal_name, .. } => {
-                        signal = Some(format!("{signal_name:?}"))
+                        signal = Some(format!("{signal_name:?}"));
+                        continue;
                     }
-                    _ => {}
+                    _ => continue,
+                };
+                if (kept.len() + data.len()) as u64 > max_output {
+                    // a host that prints without end must not exhaust this machine: stop here
+                    let _ = ch.close().await;
+                    return Err(SshError::OutputTooLarge {
+                        host: host.clone(),
+                        command: display.to_string(),
+                        stream,
+                        limit: max_output,
+                    });
                 }
+                kept.extend_from_slice(&data);
             }
             match status {
                 Some(s) => {
@@ -460,7 +552,14 @@ impl Session {
             .map(str::to_string)
             .unwrap_or_else(|| short(script));
         tracing::debug!("{}: run {}", self.name(), shown);
-        self.exec_raw(&command, stdin, limit, &shown).await
+        self.exec_raw(
+            &command,
+            stdin,
+            limit,
+            &shown,
+            opts.max_output.unwrap_or(MAX_OUTPUT),
+        )
+        .await
     }
 
     /// Runs a script as root; any exit status is returned.
@@ -615,6 +714,7 @@ impl Session {
                     &format!("cat -- {}", shell_quote(path)),
                     Exec {
                         display: Some(&format!("read {path}")),
+                        max_output: Some(MAX_FILE),
                         ..Exec::default()
                     },
                 )
@@ -673,4 +773,71 @@ impl Session {
 pub enum Upload<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::{Algorithm, HashAlg};
+
+    #[test]
+    fn ssh_rsa_sha1_host_key_signatures_are_never_offered() {
+        let c = Connector::new(ConnectOptions::default());
+        let sha512 = Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        };
+        let sha256 = Algorithm::Rsa {
+            hash: Some(HashAlg::Sha256),
+        };
+        // russh's defaults, and the order known_hosts asks for (an RSA key recorded first)
+        for asked in [vec![], vec![Algorithm::Rsa { hash: None }, sha256.clone()]] {
+            let keys = c.client_config(asked.clone()).preferred.key.to_vec();
+            assert!(!keys.iter().any(is_sha1_rsa), "ssh-rsa offered: {keys:?}");
+            assert!(keys.contains(&sha512) && keys.contains(&sha256), "{keys:?}");
+            assert!(keys.contains(&Algorithm::Ed25519), "{keys:?}");
+            if !asked.is_empty() {
+                assert_eq!(keys[0], sha256, "known_hosts' choice first: {keys:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_host_offering_only_ssh_rsa_is_named_as_such() {
+        let e = handshake_error(
+            "node1",
+            "10.0.0.1:2222",
+            russh::Error::NoCommonAlgo {
+                kind: russh::AlgorithmKind::Key,
+                ours: vec!["ssh-ed25519".into(), "rsa-sha2-512".into()],
+                theirs: vec!["ssh-rsa".into()],
+            },
+        );
+        assert!(matches!(e, SshError::Sha1HostKeySignature { .. }));
+        let m = e.to_string();
+        assert!(
+            m.starts_with("node1: 10.0.0.1:2222 signs its host key only with ssh-rsa; kubeforge refuses ssh-rsa (SHA-1) host-key signatures"),
+            "{m}"
+        );
+        // any other failure stays a connection error
+        let e = handshake_error("node1", "10.0.0.1:22", russh::Error::KexInit);
+        assert!(matches!(e, SshError::Connect { .. }), "{e}");
+    }
+
+    #[test]
+    fn output_limits_are_spelled_in_units() {
+        assert_eq!(format_bytes(MAX_OUTPUT), "16 MiB");
+        assert_eq!(format_bytes(MAX_ARCHIVE), "8 GiB");
+        assert_eq!(format_bytes(1000), "1000 bytes");
+        let e = SshError::OutputTooLarge {
+            host: "node1".into(),
+            command: "head -c 100000000 /dev/zero".into(),
+            stream: "output",
+            limit: MAX_OUTPUT,
+        };
+        assert_eq!(
+            e.to_string(),
+            "node1: output of `head -c 100000000 /dev/zero` exceeded 16 MiB; the command was stopped"
+        );
+        assert!(!e.is_unreachable());
+    }
 }
