@@ -525,9 +525,16 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
             .registry_mirrors
             .insert(bad.into(), vec!["https://mirror.internal".into()]);
         let h = c.host("cp1").unwrap();
-        let err = desired::for_host(&c, &m, h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c))
-            .err()
-            .unwrap_or_else(|| panic!("the key {bad:?} is accepted"));
+        let err = desired::for_host(
+            &c,
+            &m,
+            h,
+            "amd64",
+            "10.0.0.11",
+            &desired::NodeIps::from_inventory(&c),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("the key {bad:?} is accepted"));
         assert!(err.to_string().contains("registryMirrors"), "{err}");
         for p in desired::managed_paths(&c) {
             if let Some(k) = p.strip_prefix("/etc/containerd/certs.d/") {
@@ -550,7 +557,15 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
             .registry_mirrors
             .insert(good.into(), vec!["https://mirror.internal".into()]);
         let h = c.host("cp1").unwrap();
-        let d = desired::for_host(&c, &m, h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c)).unwrap();
+        let d = desired::for_host(
+            &c,
+            &m,
+            h,
+            "amd64",
+            "10.0.0.11",
+            &desired::NodeIps::from_inventory(&c),
+        )
+        .unwrap();
         assert!(
             d.files
                 .iter()
@@ -570,8 +585,15 @@ fn plain_http_mirror_needs_the_opt_in() {
         ],
     );
     let h = c.host("cp1").unwrap().clone();
-    let err = desired::for_host(&c, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c))
-        .expect_err("a plain-http mirror without allowHttpRegistryMirrors is refused");
+    let err = desired::for_host(
+        &c,
+        &m,
+        &h,
+        "amd64",
+        "10.0.0.11",
+        &desired::NodeIps::from_inventory(&c),
+    )
+    .expect_err("a plain-http mirror without allowHttpRegistryMirrors is refused");
     assert!(
         err.to_string().contains("allowHttpRegistryMirrors"),
         "{err}"
@@ -581,9 +603,16 @@ fn plain_http_mirror_needs_the_opt_in() {
         "docker.io".into(),
         vec!["http://u:s3cret@10.0.0.9:5000".into()],
     );
-    let err = desired::for_host(&secret, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&secret))
-        .err()
-        .unwrap();
+    let err = desired::for_host(
+        &secret,
+        &m,
+        &h,
+        "amd64",
+        "10.0.0.11",
+        &desired::NodeIps::from_inventory(&secret),
+    )
+    .err()
+    .unwrap();
     assert!(!err.to_string().contains("s3cret"), "{err}");
     assert!(err.to_string().contains("http://10.0.0.9:5000"), "{err}");
     c.artifacts.allow_http_registry_mirrors = true;
@@ -606,7 +635,17 @@ fn plain_http_mirror_needs_the_opt_in() {
     c.artifacts
         .registry_mirrors
         .insert("quay.io".into(), vec!["file:///etc/shadow".into()]);
-    assert!(desired::for_host(&c, &m, &h, "amd64", "10.0.0.11", &desired::NodeIps::from_inventory(&c)).is_err());
+    assert!(
+        desired::for_host(
+            &c,
+            &m,
+            &h,
+            "amd64",
+            "10.0.0.11",
+            &desired::NodeIps::from_inventory(&c)
+        )
+        .is_err()
+    );
 }
 
 #[test]

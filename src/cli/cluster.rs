@@ -603,7 +603,14 @@ pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
                 before.map(|d| d.to_string()).unwrap_or("?".into())
             );
             kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
-            let r = kubeforge::certs::renew(s, h.internal_address()).await;
+            // its own API server is asked, at the address it advertises (an IP)
+            let address = match h.internal_address().parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => ip.to_string(),
+                Err(_) => kubeforge::steps::control_plane_ready::advertised_address(s)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            };
+            let r = kubeforge::certs::renew(s, &address).await;
             kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, true).await;
             r?;
             let after = kubeforge::certs::soonest_days(&kubeforge::certs::check(s).await?);

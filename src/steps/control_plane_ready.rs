@@ -17,6 +17,26 @@ pub fn own_server(address: &str) -> String {
     }
 }
 
+/// The address a control plane's API server advertises, read from its kubeadm manifest
+/// (`--advertise-address=`): for a host the inventory gives by name, when no facts were read.
+pub async fn advertised_address(s: &Session) -> Result<String, String> {
+    let out = s
+        .exec(
+            "sed -n 's/^ *- --advertise-address=//p' /etc/kubernetes/manifests/kube-apiserver.yaml",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = out.stdout();
+    let addr = text.trim();
+    match addr.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) if out.success() => Ok(ip.to_string()),
+        _ => Err(format!(
+            "{}: cannot read its API server's advertise address from /etc/kubernetes/manifests/kube-apiserver.yaml",
+            s.name()
+        )),
+    }
+}
+
 /// kubectl with admin.conf's credentials and CA, but to this control plane's own API server.
 pub fn own_readyz_command(address: &str) -> String {
     kubectl(&format!(

@@ -375,7 +375,7 @@ pub async fn lb_rotation(ctx: &Ctx, control_plane: &str, serving: bool) {
 fn own_address<'a>(ctx: &'a Ctx, host: &str) -> Result<&'a str, StepError> {
     ctx.cluster
         .host(host)
-        .map(|h| h.internal_address())
+        .map(|h| ctx.node_ips.ip(h))
         .ok_or_else(|| StepError::failed(host, "not in the inventory"))
 }
 
