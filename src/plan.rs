@@ -505,6 +505,16 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
             }
         }
     }
+    // a reset of a host left with kubeadm's files is destructive too: shown apart, confirmed
+    let destructive = actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::ResetStale))
+        .map(|a| Destructive {
+            host: a.host.clone().unwrap_or_default(),
+            step: "reset",
+            summary: a.summary.clone(),
+        })
+        .collect();
     Ok(Plan {
         cluster: c.name.clone(),
         version: c.version.to_string(),
@@ -513,7 +523,7 @@ pub fn compute(input: &Input) -> Result<Plan, PlanError> {
         node_ips,
         actions,
         warnings,
-        destructive: Vec::new(),
+        destructive,
     })
 }
 

@@ -302,20 +302,37 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     );
     if go == Go::Refuse {
         rt.block_on(prepared.fleet.close());
-        let names: Vec<&str> = prepared
-            .plan
-            .destructive
-            .iter()
-            .map(|d| d.host.as_str())
-            .collect();
+        let of = |step: &str| -> Vec<&str> {
+            prepared
+                .plan
+                .destructive
+                .iter()
+                .filter(|d| d.step == step)
+                .map(|d| d.host.as_str())
+                .collect()
+        };
+        let (removed, reset) = (of("remove-node"), of("reset"));
+        let mut what = Vec::new();
+        if !removed.is_empty() {
+            what.push(format!(
+                "remove {} (drain, delete, reset {})",
+                removed.join(", "),
+                if removed.len() == 1 {
+                    "its host"
+                } else {
+                    "their hosts"
+                }
+            ));
+        }
+        if !reset.is_empty() {
+            what.push(format!(
+                "reset {} (kubeadm's files of an interrupted run)",
+                reset.join(", ")
+            ));
+        }
         bail!(
-            "apply would remove {} (drain, delete, reset {}): confirm on a terminal, or pass --yes",
-            names.join(", "),
-            if names.len() == 1 {
-                "its host"
-            } else {
-                "their hosts"
-            }
+            "apply would {}: confirm on a terminal, or pass --yes",
+            what.join(" and ")
         );
     }
     // the hosts to reset are this cluster's: refused before anything changes
