@@ -222,3 +222,46 @@ fn completion_and_usage_errors() {
     let out = kubeforge(&["validate", "--help"]);
     assert!(text(&out.stdout).contains("--file"));
 }
+
+#[test]
+fn command_line_durations_are_bounded() {
+    // a timeout that would overflow when kubeforge adds its grace to it is a usage error, said
+    // before any inventory is read or host reached
+    for args in [
+        &[
+            "exec",
+            "-f",
+            "inventories/lab.yaml",
+            "--timeout",
+            "18446744073709551615",
+            "--",
+            "true",
+        ][..],
+        &[
+            "exec",
+            "-f",
+            "inventories/lab.yaml",
+            "--timeout",
+            "0",
+            "--",
+            "true",
+        ],
+        &[
+            "status",
+            "-f",
+            "inventories/lab.yaml",
+            "--connect-timeout",
+            "18446744073709551615",
+        ],
+    ] {
+        let out = kubeforge(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains("is not in 1..="), "{args:?}: {err}");
+    }
+}

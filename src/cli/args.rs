@@ -151,9 +151,9 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub accept_new_host_keys: bool,
 
-    /// Seconds to wait for a host's SSH handshake and each authentication exchange
+    /// Seconds to wait for a host's SSH handshake and each authentication exchange, 1-3600
     /// [default: ConnectTimeout from ~/.ssh/config, else 10]
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: Option<u64>,
 }
 
@@ -377,8 +377,8 @@ pub struct ExecArgs {
     #[arg(long, value_parser = ["control-plane", "worker"])]
     pub role: Option<String>,
 
-    /// Seconds the command may run on each host
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds the command may run on each host, 1-86400 (24 h)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub timeout: Option<u64>,
 
     /// Output format

@@ -541,7 +541,7 @@ impl Session {
         // the host ends the command a little after we give up on it (a dropped channel does not
         // stop a process without a terminal): a timed-out kubeadm does not run on behind a retry
         let limit = opts.timeout.unwrap_or(self.command_timeout);
-        let shell = format!("timeout -k 5 {} {shell}", limit.as_secs() + 5);
+        let shell = format!("timeout -k 5 {} {shell}", limit.as_secs().saturating_add(5));
         let command = if !opts.unprivileged && self.needs_sudo() {
             format!("sudo -n -- {shell}")
         } else {
