@@ -87,8 +87,11 @@ async fn load_cni_manifest(
         )),
         Cni::Manifest { source, sha256 } => {
             let bytes = match source {
-                ManifestSource::Path(p) => std::fs::read(p)
-                    .map_err(|e| ApplyError::CniManifest(format!("{}: {e}", p.display())))?,
+                ManifestSource::Path(p) => {
+                    crate::inventory::read_text_file(p, artifacts::MANIFEST_LIMIT, "a CNI manifest")
+                        .map_err(|e| ApplyError::CniManifest(format!("{}: {e}", p.display())))?
+                        .into_bytes()
+                }
                 ManifestSource::Url(u) => artifacts::fetch_bounded(
                     u,
                     artifacts::MANIFEST_LIMIT,

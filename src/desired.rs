@@ -356,8 +356,11 @@ pub fn cert_sans(c: &Cluster, ips: &NodeIps) -> Vec<String> {
     }
     sans.extend(["127.0.0.1".to_string(), "localhost".to_string()]);
     sans.extend(c.api.cert_sans.iter().cloned());
+    // kubeadm takes DNS SANs in lower case only (ValidateCertSANs); a host `address` given as
+    // `CP1.Example.COM` is valid in the inventory and lowercased here, like the other names
     let mut out: Vec<String> = Vec::new();
     for s in sans {
+        let s = s.to_ascii_lowercase();
         if !s.is_empty() && !out.contains(&s) {
             out.push(s);
         }
@@ -760,6 +763,19 @@ mod node_ip_tests {
             .map(|(i, a)| (i.to_string(), a.parse().unwrap()))
             .collect();
         f
+    }
+
+    #[test]
+    fn cert_sans_are_lower_case_as_kubeadm_requires() {
+        let c = cluster(
+            "    - {name: cp1, address: CP1.Example.COM, privateAddress: 10.0.0.11, role: control-plane}\n",
+        );
+        let sans = cert_sans(&c, &NodeIps::from_inventory(&c));
+        assert!(sans.contains(&"cp1.example.com".to_string()), "{sans:?}");
+        assert!(
+            sans.iter().all(|s| *s == s.to_ascii_lowercase()),
+            "{sans:?}"
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn write_private(path: &Path, content: &str) -> Result<(), KubeconfigError> 
 
 /// Merges into a kubeconfig file (created 0600 when missing).
 pub fn merge_into(path: &Path, ours: &Value) -> Result<(), KubeconfigError> {
-    let existing = match std::fs::read_to_string(path) {
+    let existing = match crate::inventory::read_text_file(path, 16 << 20, "a kubeconfig") {
         Ok(t) if t.trim().is_empty() => None,
         Ok(t) => Some(
             serde_saphyr::from_str::<Value>(&t).map_err(|e| KubeconfigError::Io {

@@ -518,7 +518,13 @@ fn join_secrets_never_reach_a_command_line_and_the_join_token_is_deleted() {
         secrets.len() >= 3,
         "the init token, the join token and the certificate key: {secrets:?}"
     );
-    for line in cmdlines.lines() {
+    // The kubeadm double encrypts kubeadm-certs by running `openssl enc -K <key>` (real kubeadm
+    // does that in process, with no child): a command line of the double's own making, not one
+    // kubeforge or kubeadm's interface puts a secret on. Every other command line is checked.
+    for line in cmdlines
+        .lines()
+        .filter(|l| !l.starts_with("openssl enc -aes-256-cbc"))
+    {
         for s in &secrets {
             assert!(
                 !line.contains(s.rsplit('.').next().unwrap()),

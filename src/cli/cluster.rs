@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use kubeforge::apply::{self, Options};
 use kubeforge::day2;
 use kubeforge::preflight;
+use kubeforge::util::terminal_safe;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -26,7 +27,13 @@ fn check_ignores(names: &[String]) -> Result<()> {
 
 fn print_warnings(p: &apply::Prepared) {
     for f in &p.warnings {
-        eprintln!("warning: {}: {}: {}", f.host, f.check, f.message);
+        // the message quotes what the host reported: never raw on the terminal
+        eprintln!(
+            "warning: {}: {}: {}",
+            f.host,
+            f.check,
+            terminal_safe(&f.message)
+        );
     }
 }
 
@@ -89,7 +96,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         print_json(&v)?;
     } else {
         if !cloud_plan.is_empty() {
-            print!("{}", render_cloud_plan(&cloud_plan));
+            print!("{}", terminal_safe(&render_cloud_plan(&cloud_plan)));
             if !to_create.is_empty() {
                 println!(
                     "  new servers ({}) then get the whole bootstrap (os-prep, runtime, kube-binaries, api-endpoint, join)\n",
@@ -99,7 +106,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         }
         if let Some(p) = &prepared {
             print_warnings(p);
-            print!("{}", p.plan.render(&loaded.cluster));
+            print!("{}", terminal_safe(&p.plan.render(&loaded.cluster)));
         }
     }
     if let Some(p) = prepared {
@@ -203,7 +210,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         let cloud_plan = rt
             .block_on(kubeforge::openstack::observe_into(&mut observed))?
             .actions;
-        eprint!("{}", render_cloud_plan(&cloud_plan));
+        eprint!("{}", terminal_safe(&render_cloud_plan(&cloud_plan)));
         let changes = cloud_plan
             .iter()
             .any(|x| matches!(x.verb, "create" | "delete" | "replace"));
@@ -293,7 +300,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         );
     }
     // the plan goes to stderr: stdout carries the report
-    eprint!("{}", prepared.plan.render(&loaded.cluster));
+    eprint!("{}", terminal_safe(&prepared.plan.render(&loaded.cluster)));
     let go = confirmation(
         !prepared.plan.is_empty(),
         prepared.plan.is_destructive(),
@@ -373,7 +380,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     if a.output == OutputFormat::Json {
         print_json(&report)?;
     } else {
-        print!("{}", report.render());
+        print!("{}", terminal_safe(&report.render()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -619,14 +626,15 @@ pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
                 h.name,
                 before.map(|d| d.to_string()).unwrap_or("?".into())
             );
-            kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
-            // its own API server is asked, at the address it advertises (an IP)
+            // its own API server is asked, at the address it advertises (an IP); read before it
+            // leaves the load balancers, so an error here leaves the rotation as it was
             let address = match h.internal_address().parse::<std::net::Ipv4Addr>() {
                 Ok(ip) => ip.to_string(),
                 Err(_) => kubeforge::steps::control_plane_ready::advertised_address(s)
                     .await
                     .map_err(anyhow::Error::msg)?,
             };
+            kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
             let r = kubeforge::certs::renew(s, &address).await;
             kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, true).await;
             r?;

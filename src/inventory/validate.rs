@@ -960,6 +960,20 @@ pub fn registry_key_problem(key: &str) -> Option<String> {
 /// What is wrong with a registry mirror endpoint: it must be an absolute http(s) URL with a
 /// host, without whitespace, control characters or quotes, query or fragment.
 pub fn mirror_endpoint_problem(e: &str) -> Option<String> {
+    // messages never show credentials, and none are accepted: containerd's hosts.toml takes no
+    // userinfo in a host URL, and the file is readable on every node
+    let shown = crate::util::redact_url(e);
+    let e_raw = e;
+    let e = shown.as_str();
+    if e_raw
+        .split_once("://")
+        .map(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        return Some(format!(
+            "`{e}`: a registry mirror endpoint holds no user or password (containerd does not read them there, and hosts.toml is readable on every node); give the registry's credentials to containerd another way"
+        ));
+    }
     if let Some(ch) = e
         .chars()
         .find(|ch| ch.is_whitespace() || ch.is_control() || "\"'`\\<>{}|^".contains(*ch))
@@ -1287,10 +1301,13 @@ mod tests {
             "https://mirror.example.com",
             "https://mirror.example.com:5000/v2/prefix",
             "http://10.0.0.9:5000",
-            "https://user:pa%20ss@mirror.example.com",
         ] {
             assert_eq!(mirror_endpoint_problem(good), None, "{good}");
         }
+        // credentials are refused, and the message does not show them
+        let m = mirror_endpoint_problem("https://user:pa%20ss@mirror.example.com").unwrap();
+        assert!(m.contains("holds no user or password"), "{m}");
+        assert!(!m.contains("pa%20ss") && !m.contains("user:"), "{m}");
         for bad in [
             "mirror.example.com",
             "ftp://mirror.example.com",

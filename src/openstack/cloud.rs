@@ -122,7 +122,7 @@ fn merge(base: &mut Value, over: &Value) {
 }
 
 fn read_yaml(path: &std::path::Path) -> Result<Option<Value>, CloudError> {
-    match std::fs::read_to_string(path) {
+    match crate::inventory::read_text_file(path, 4 << 20, "a clouds.yaml") {
         Ok(t) => serde_saphyr::from_str::<Value>(&t).map(Some).map_err(|e| {
             CloudError::Config(format!("{}: {}", path.display(), e.without_snippet()))
         }),

@@ -48,7 +48,7 @@ pub fn public_key(loaded: &Loaded) -> Result<String, ProviderError> {
             ));
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::inventory::read_text_file(&path, 64 * 1024, "a public key").map_err(|e| {
         ProviderError::Config(format!(
             "cannot read the public key {}: {e}",
             path.display()
@@ -149,7 +149,7 @@ pub fn render_cloud_provider(
     // cloud-controller-manager and Cinder CSI mount it at /etc/config
     let ca_cert = match &credentials.cacert() {
         Some(path) => {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
+            let pem = crate::inventory::read_text_file(path, 4 << 20, "a CA bundle").map_err(|e| {
                 ProviderError::Config(format!(
                     "cannot read the CA bundle {} (`cacert` of the cloud, or OS_CACERT): {e}; the cloud provider needs it to verify the cloud",
                     path.display()

@@ -113,7 +113,11 @@ impl SshConfig {
         home: Option<&Path>,
         depth: usize,
     ) -> Result<(), ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        // `/dev/null` is the usual way to say "no configuration" (ssh -F /dev/null)
+        if path == Path::new("/dev/null") {
+            return Ok(());
+        }
+        let text = match crate::inventory::read_text_file(path, 4 << 20, "an ssh_config") {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
