@@ -630,7 +630,8 @@ fn an_interrupted_init_is_run_again_and_cni_none_completes() {
 fn hosts_given_by_dns_name_get_their_node_ip_from_facts() {
     let _g = serial();
     let h = Harness::get();
-    h.up(2);
+    // hosts that carry nothing of another test (its cluster, its kubeadm wrapper)
+    h.fresh(2);
     let dir = tempfile::tempdir().unwrap();
     let inv = cluster_inventory(
         &h,
@@ -652,13 +653,6 @@ fn hosts_given_by_dns_name_get_their_node_ip_from_facts() {
     assert!(body.contains("address: node1") && body.contains("address: node2"));
     std::fs::write(&inv, body).unwrap();
     let file = inv.to_str().unwrap();
-    // whatever an earlier test left on the hosts (a host of another cluster may need --force)
-    if !kubeforge(&["reset", "-f", file, "--yes"], &[])
-        .status
-        .success()
-    {
-        let _ = kubeforge(&["reset", "-f", file, "--yes", "--force"], &[]);
-    }
 
     // plan shows the node IPs the hosts reported, before anything changes
     let plan = plan_json(&inv);

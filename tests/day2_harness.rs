@@ -761,27 +761,33 @@ fn certs_renew_waits_for_each_control_plane_itself_not_the_endpoint() {
         "  controlPlane: {loadBalancer: external, endpoint: {host: 10.123.0.11, port: 6443}}\n",
     );
     ok(&apply(&inv));
-    // on node2, as soon as the renewal has put its static pods back, its API server is kept
-    // away for 15 s (its manifest aside), then comes back
+    // on node2, the renewal's restart sets the static pods' manifests aside: the API server's is
+    // taken out of that set (or out of manifests/, whichever holds it first), so the renewal puts
+    // back all but it; it comes back 15 s later. Whatever the order, node2's own API server is
+    // down from the restart until /root/released, while node1 (the endpoint) answers throughout.
     h.sh(
         2,
-        "rm -f /root/held /root/released; cat > /root/hold.sh <<'EOF'\nd=/etc/kubernetes/manifests.kubeforge-restart\nuntil [ -d $d ]; do sleep 0.05; done\nwhile [ -d $d ]; do sleep 0.01; done\nmv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml\ndate +%s.%N > /root/held\nsleep 15\nmv /root/kube-apiserver.yaml /etc/kubernetes/manifests/\ndate +%s.%N > /root/released\nEOF\nsetsid nohup sh /root/hold.sh </dev/null >/dev/null 2>&1 &",
+        "rm -f /root/held /root/released; cat > /root/hold.sh <<'EOF'\nd=/etc/kubernetes/manifests.kubeforge-restart\nuntil [ -d $d ]; do sleep 0.05; done\nuntil mv $d/kube-apiserver.yaml /root/kube-apiserver.yaml 2>/dev/null || mv /etc/kubernetes/manifests/kube-apiserver.yaml /root/kube-apiserver.yaml 2>/dev/null; do sleep 0.01; done\ndate +%s.%N > /root/held\nsleep 15\nmv /root/kube-apiserver.yaml /etc/kubernetes/manifests/\ndate +%s.%N > /root/released\nEOF\nsetsid nohup sh /root/hold.sh </dev/null >/dev/null 2>&1 &",
     );
     let out = kubeforge(&["certs", "renew", "-f", inv.to_str().unwrap()], &[]);
     let finished = unix_now();
-    // the hosts stay usable whatever the outcome: wait for the manifest to be back
+    // the hosts stay usable whatever the outcome: wait for the manifest to be back (a renewal
+    // that failed before node2 leaves the hold script waiting: it is stopped, and the failure
+    // shown)
     let deadline = Instant::now() + Duration::from_secs(60);
     while h.exec(2, "test -e /root/released").status.code() != Some(0) {
-        assert!(Instant::now() < deadline, "node2's hold script never ended");
+        if Instant::now() > deadline {
+            h.sh(2, "pkill -f /root/hold.sh; [ -e /root/kube-apiserver.yaml ] && mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/; true");
+            panic!(
+                "node2's hold script never ended; kubeforge said:\n{}",
+                text(&out.stderr)
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     ok(&out);
     let stamp = |f: &str| -> f64 { h.sh(2, &format!("cat {f}")).trim().parse().unwrap() };
-    let (held, released) = (stamp("/root/held"), stamp("/root/released"));
-    assert!(
-        released - held >= 14.0,
-        "the hold lasted: {held} {released}"
-    );
+    let released = stamp("/root/released");
     assert!(
         finished > released,
         "kubeforge finished node2's renewal while its own API server was down ({:.1}s before it came back):\n{}",

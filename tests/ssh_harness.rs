@@ -1028,3 +1028,63 @@ fn accepting_new_keys_keeps_an_unterminated_last_entry_trusted() {
     );
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
 }
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn a_file_read_from_a_host_is_bounded_too() {
+    // As root, files are read over SFTP: a host whose admin.conf is /dev/zero must give a clear
+    // error within bounded memory, as the capped output of a command does.
+    let _g = serial();
+    let h = Harness::get();
+    h.clean(3);
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = ssh_block(&h, &h.known_hosts(), &h.key());
+    let inv = inventory(dir.path(), "zero", V, &[(1, "control-plane")], &ssh, "");
+    h.sh(
+        1,
+        "mkdir -p /etc/kubernetes && rm -f /etc/kubernetes/admin.conf && ln -s /dev/zero /etc/kubernetes/admin.conf",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeforge"))
+        .args([
+            "kubeconfig",
+            "-f",
+            inv.to_str().unwrap(),
+            "-o",
+            dir.path().join("kc").to_str().unwrap(),
+        ])
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            h.sh(1, "rm -f /etc/kubernetes/admin.conf");
+            panic!("kubeforge kubeconfig did not end within 120 s (peak RSS {peak} KiB)");
+        }
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    h.sh(1, "rm -f /etc/kubernetes/admin.conf");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("read /etc/kubernetes/admin.conf") && stderr.contains("exceeded 64 MiB"),
+        "{stderr}"
+    );
+    assert!(peak > 0, "VmHWM was read");
+    // 64 MiB kept at most, plus the program; an endless file is never held
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
+    assert!(!dir.path().join("kc").exists(), "no kubeconfig was written");
+}

@@ -729,16 +729,35 @@ impl Session {
             }
             return Ok(out.stdout);
         }
-        self.sftp()
+        // at most MAX_FILE bytes, as through `cat` above: a host whose file is /dev/zero or
+        // huge is an error, never an unbounded read
+        use tokio::io::AsyncReadExt as _;
+        let err = |message: String| SshError::File {
+            host: self.name().to_string(),
+            op: "read",
+            path: path.to_string(),
+            message,
+        };
+        let file = self
+            .sftp()
             .await?
-            .read(path.to_string())
+            .open(path.to_string())
             .await
-            .map_err(|e| SshError::File {
+            .map_err(|e| err(e.to_string()))?;
+        let mut data = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut data)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if data.len() as u64 > MAX_FILE {
+            return Err(SshError::OutputTooLarge {
                 host: self.name().to_string(),
-                op: "read",
-                path: path.to_string(),
-                message: e.to_string(),
-            })
+                command: format!("read {path}"),
+                stream: "output",
+                limit: MAX_FILE,
+            });
+        }
+        Ok(data)
     }
 
     /// A TCP connection from the host to `host:port` (as seen from the host), tunnelled over
