@@ -218,7 +218,10 @@ pub async fn run(
             Ok(x) => x,
             Err(e) => {
                 progress.finish(&h.name, false, &format!("{e:#}"));
-                std::fs::remove_dir_all(&dir)?;
+                // the host's error is what the user needs; a failed cleanup is said beside it
+                if let Err(c) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!("cannot remove the partial backup {}: {c}", dir.display());
+                }
                 last = Some(e);
                 continue;
             }

@@ -66,8 +66,15 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
         // kube-proxy, a hostNetwork pod, has its own copy of /etc/hosts from when its pod
         // started (the kubelet writes one per pod), so it would go on reaching the API through
         // the control plane this one joined by: its pod here is made again with the new block
-        let api = ctx.api()?;
-        if let Err(e) = api.run(&restart_kube_proxy(host)).await {
+        let recreated = match ctx.api() {
+            Ok(api) => api
+                .run(&restart_kube_proxy(host))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recreated {
             tracing::warn!(
                 "{host}: kube-proxy keeps the API endpoint it started with (its pod could not be recreated: {e}); delete its kube-proxy pod"
             );
