@@ -258,7 +258,32 @@ impl Facts {
                 from_ssh: true,
             });
         }
-        let v4: Vec<&(String, IpAddr)> = self.addresses.iter().filter(|(_, a)| usable(a)).collect();
+        // the interfaces a CNI or container runtime makes (cni0, flannel.1, cali*, ...) carry
+        // global addresses too once the cluster runs: never the node's own address
+        let made_by_cni = |i: &str| {
+            [
+                "cni",
+                "flannel",
+                "cali",
+                "cilium",
+                "vxlan",
+                "docker",
+                "kube-",
+                "veth",
+                "tunl",
+                "weave",
+                "lxc",
+                "genev",
+                "nodelocaldns",
+            ]
+            .iter()
+            .any(|p| i.starts_with(p))
+        };
+        let v4: Vec<&(String, IpAddr)> = self
+            .addresses
+            .iter()
+            .filter(|(i, a)| usable(a) && !made_by_cni(i))
+            .collect();
         match v4.as_slice() {
             [(i, ip)] => Some(ObservedIp {
                 ip: *ip,
@@ -741,7 +766,18 @@ pub(crate) mod fixture_tests {
         let f = parse(&text, 0.0, 0.0).unwrap();
         assert_eq!(f.ssh_local_address, None);
         assert_eq!(f.addresses.len(), 3);
-        assert_eq!(f.observed_node_ip(), None, "two IPv4 candidates: no guess");
+        // cni0 (and flannel.1, ...) exist once the CNI runs: they are never the node's address
+        let o = f.observed_node_ip().unwrap();
+        assert_eq!(
+            (o.ip.to_string(), o.interface.as_deref(), o.from_ssh),
+            ("10.123.0.11".to_string(), Some("host0"), false)
+        );
+        let text = text.replace(
+            "addr=cni0 inet 10.244.0.1",
+            "addr=cni0 inet 10.244.0.1\naddr=flannel.1 inet 10.244.0.0\naddr=eth1 inet 192.0.2.7",
+        );
+        let f = parse(&text, 0.0, 0.0).unwrap();
+        assert_eq!(f.observed_node_ip(), None, "two host interfaces: no guess");
     }
 
     #[test]
