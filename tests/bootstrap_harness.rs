@@ -388,14 +388,19 @@ fn no_join_token_or_certificate_key_reaches_the_output_or_the_logs() {
                     }
                 }
             }
+            // an older kubeforge passed the token to `kubeadm token create TOKEN`: were one
+            // passed, it is a secret too (flags such as --ttl are not)
             if let Some(i) = line.find("token create ") {
-                secrets.push(
-                    line[i + 13..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .to_string(),
-                );
+                let word = line[i + 13..].split_whitespace().next().unwrap_or("");
+                let shaped = word.len() == 23
+                    && word.as_bytes()[6] == b'.'
+                    && word
+                        .bytes()
+                        .enumerate()
+                        .all(|(n, b)| n == 6 || b.is_ascii_lowercase() || b.is_ascii_digit());
+                if shaped {
+                    secrets.push(word.to_string());
+                }
             }
         }
     }
@@ -496,7 +501,8 @@ fn join_secrets_never_reach_a_command_line_and_the_join_token_is_deleted() {
         &[(1, "control-plane"), (2, "control-plane"), (3, "worker")],
         "",
     );
-    let out = apply(&inv, &[]);
+    // -vv: every command kubeforge runs is logged, and still no secret may show
+    let out = apply(&inv, &["-vv"]);
     h.sh(
         1,
         "touch /root/scan.stop; for i in $(seq 1 100); do [ -e /root/scan.done ] && break; sleep 0.1; done; [ -e /root/scan.done ]",
@@ -518,6 +524,15 @@ fn join_secrets_never_reach_a_command_line_and_the_join_token_is_deleted() {
         secrets.len() >= 3,
         "the init token, the join token and the certificate key: {secrets:?}"
     );
+    // kubeforge read the new token and key from kubeadm's output: they reach neither its
+    // output nor its logs
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for s in &secrets {
+        assert!(
+            !said.contains(s.rsplit('.').next().unwrap()),
+            "a join secret in kubeforge's output or logs"
+        );
+    }
     // The kubeadm double encrypts kubeadm-certs by running `openssl enc -K <key>` (real kubeadm
     // does that in process, with no child): a command line of the double's own making, not one
     // kubeforge or kubeadm's interface puts a secret on. Every other command line is checked.
