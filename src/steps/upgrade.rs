@@ -453,17 +453,19 @@ async fn pre_pull(ctx: &Ctx, host: &str, version: &str) -> Result<(), StepError>
         ))
         .await?;
     if !out.success() {
-        let text = format!("{}\n{}", out.stdout(), out.stderr());
-        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         return Err(StepError::failed(
             host,
-            format!(
-                "{label} failed ({cmd}):\n    {}",
-                tail[tail.len().saturating_sub(6)..].join("\n    ")
-            ),
+            format!("{label} failed ({cmd}):\n    {}", last_lines(&out, 6)),
         ));
     }
     Ok(())
+}
+
+/// The last `n` non-empty lines of a command's stdout and stderr, indented for a message.
+fn last_lines(out: &crate::ssh::session::ExecOutput, n: usize) -> String {
+    let text = format!("{}\n{}", out.stdout(), out.stderr());
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n    ")
 }
 
 /// Upgrades one node.
@@ -509,14 +511,9 @@ pub async fn run(
             ))
             .await?;
         if !out.success() {
-            let text = format!("{}\n{}", out.stdout(), out.stderr());
-            let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             return Err(StepError::failed(
                 host,
-                format!(
-                    "{cmd} failed:\n    {}",
-                    tail[tail.len().saturating_sub(6)..].join("\n    ")
-                ),
+                format!("{cmd} failed:\n    {}", last_lines(&out, 6)),
             ));
         }
         let runtime_changed = rest
