@@ -225,11 +225,26 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     let containerd_since = |i: usize| {
         h.sh(
             i,
-            "systemctl show -p ActiveEnterTimestampMonotonic containerd; grep -o 'pause:[0-9.]*' /etc/containerd/config.toml",
+            "systemctl show -p ActiveEnterTimestampMonotonic containerd; grep -o 'registry.k8s.io/pause[:@][^\"]*' /etc/containerd/config.toml",
         )
     };
+    // the sandbox image as kubeforge configures it: the release's pause pinned by digest
+    // (3.10 in 1.33, 3.10.1 in 1.34)
+    let sandbox = |release: &str| -> String {
+        let m = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("images/{release}.yaml")),
+        )
+        .unwrap();
+        let digest = m
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("pause: registry.k8s.io/pause:"))
+            .and_then(|r| r.split_once('@'))
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| panic!("no pinned pause image in images/{release}.yaml"));
+        format!("registry.k8s.io/pause@{digest}\n")
+    };
     let node5_before = containerd_since(5);
-    assert!(node5_before.contains("pause:3.10\n"), "{node5_before}");
+    assert!(node5_before.contains(&sandbox("1.33.5")), "{node5_before}");
     set_version(&h, &inv, "1.34.1");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeforge"))
         .args(["apply", "-f", inv.to_str().unwrap(), "--yes"])
@@ -286,7 +301,8 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     );
     assert_eq!(versions.trim(), "v1.34.1 v1.34.1 v1.34.1 v1.34.1 v1.34.1");
     let node5_after = containerd_since(5);
-    assert!(node5_after.contains("pause:3.10.1\n"), "{node5_after}");
+    assert!(node5_after.contains(&sandbox("1.34.1")), "{node5_after}");
+    assert_ne!(sandbox("1.33.5"), sandbox("1.34.1"));
     assert_ne!(
         node5_after.lines().next(),
         node5_before.lines().next(),

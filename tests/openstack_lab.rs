@@ -1096,7 +1096,7 @@ fn provisions_then_bootstraps_kubernetes_on_the_servers_addresses() {
     );
     let conf = h.sh(cp_node, &format!("{kubectl} -n kube-system get secret cloud-config -o jsonpath='{{.data.cloud\\.conf}}' | base64 -d"));
     assert!(
-        conf.contains("auth-url=http://127.0.0.1:5000/v3")
+        conf.contains("auth-url=\"http://127.0.0.1:5000/v3\"")
             && conf.contains(&format!("password=\"{password}\"")),
         "{conf}"
     );
