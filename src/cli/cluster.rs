@@ -394,11 +394,7 @@ async fn remove_nodes(
     force_unvouched: bool,
 ) -> Result<Vec<day2::Removed>> {
     let s = day2::open(loaded, connect_options(connect), bars()).await?;
-    let nodes: Vec<String> = names
-        .iter()
-        .filter(|n| s.state.node(n).is_some())
-        .cloned()
-        .collect();
+    let nodes = nodes_of_the_cluster(&s, names);
     let options = day2::RemoveOptions {
         force: false,
         force_unvouched,
@@ -410,6 +406,15 @@ async fn remove_nodes(
     Ok(r?)
 }
 
+/// Of `names`, the nodes the cluster has.
+fn nodes_of_the_cluster(s: &day2::Session2, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| s.state.node(n).is_some())
+        .cloned()
+        .collect()
+}
+
 /// Before anything changes: the hosts of the nodes to remove are this cluster's.
 async fn check_removals(
     loaded: &kubeforge::inventory::Loaded,
@@ -418,11 +423,7 @@ async fn check_removals(
     force_unvouched: bool,
 ) -> Result<()> {
     let s = day2::open(loaded, connect_options(connect), bars()).await?;
-    let nodes: Vec<String> = names
-        .iter()
-        .filter(|n| s.state.node(n).is_some())
-        .cloned()
-        .collect();
+    let nodes = nodes_of_the_cluster(&s, names);
     let r = day2::reach_and_check(loaded, &s, &nodes, force_unvouched).await;
     if let Ok(sessions) = &r {
         for (name, session) in sessions {

@@ -442,11 +442,30 @@ async fn pre_pull(ctx: &Ctx, host: &str, version: &str) -> Result<(), StepError>
     let label = pre_pull_label(version);
     tracing::info!("{host}: {label}");
     let cmd = pre_pull_command(version);
+    run_kubeadm(
+        ctx,
+        host,
+        &cmd,
+        Some(&label),
+        &format!("{label} failed ({cmd})"),
+    )
+    .await
+}
+
+/// Runs a kubeadm command of the upgrade on `host` (up to 15 minutes, counted as waiting); a
+/// failure says `failed` and the last lines kubeadm printed.
+async fn run_kubeadm(
+    ctx: &Ctx,
+    host: &str,
+    cmd: &str,
+    display: Option<&str>,
+    failed: &str,
+) -> Result<(), StepError> {
     let out = ctx
         .waiting(ctx.session(host)?.exec_with(
-            &cmd,
+            cmd,
             Exec {
-                display: Some(&label),
+                display,
                 timeout: Some(Duration::from_secs(900)),
                 ..Exec::default()
             },
@@ -455,7 +474,7 @@ async fn pre_pull(ctx: &Ctx, host: &str, version: &str) -> Result<(), StepError>
     if !out.success() {
         return Err(StepError::failed(
             host,
-            format!("{label} failed ({cmd}):\n    {}", last_lines(&out, 6)),
+            format!("{failed}:\n    {}", last_lines(&out, 6)),
         ));
     }
     Ok(())
@@ -501,21 +520,7 @@ pub async fn run(
         } else {
             "kubeadm upgrade node".to_string()
         };
-        let out = ctx
-            .waiting(s.exec_with(
-                &cmd,
-                Exec {
-                    timeout: Some(Duration::from_secs(900)),
-                    ..Exec::default()
-                },
-            ))
-            .await?;
-        if !out.success() {
-            return Err(StepError::failed(
-                host,
-                format!("{cmd} failed:\n    {}", last_lines(&out, 6)),
-            ));
-        }
+        run_kubeadm(ctx, host, &cmd, None, &format!("{cmd} failed")).await?;
         let runtime_changed = rest
             .iter()
             .any(|a| super::runtime::COMPONENTS.contains(&a.component.as_str()));
@@ -535,7 +540,7 @@ pub async fn run(
             wait_apiserver(ctx, host).await?;
         }
         uncordon(host, kc).await?;
-        Ok(())
+        Ok::<(), StepError>(())
     }
     .await;
     if control_plane && (result.is_ok() || wait_apiserver(ctx, host).await.is_ok()) {
