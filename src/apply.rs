@@ -6,7 +6,8 @@
 
 use crate::artifacts::{self, Store};
 use crate::cluster_state::{self, ClusterState, kubectl};
-use crate::desired::{self, ADMIN_KUBECONFIG};
+use crate::desired;
+use crate::paths::ADMIN_KUBECONFIG;
 use crate::facts::{self, Facts};
 use crate::fleet::{Fleet, fan_out};
 use crate::inventory::Loaded;

@@ -1,7 +1,7 @@
 //! The cluster as its API sees it (observed state), read with kubectl on a control plane over
 //! SSH: nodes with their versions and conditions, and whether the CNI is deployed.
 
-use crate::desired::ADMIN_KUBECONFIG;
+use crate::paths::ADMIN_KUBECONFIG;
 use crate::ssh::{Session, SshError};
 use serde::Serialize;
 use std::collections::BTreeMap;

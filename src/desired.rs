@@ -10,16 +10,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-pub const MARKER: &str = "/etc/kubeforge/cluster";
-pub const INSTALLED_DIR: &str = "/etc/kubeforge/installed";
-pub const STAGING_DIR: &str = "/var/cache/kubeforge";
-pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
-pub const API_PORT: u16 = 6443;
-pub const CNI_MANIFEST: &str = "/etc/kubeforge/cni.yaml";
-/// Written once `kubeadm init` or a control-plane join completed on the host: kubeadm's files
-/// without it on the first control plane mean an interrupted init, not a cluster.
-pub const INITIALIZED: &str = "/etc/kubeforge/initialized";
-pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
+pub use crate::paths::API_PORT;
+use crate::paths::{CNI_MANIFEST, MARKER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod kubeconfig;
 pub mod model;
 pub mod openstack;
+pub mod paths;
 pub mod pki;
 pub mod plan;
 pub mod preflight;
@@ -29,6 +30,7 @@ pub mod status;
 pub mod steps;
 pub mod templates;
 pub mod util;
+pub mod wait;
 
 /// kubeforge's own version and the git revision it was built from.
 pub fn version_string() -> String {

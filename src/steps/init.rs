@@ -3,6 +3,7 @@
 //! subnets, the control-plane endpoint, certSANs, and a KubeletConfiguration with the systemd
 //! cgroup driver. The bootstrap token and certificate key are made here and never printed.
 
+use crate::paths;
 use super::{JoinSecrets, StepError, cluster_action};
 use crate::desired;
 use crate::model::Host;
@@ -67,7 +68,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
     let config = render_config(&ctx.cluster, h, &ctx.node_ips, &token, &key)?;
     super::kubeadm_with_config(ctx, host, &config, "init --upload-certs", "init").await?;
     let api = ctx.session(host)?;
-    api.run(&format!("touch {}", desired::INITIALIZED)).await?;
+    api.run(&format!("touch {}", paths::INITIALIZED)).await?;
     let ca_hash = super::ca_hash(api).await?;
     *ctx.secrets.lock().await = Some(JoinSecrets {
         token,

@@ -2,6 +2,7 @@
 //! at a time) with the uploaded certificates. A joining control plane reaches the API through a
 //! serving one; once its own API server runs, its endpoint name points at itself.
 
+use crate::paths;
 use super::{StepError, join_actions, join_secrets};
 use crate::desired;
 use crate::model::{Host, Role};
@@ -53,7 +54,7 @@ pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
     )?;
     super::kubeadm_with_config(ctx, host, &config, "join", "join (control plane)").await?;
     ctx.session(host)?
-        .run(&format!("touch {}", desired::INITIALIZED))
+        .run(&format!("touch {}", paths::INITIALIZED))
         .await?;
     // its own API server runs now: the endpoint name points at it
     let ep = desired::api_endpoint(&ctx.cluster);

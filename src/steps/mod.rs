@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod upgrade;
 pub mod wait_ready;
 
+use crate::paths;
 use crate::cluster_state::kubectl;
 use crate::desired::{self, Followup, ManagedFile};
 use crate::model::Cluster;
@@ -217,7 +218,7 @@ pub async fn install(ctx: &Ctx, host: &str, a: &Artifact) -> Result<(), StepErro
     })?;
     let remote = format!(
         "{}/{}-{}-{}",
-        desired::STAGING_DIR,
+        paths::STAGING_DIR,
         a.component,
         a.version,
         a.sha256.get(..12).unwrap_or_default()
@@ -234,7 +235,7 @@ pub async fn install(ctx: &Ctx, host: &str, a: &Artifact) -> Result<(), StepErro
         f = shell_quote(&remote),
         check = crate::artifacts::remote_check_script(&a.sha256),
         install = desired::install_script(a),
-        dir = desired::INSTALLED_DIR,
+        dir = paths::INSTALLED_DIR,
         marker = shell_quote(&desired::marker_line(a)),
         comp = a.component,
     );

@@ -16,7 +16,7 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
     // the marker first: it claims the host for this cluster before anything else changes
     if let Some(i) = writes
         .iter()
-        .position(|a| matches!(&a.op, Op::WriteFile(m) if m.path == crate::desired::MARKER))
+        .position(|a| matches!(&a.op, Op::WriteFile(m) if m.path == crate::paths::MARKER))
     {
         out.push(writes.remove(i));
     }
