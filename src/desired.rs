@@ -259,7 +259,6 @@ pub enum Followup {
     Sysctl,
     Modules,
     DaemonReload,
-    RestartContainerd,
     ReloadHaproxy,
 }
 
@@ -270,11 +269,19 @@ pub struct ManagedFile {
     pub content: String,
     pub mode: u32,
     pub followups: Vec<Followup>,
+    /// A change restarts containerd (its runtime step restarts it and proves it answers CRI).
+    pub restarts_containerd: bool,
     /// The step that owns the file (os-prep, runtime, kube-binaries, api-endpoint).
     pub step: &'static str,
 }
 
 impl ManagedFile {
+    /// Marks a file whose change restarts containerd.
+    fn restarting(mut self) -> Self {
+        self.restarts_containerd = true;
+        self
+    }
+
     pub fn sha256(&self) -> String {
         crate::artifacts::sha256_hex(self.content.as_bytes())
     }
@@ -290,17 +297,6 @@ pub struct HostDesired {
     /// The /etc/hosts block (None when the endpoint is not a local name).
     pub hosts_block: Option<String>,
 }
-
-/// The binaries every node gets, in install order.
-pub const NODE_COMPONENTS: &[&str] = &[
-    "runc",
-    "containerd",
-    "cni-plugins",
-    "crictl",
-    "kubeadm",
-    "kubelet",
-    "kubectl",
-];
 
 pub fn artifact<'a>(
     m: &'a ReleaseManifest,
@@ -387,6 +383,7 @@ pub fn for_host(
                 content,
                 mode,
                 followups: followups.to_vec(),
+                restarts_containerd: false,
                 step,
             }
         };
@@ -424,16 +421,18 @@ pub fn for_host(
                 serde_json::json!({"containerd_major": major(&containerd.version), "pause_image": pause}),
             )?,
             0o644,
-            &[Followup::RestartContainerd],
+            &[],
             "runtime",
-        ),
+        )
+        .restarting(),
         file(
             "/etc/systemd/system/containerd.service",
             render("containerd.service", serde_json::json!({}))?,
             0o644,
-            &[Followup::DaemonReload, Followup::RestartContainerd],
+            &[Followup::DaemonReload],
             "runtime",
-        ),
+        )
+        .restarting(),
         file(
             "/etc/crictl.yaml",
             render("crictl.yaml", serde_json::json!({}))?,
@@ -475,13 +474,16 @@ pub fn for_host(
             endpoints,
         })
         .unwrap_or_default();
-        files.push(file(
-            &format!("/etc/containerd/certs.d/{registry}/hosts.toml"),
-            render("containerd-hosts.toml", ctx)?,
-            0o644,
-            &[Followup::RestartContainerd],
-            "runtime",
-        ));
+        files.push(
+            file(
+                &format!("/etc/containerd/certs.d/{registry}/hosts.toml"),
+                render("containerd-hosts.toml", ctx)?,
+                0o644,
+                &[],
+                "runtime",
+            )
+            .restarting(),
+        );
     }
     files.push(file(
         "/etc/systemd/system/kubelet.service",
@@ -526,7 +528,7 @@ pub fn for_host(
         }
     }
     let mut installs = Vec::new();
-    for comp in NODE_COMPONENTS {
+    for comp in crate::release::COMPONENTS {
         installs.push(artifact(m, comp, arch)?.clone());
     }
     Ok(HostDesired {
@@ -537,29 +539,26 @@ pub fn for_host(
     })
 }
 
-/// The paths of every file kubeforge may manage on a host (what facts hash).
-pub fn managed_paths(c: &Cluster) -> Vec<String> {
-    let mut p: Vec<String> = [
-        crate::steps::cloud_provider::MANIFEST,
-        MARKER,
-        "/etc/sysctl.d/99-kubernetes.conf",
-        "/etc/modules-load.d/kubernetes.conf",
-        "/etc/containerd/config.toml",
-        "/etc/systemd/system/containerd.service",
-        "/etc/crictl.yaml",
-        "/etc/systemd/system/kubelet.service",
-        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
-        "/etc/haproxy/haproxy.cfg",
-        CNI_MANIFEST,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for registry in c.artifacts.registry_mirrors.keys() {
-        if !is_registry_key(registry) {
-            continue; // for_host refuses it; never a path outside certs.d
+/// Every path kubeforge manages on a host, for the facts probe to hash: the files
+/// [`for_host`] renders for each host of the cluster, on every arch of the release (derived,
+/// never listed by hand), and the manifests the cluster-wide steps keep on the API host.
+pub fn managed_paths(c: &Cluster, m: &ReleaseManifest) -> Vec<String> {
+    let mut p: Vec<String> = vec![
+        crate::paths::CLOUD_PROVIDER_MANIFEST.to_string(),
+        CNI_MANIFEST.to_string(),
+    ];
+    let ips = NodeIps::from_inventory(c);
+    for h in &c.hosts {
+        for arch in m.arches() {
+            // a host that cannot be rendered is refused by the planner, with why
+            if let Ok(want) = for_host(c, m, h, &arch, "127.0.0.1", &ips) {
+                for f in want.files {
+                    if !p.contains(&f.path) {
+                        p.push(f.path);
+                    }
+                }
+            }
         }
-        p.push(format!("/etc/containerd/certs.d/{registry}/hosts.toml"));
     }
     p
 }

@@ -4,13 +4,13 @@
 //! The library holds all behaviour; the `kubeforge` binary parses the command line and maps
 //! errors to exit codes.
 
-pub mod apply;
 pub mod artifacts;
 pub mod backup;
 pub mod certs;
 pub mod cluster_state;
 pub mod day2;
 pub mod desired;
+pub mod engine;
 pub mod etcd;
 pub mod facts;
 pub mod fleet;
@@ -18,9 +18,9 @@ pub mod inventory;
 pub mod kubeconfig;
 pub mod model;
 pub mod openstack;
+pub mod output;
 pub mod paths;
 pub mod pki;
-pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod release;
@@ -31,6 +31,7 @@ pub mod steps;
 pub mod templates;
 pub mod util;
 pub mod wait;
+pub mod workflow;
 
 /// kubeforge's own version and the git revision it was built from.
 pub fn version_string() -> String {

@@ -13,3 +13,6 @@ pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 
 /// The API server's port on every control plane.
 pub const API_PORT: u16 = 6443;
+
+/// The OpenStack cloud provider's manifests as last applied (and a digest of its Secret).
+pub const CLOUD_PROVIDER_MANIFEST: &str = "/etc/kubeforge/cloud-provider.yaml";

@@ -12,16 +12,35 @@ include!(concat!(env!("OUT_DIR"), "/builtin_manifests.rs"));
 pub const MANIFEST_KIND: &str = "ReleaseManifest";
 pub const MANIFEST_API_VERSION: &str = "kubeforge.io/v1alpha1";
 
-/// The binaries a release manifest must list, for each arch it supports.
+/// The binaries a release manifest must list, for each arch it supports, in the order a node
+/// installs them: the container runtime first, then kubeadm, the kubelet and kubectl. The one
+/// list of components: the steps and the facts probe take theirs from it.
 pub const COMPONENTS: &[&str] = &[
+    "runc",
+    "containerd",
+    "cni-plugins",
+    "crictl",
     "kubeadm",
     "kubelet",
     "kubectl",
-    "containerd",
-    "runc",
-    "cni-plugins",
-    "crictl",
 ];
+
+/// What the runtime step installs.
+pub const RUNTIME_COMPONENTS: &[&str] = COMPONENTS.split_at(4).0;
+/// What the kube-binaries step installs.
+pub const KUBE_COMPONENTS: &[&str] = COMPONENTS.split_at(4).1;
+
+/// A component that is one binary (whose presence the facts probe checks), unlike the CNI
+/// plugins' directory.
+pub fn is_single_binary(component: &str) -> bool {
+    component != "cni-plugins"
+}
+
+/// The order of an upgrade's installs: kubeadm first (`kubeadm upgrade` needs the new one),
+/// then the others in install order.
+pub fn upgrade_order() -> impl Iterator<Item = &'static str> {
+    std::iter::once("kubeadm").chain(COMPONENTS.iter().copied().filter(|c| *c != "kubeadm"))
+}
 
 /// The container images a release manifest must name.
 pub const IMAGES: &[&str] = &[

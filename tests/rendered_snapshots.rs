@@ -162,7 +162,7 @@ fn plan_for_bare_hosts() {
         f.hostname = format!("node{}", i + 1);
         facts.insert(h.name.clone(), f);
     }
-    let input = kubeforge::plan::Input {
+    let input = kubeforge::engine::Input {
         cluster: &c,
         manifest: &m,
         facts: &facts,
@@ -170,9 +170,9 @@ fn plan_for_bare_hosts() {
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
     };
-    let plan = kubeforge::plan::compute(&input).unwrap();
+    let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     assert_eq!(plan.init_host, "cp1");
-    insta::assert_snapshot!(plan.render(&c));
+    insta::assert_snapshot!(kubeforge::output::plan(&plan, &c));
 }
 
 /// Hosts given by DNS name: the node IPs come from the hosts' facts (the local address of the
@@ -202,7 +202,7 @@ spec:
         f.addresses = vec![("eth0".into(), ip.parse().unwrap())];
         facts.insert(h.name.clone(), f);
     }
-    let input = kubeforge::plan::Input {
+    let input = kubeforge::engine::Input {
         cluster: &c,
         manifest: &m,
         facts: &facts,
@@ -210,7 +210,7 @@ spec:
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
     };
-    let plan = kubeforge::plan::compute(&input).unwrap();
+    let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     let ips: Vec<(&str, &str)> = plan
         .node_ips
         .0
@@ -269,7 +269,7 @@ spec:
         .unwrap();
     insta::assert_snapshot!(format!(
         "==> plan <==\n{}\n==> plan -o json: node_ips <==\n{}\n\n==> kubeadm init cp1 <==\n{init}\n==> kubeadm join w1 <==\n{join}\n==> w1 /etc/haproxy/haproxy.cfg <==\n{}\n==> cp1 /etc/hosts (block) <==\n{}",
-        plan.render(&c),
+        kubeforge::output::plan(&plan, &c),
         serde_json::to_string_pretty(&serde_json::to_value(&plan).unwrap()["node_ips"]).unwrap(),
         haproxy.content,
         cp1.hosts_block.unwrap(),
@@ -536,7 +536,7 @@ fn registry_mirror_key_that_is_not_a_host_is_refused() {
         .err()
         .unwrap_or_else(|| panic!("the key {bad:?} is accepted"));
         assert!(err.to_string().contains("registryMirrors"), "{err}");
-        for p in desired::managed_paths(&c) {
+        for p in desired::managed_paths(&c, &m) {
             if let Some(k) = p.strip_prefix("/etc/containerd/certs.d/") {
                 let k = k.strip_suffix("/hosts.toml").unwrap();
                 assert!(

@@ -7,10 +7,10 @@ use super::args::{
 use super::remote::{bars, connect_options, load, load_observed, runtime};
 use super::{EXIT_FAILED, print_json};
 use anyhow::{Context, Result, bail};
-use kubeforge::apply::{self, Options};
 use kubeforge::day2;
 use kubeforge::preflight;
 use kubeforge::util::terminal_safe;
+use kubeforge::workflow::apply::{self, Options};
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -81,7 +81,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         && let Some(p) = prepared.as_mut()
         && let Some(state) = p.state.clone()
     {
-        let names = kubeforge::plan::unlisted_nodes(&loaded.cluster, Some(&state));
+        let names = kubeforge::engine::plan::unlisted_nodes(&loaded.cluster, Some(&state));
         p.plan.remove_nodes(&loaded.cluster, &state, &names, "");
     }
     if a.output == OutputFormat::Json {
@@ -106,7 +106,10 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         }
         if let Some(p) = &prepared {
             print_warnings(p);
-            print!("{}", terminal_safe(&p.plan.render(&loaded.cluster)));
+            print!(
+                "{}",
+                terminal_safe(&kubeforge::output::plan(&p.plan, &loaded.cluster))
+            );
         }
     }
     if let Some(p) = prepared {
@@ -283,7 +286,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     print_warnings(&prepared);
     // destructive: the nodes to prune, and those beyond a lowered count
     let prune: Vec<String> = if a.prune {
-        kubeforge::plan::unlisted_nodes(&loaded.cluster, prepared.state.as_ref())
+        kubeforge::engine::plan::unlisted_nodes(&loaded.cluster, prepared.state.as_ref())
     } else {
         Vec::new()
     };
@@ -300,7 +303,10 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
         );
     }
     // the plan goes to stderr: stdout carries the report
-    eprint!("{}", terminal_safe(&prepared.plan.render(&loaded.cluster)));
+    eprint!(
+        "{}",
+        terminal_safe(&kubeforge::output::plan(&prepared.plan, &loaded.cluster))
+    );
     let go = confirmation(
         !prepared.plan.is_empty(),
         prepared.plan.is_destructive(),
@@ -380,7 +386,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     if a.output == OutputFormat::Json {
         print_json(&report)?;
     } else {
-        print!("{}", terminal_safe(&report.render()));
+        print!("{}", terminal_safe(&kubeforge::output::report(&report)));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -81,7 +81,7 @@ pub fn cloud_provider(
     cloud: &Cloud,
     subnet_id: &str,
     external_network_id: Option<&str>,
-) -> Result<Option<crate::plan::CloudProvider>, ProviderError> {
+) -> Result<Option<crate::engine::plan::CloudProvider>, ProviderError> {
     let c = &loaded.cluster;
     if !crate::desired::cloud_provider_external(c) {
         return Ok(None);
@@ -104,7 +104,7 @@ pub fn render_cloud_provider(
     credentials: &cloud::Credentials,
     subnet_id: &str,
     external_network_id: Option<&str>,
-) -> Result<crate::plan::CloudProvider, ProviderError> {
+) -> Result<crate::engine::plan::CloudProvider, ProviderError> {
     let addon = m.addons.get("openstack").ok_or_else(|| {
         ProviderError::Config(format!(
             "the release manifest of Kubernetes {} pins no OpenStack cloud provider images (addons.openstack); set spec.openstack.cloudProvider: false to go without",
@@ -177,7 +177,7 @@ pub fn render_cloud_provider(
         }),
     )
     .map_err(|e| ProviderError::Config(e.to_string()))?;
-    Ok(crate::plan::CloudProvider {
+    Ok(crate::engine::plan::CloudProvider {
         manifest,
         cloud_conf,
         ca_cert,
@@ -187,7 +187,7 @@ pub fn render_cloud_provider(
 /// What the cloud holds for the cluster, read-only.
 pub struct CloudView {
     pub actions: Vec<provider::CloudAction>,
-    pub cloud_provider: Option<crate::plan::CloudProvider>,
+    pub cloud_provider: Option<crate::engine::plan::CloudProvider>,
 }
 
 /// Adds the servers that exist to the cluster's hosts (read-only), and the load balancer's
@@ -252,7 +252,7 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
 /// Creates or adopts the cluster's machines, and adds them to the cluster's hosts.
 pub async fn provision(
     loaded: &mut Loaded,
-) -> Result<(Provisioned, Option<crate::plan::CloudProvider>), ProviderError> {
+) -> Result<(Provisioned, Option<crate::engine::plan::CloudProvider>), ProviderError> {
     let cloud = connect(loaded).await?;
     let os = spec(loaded)?.clone();
     let key = public_key(loaded)?;

@@ -4,36 +4,74 @@
 //! while it joins); on a worker it is 127.0.0.1, where haproxy forwards to every API server
 //! whose /readyz answers.
 
-use super::StepError;
 use crate::desired::{Followup, HostDesired};
+use crate::engine::ops::{file_actions, followup_action};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
 use crate::facts::Facts;
-use crate::model::{Host, Role};
-use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action};
+use crate::model::{Cluster, Host, Role};
 use crate::ssh::Session;
 use crate::ssh::session::Exec;
 
-pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
+pub struct ApiEndpoint;
+
+impl Step for ApiEndpoint {
+    fn name(&self) -> &'static str {
+        "api-endpoint"
+    }
+    fn timing(&self) -> &'static str {
+        "prepare hosts"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::PerHost { group: "prepare" }
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(cx
+            .cluster
+            .hosts
+            .iter()
+            .flat_map(|h| plan_host(h, cx.facts_of(h), cx.want(h)))
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HostsBlock(pub String);
+crate::run_op!(HostsBlock, |op, ctx, host| write_hosts_block(
+    ctx.session(host)?,
+    &op.0
+)
+.await);
+
+#[derive(Debug, Clone)]
+struct StartHaproxy;
+crate::run_op!(StartHaproxy, |_op, ctx, host| start_haproxy(
+    ctx.session(host)?
+)
+.await);
+
+fn plan_host(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
+    let step = &ApiEndpoint;
     let mut out = Vec::new();
     if let Some(block) = &want.hosts_block {
         let have = f.hosts_block.join("\n");
         if have.trim_end() != block.trim_end() {
             let target = block.lines().nth(1).unwrap_or_default().to_string();
-            out.push(host_action(
+            out.push(Action::on(
                 h,
-                Step::ApiEndpoint,
+                step,
                 format!("map the API endpoint in /etc/hosts: {target}"),
-                Op::HostsBlock(block.clone()),
+                HostsBlock(block.clone()),
             ));
         }
     }
-    let (writes, followups) = file_actions(h, f, want, Step::ApiEndpoint);
+    let (writes, followups) = file_actions(h, f, want, step);
     out.extend(writes);
     if h.role == Role::Worker && want.hosts_block.is_some() && !f.haproxy_active {
-        out.push(host_action(
+        out.push(Action::on(
             h,
-            Step::ApiEndpoint,
+            step,
             "start haproxy, the node-local API load balancer",
-            Op::StartHaproxy,
+            StartHaproxy,
         ));
     } else {
         // a running haproxy reloads: a new control plane joins the backends without cutting
@@ -42,7 +80,7 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
             .into_iter()
             .filter(|fu| *fu != Followup::ReloadHaproxy || f.haproxy_active)
         {
-            out.push(followup_action(h, Step::ApiEndpoint, fu));
+            out.push(followup_action(h, step, fu));
         }
     }
     out

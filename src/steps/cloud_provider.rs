@@ -4,13 +4,30 @@
 //! through kubectl's stdin: never on a command line, never printed. The kubelets run with
 //! `--cloud-provider=external` from their join on.
 
-use super::{Ctx, StepError, cluster_action};
 use crate::cluster_state::kubectl;
-use crate::model::Host;
-use crate::plan::{Action, CloudProvider, Input, Op, Step};
+use crate::engine::plan::CloudProvider;
+use crate::engine::{Action, Ctx, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::Cluster;
+use crate::paths::CLOUD_PROVIDER_MANIFEST as MANIFEST;
 use crate::ssh::session::{Exec, Upload};
 
-pub const MANIFEST: &str = "/etc/kubeforge/cloud-provider.yaml";
+pub struct CloudProviderStep;
+
+impl Step for CloudProviderStep {
+    fn name(&self) -> &'static str {
+        "cloud-provider"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::OneAtATime
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(plan(cx))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ApplyCloudProvider(CloudProvider);
+crate::run_op!(ApplyCloudProvider, |op, ctx, _host| run(ctx, &op.0).await);
 
 /// The file kubeforge keeps at MANIFEST: the manifests, and a digest of the Secret's content
 /// (cloud.conf and the CA), so that changed credentials are applied again. Only the digest
@@ -24,7 +41,8 @@ pub fn manifest_file(cp: &CloudProvider) -> String {
     )
 }
 
-pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
+fn plan(input: &PlanCx) -> Vec<Action> {
+    let init = input.init;
     let Some(cp) = &input.cloud_provider else {
         return Vec::new();
     };
@@ -37,10 +55,10 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
     if applied && input.cluster_exists() {
         return Vec::new();
     }
-    vec![cluster_action(
-        Step::CloudProvider,
+    vec![Action::cluster(
+        &CloudProviderStep,
         "install the OpenStack cloud-controller-manager and Cinder CSI (cloud.conf in Secret kube-system/cloud-config)",
-        Op::ApplyCloudProvider(cp.clone()),
+        ApplyCloudProvider(cp.clone()),
     )]
 }
 

@@ -3,14 +3,32 @@
 //! with kubectl on a control plane; a copy kept at /etc/kubeforge/cni.yaml tells later runs
 //! whether it changed.
 
-use super::{StepError, cluster_action};
 use crate::cluster_state::kubectl;
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::Cluster;
 use crate::paths::CNI_MANIFEST;
-use crate::model::Host;
-use crate::plan::{Action, Input, Op, Step};
 use crate::ssh::session::Upload;
 
-pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
+pub struct Cni;
+
+impl Step for Cni {
+    fn name(&self) -> &'static str {
+        "cni"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::OneAtATime
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(plan(cx))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ApplyCni(String);
+crate::run_op!(ApplyCni, |op, ctx, _host| run(ctx, &op.0).await);
+
+fn plan(input: &PlanCx) -> Vec<Action> {
+    let init = input.init;
     let Some(manifest) = &input.cni_manifest else {
         return Vec::new();
     };
@@ -27,16 +45,16 @@ pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
         crate::model::Cni::Flannel => "flannel".to_string(),
         _ => "the CNI manifest".to_string(),
     };
-    vec![cluster_action(
-        Step::Cni,
+    vec![Action::cluster(
+        &Cni,
         format!("apply {what} ({} KiB)", manifest.len().div_ceil(1024)),
-        Op::ApplyCni(manifest.clone()),
+        ApplyCni(manifest.clone()),
     )]
 }
 
 /// Applies the manifest from a staging path and keeps it as the applied copy only once
 /// `kubectl apply` succeeded: a failed apply is planned again by the next run.
-pub async fn run(ctx: &super::Ctx, manifest: &str) -> Result<(), StepError> {
+pub async fn run(ctx: &crate::engine::Ctx, manifest: &str) -> Result<(), StepError> {
     let api = ctx.api()?;
     let staged = format!("{CNI_MANIFEST}.new");
     api.upload(

@@ -3,46 +3,54 @@
 //! subnets, the control-plane endpoint, certSANs, and a KubeletConfiguration with the systemd
 //! cgroup driver. The bootstrap token and certificate key are made here and never printed.
 
-use crate::paths;
-use super::{JoinSecrets, StepError, cluster_action};
+use super::ResetStale;
 use crate::desired;
-use crate::model::Host;
-use crate::plan::{Action, Input, Op, Step};
+use crate::engine::{Action, JoinSecrets, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::{Cluster, Host};
+use crate::paths;
 
-pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
-    if input.cluster_exists() {
-        return Vec::new();
+pub struct Init;
+
+impl Step for Init {
+    fn name(&self) -> &'static str {
+        "init"
     }
-    let mut a = cluster_action(
-        Step::Init,
-        format!(
-            "kubeadm init on {} (Kubernetes {})",
-            init.name, input.cluster.version
-        ),
-        Op::Init,
-    );
-    a.host = Some(init.name.clone());
-    let mut out = Vec::new();
-    if input.is_stale(init)
-        || input
-            .facts
-            .get(&init.name)
-            .is_some_and(|f| f.membership.role().is_some())
-    {
-        let mut r = cluster_action(
-            Step::Init,
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::OneAtATime
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        let init = cx.init;
+        if cx.cluster_exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        if cx.is_stale(init) || cx.facts_of(init).membership.role().is_some() {
+            out.push(Action::on(
+                init,
+                self,
+                format!(
+                    "reset {}: kubeadm files of an interrupted run, no cluster behind them",
+                    init.name
+                ),
+                ResetStale,
+            ));
+        }
+        out.push(Action::on(
+            init,
+            self,
             format!(
-                "reset {}: kubeadm files of an interrupted run, no cluster behind them",
-                init.name
+                "kubeadm init on {} (Kubernetes {})",
+                init.name, cx.cluster.version
             ),
-            Op::ResetStale,
-        );
-        r.host = Some(init.name.clone());
-        out.push(r);
+            RunInit,
+        ));
+        Ok(out)
     }
-    out.push(a);
-    out
 }
+
+#[derive(Debug, Clone)]
+struct RunInit;
+crate::run_op!(RunInit, |_op, ctx, host| run(ctx, host).await);
 
 /// Renders the init configuration (with its secrets).
 pub fn render_config(
@@ -58,7 +66,7 @@ pub fn render_config(
     Ok(crate::templates::render("kubeadm-init.yaml", &ctx)?)
 }
 
-pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
+pub async fn run(ctx: &crate::engine::Ctx, host: &str) -> Result<(), StepError> {
     let h = ctx
         .cluster
         .host(host)

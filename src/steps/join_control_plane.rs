@@ -2,24 +2,41 @@
 //! at a time) with the uploaded certificates. A joining control plane reaches the API through a
 //! serving one; once its own API server runs, its endpoint name points at itself.
 
-use crate::paths;
-use super::{StepError, join_actions, join_secrets};
+use super::{join_actions, join_secrets};
 use crate::desired;
-use crate::model::{Host, Role};
-use crate::plan::{Action, Input, Op, Step};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::{Cluster, Host, Role};
+use crate::paths;
 
-pub fn plan(input: &Input, init: &Host) -> Vec<Action> {
-    join_actions(
-        input,
-        input
-            .cluster
-            .control_planes()
-            .filter(|h| h.name != init.name),
-        Step::JoinControlPlane,
-        Op::JoinControlPlane,
-        "as a control plane (etcd member)",
-    )
+pub struct JoinControlPlane;
+
+impl Step for JoinControlPlane {
+    fn name(&self) -> &'static str {
+        "join-control-plane"
+    }
+    fn timing(&self) -> &'static str {
+        "join control planes"
+    }
+    /// One at a time: etcd grows by one member at a time.
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::OneAtATime
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(join_actions(
+            cx,
+            cx.cluster
+                .control_planes()
+                .filter(|h| h.name != cx.init.name),
+            self,
+            Join,
+            "as a control plane (etcd member)",
+        ))
+    }
 }
+
+#[derive(Debug, Clone)]
+pub struct Join;
+crate::run_op!(Join, |_op, ctx, host| run(ctx, host).await);
 
 /// Renders a join configuration (with its secrets).
 pub fn render_config(
@@ -38,7 +55,7 @@ pub fn render_config(
     Ok(crate::templates::render("kubeadm-join.yaml", &ctx)?)
 }
 
-pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
+pub async fn run(ctx: &crate::engine::Ctx, host: &str) -> Result<(), StepError> {
     let h = ctx
         .cluster
         .host(host)
@@ -140,7 +157,7 @@ mod tests {
             }],
             server_version: Some("v1.34.1".into()),
         };
-        let input = crate::plan::Input {
+        let input = crate::engine::Input {
             cluster: &c,
             manifest: &m,
             facts: &facts,
@@ -148,16 +165,15 @@ mod tests {
             cni_manifest: None,
             cloud_provider: None,
         };
-        let plan = crate::plan::compute(&input).unwrap();
+        let plan = crate::engine::plan::compute(crate::workflow::APPLY, &input).unwrap();
         let pos = |f: &dyn Fn(&Action) -> bool| plan.actions.iter().position(f);
         let block = pos(&|a| {
             a.host.as_deref() == Some("cp2")
-                && matches!(&a.op, Op::HostsBlock(b) if b.contains("10.0.0.11 api.prod.kubeforge.internal"))
+                && a.op::<crate::steps::api_endpoint::HostsBlock>()
+                    .is_some_and(|b| b.0.contains("10.0.0.11 api.prod.kubeforge.internal"))
         })
         .unwrap_or_else(|| panic!("cp2's block points at cp1: {:#?}", plan.actions));
-        let join =
-            pos(&|a| a.host.as_deref() == Some("cp2") && matches!(a.op, Op::JoinControlPlane))
-                .expect("cp2 joins");
+        let join = pos(&|a| a.host.as_deref() == Some("cp2") && a.is::<Join>()).expect("cp2 joins");
         assert!(block < join, "the block is in place before kubeadm join");
         assert_eq!(
             restart_kube_proxy("cp2"),

@@ -1,20 +1,40 @@
 //! join-worker: workers join in parallel (bounded by spec.options.concurrency), reaching the
 //! API through their node-local load balancer.
 
-use super::{StepError, join_actions, join_secrets};
-use crate::plan::{Action, Input, Op, Step};
+use super::{join_actions, join_secrets};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::Cluster;
 
-pub fn plan(input: &Input) -> Vec<Action> {
-    join_actions(
-        input,
-        input.cluster.workers(),
-        Step::JoinWorker,
-        Op::JoinWorker,
-        "as a worker",
-    )
+pub struct JoinWorker;
+
+impl Step for JoinWorker {
+    fn name(&self) -> &'static str {
+        "join-worker"
+    }
+    fn timing(&self) -> &'static str {
+        "join workers"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::PerHost {
+            group: "join-worker",
+        }
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(join_actions(
+            cx,
+            cx.cluster.workers(),
+            self,
+            Join,
+            "as a worker",
+        ))
+    }
 }
 
-pub async fn run(ctx: &super::Ctx, host: &str) -> Result<(), StepError> {
+#[derive(Debug, Clone)]
+struct Join;
+crate::run_op!(Join, |_op, ctx, host| run(ctx, host).await);
+
+pub async fn run(ctx: &crate::engine::Ctx, host: &str) -> Result<(), StepError> {
     let h = ctx
         .cluster
         .host(host)

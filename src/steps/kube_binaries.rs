@@ -1,41 +1,73 @@
 //! kube-binaries: kubeadm, kubelet and kubectl from the pinned artifacts, the kubelet unit and
 //! kubeadm's drop-in, the kubelet enabled (kubeadm starts it).
 
-use super::StepError;
 use crate::desired::HostDesired;
+use crate::engine::ops::{Install, file_actions, followup_action, install_actions};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
 use crate::facts::Facts;
-use crate::model::Host;
-use crate::plan::{
-    Action, Input, Op, Step, file_actions, followup_action, host_action, install_actions,
-};
+use crate::model::{Cluster, Host};
+use crate::release::KUBE_COMPONENTS;
 use crate::ssh::Session;
 
-pub const COMPONENTS: &[&str] = &["kubeadm", "kubelet", "kubectl"];
+pub struct KubeBinaries;
+
+impl Step for KubeBinaries {
+    fn name(&self) -> &'static str {
+        "kube-binaries"
+    }
+    fn timing(&self) -> &'static str {
+        "prepare hosts"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::PerHost { group: "prepare" }
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        // members moving to another release get their binaries during their own upgrade
+        let upgrade = super::upgrade::check(cx).map_err(PlanError::Upgrade)?;
+        Ok(cx
+            .cluster
+            .hosts
+            .iter()
+            .flat_map(|h| {
+                let deferred = upgrade.as_ref().is_some_and(|u| u.hosts.contains(&h.name));
+                plan_host(h, cx.facts_of(h), cx.want(h), cx.is_member(h), deferred)
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EnableKubelet;
+crate::run_op!(EnableKubelet, |_op, ctx, host| enable_kubelet(
+    ctx.session(host)?
+)
+.await);
 
 /// `deferred`: the host is a member being upgraded; its binaries change while it is drained.
-pub fn plan(input: &Input, h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
+fn plan_host(h: &Host, f: &Facts, want: &HostDesired, member: bool, deferred: bool) -> Vec<Action> {
+    let step = &KubeBinaries;
     let mut out = if deferred {
         Vec::new()
     } else {
-        install_actions(h, f, want, Step::KubeBinaries, COMPONENTS)
+        install_actions(h, f, want, step, KUBE_COMPONENTS)
     };
-    let kubelet_changed = out
-        .iter()
-        .any(|a| matches!(&a.op, Op::Install(art) if art.component == "kubelet"));
-    let (writes, followups) = file_actions(h, f, want, Step::KubeBinaries);
+    let kubelet_changed = out.iter().any(|a| {
+        a.op::<Install>()
+            .is_some_and(|art| art.0.component == "kubelet")
+    });
+    let (writes, followups) = file_actions(h, f, want, step);
     let units_changed = !writes.is_empty();
     out.extend(writes);
     for fu in followups {
-        out.push(followup_action(h, Step::KubeBinaries, fu));
+        out.push(followup_action(h, step, fu));
     }
-    let member = input.is_member(h);
     if !f.kubelet_enabled || (member && (kubelet_changed || units_changed)) {
         let why = if member {
             "restart the kubelet (binary or unit changed)"
         } else {
             "enable the kubelet (kubeadm starts it)"
         };
-        out.push(host_action(h, Step::KubeBinaries, why, Op::EnableKubelet));
+        out.push(Action::on(h, step, why, EnableKubelet));
     }
     out
 }

@@ -2,22 +2,65 @@
 //! Kubernetes needs (conntrack, socat, iptables; haproxy on workers with a local load
 //! balancer), sysctls and module-load configuration.
 
-use super::StepError;
 use crate::desired::{Followup, HostDesired};
+use crate::engine::ops::{WriteFile, file_actions, followup_action};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
 use crate::facts::Facts;
-use crate::model::Host;
-use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action};
+use crate::model::{Cluster, Host};
 use crate::ssh::Session;
 use crate::util::shell_quote;
 
-pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
+pub struct OsPrep;
+
+impl Step for OsPrep {
+    fn name(&self) -> &'static str {
+        "os-prep"
+    }
+    fn timing(&self) -> &'static str {
+        "prepare hosts"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::PerHost { group: "prepare" }
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        Ok(cx
+            .cluster
+            .hosts
+            .iter()
+            .flat_map(|h| plan_host(h, cx.facts_of(h), cx.want(h)))
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SwapOff;
+crate::run_op!(SwapOff, |_op, ctx, host| swap_off(ctx.session(host)?).await);
+
+#[derive(Debug, Clone)]
+struct SetHostname(String);
+crate::run_op!(SetHostname, |op, ctx, host| set_hostname(
+    ctx.session(host)?,
+    &op.0
+)
+.await);
+
+#[derive(Debug, Clone)]
+struct InstallPackages(Vec<&'static str>);
+crate::run_op!(InstallPackages, |op, ctx, host| install_packages(
+    ctx.session(host)?,
+    &op.0
+)
+.await);
+
+fn plan_host(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
+    let step = &OsPrep;
     let mut out = Vec::new();
-    let (mut writes, followups) = file_actions(h, f, want, Step::OsPrep);
+    let (mut writes, followups) = file_actions(h, f, want, step);
     // the marker first: it claims the host for this cluster before anything else changes
-    if let Some(i) = writes
-        .iter()
-        .position(|a| matches!(&a.op, Op::WriteFile(m) if m.path == crate::paths::MARKER))
-    {
+    if let Some(i) = writes.iter().position(|a| {
+        a.op::<WriteFile>()
+            .is_some_and(|m| m.0.path == crate::paths::MARKER)
+    }) {
         out.push(writes.remove(i));
     }
     if f.swap_mib > 0 || !f.fstab_swap.is_empty() {
@@ -26,14 +69,14 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
         } else {
             format!("keep swap off at boot ({})", f.fstab_swap.join(", "))
         };
-        out.push(host_action(h, Step::OsPrep, what, Op::SwapOff));
+        out.push(Action::on(h, step, what, SwapOff));
     }
     if f.hostname != h.name {
-        out.push(host_action(
+        out.push(Action::on(
             h,
-            Step::OsPrep,
+            step,
             format!("set the hostname to {} (was {})", h.name, f.hostname),
-            Op::SetHostname(h.name.clone()),
+            SetHostname(h.name.clone()),
         ));
     }
     let missing: Vec<&'static str> = want
@@ -43,16 +86,16 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
         .filter(|p| !f.has_tool(p))
         .collect();
     if !missing.is_empty() {
-        out.push(host_action(
+        out.push(Action::on(
             h,
-            Step::OsPrep,
+            step,
             format!("install OS packages {}", missing.join(", ")),
-            Op::InstallPackages(missing),
+            InstallPackages(missing),
         ));
     }
     out.extend(writes);
     for fu in kernel_followups(f, followups) {
-        out.push(followup_action(h, Step::OsPrep, fu));
+        out.push(followup_action(h, step, fu));
     }
     out
 }

@@ -2,43 +2,75 @@
 //! config (SystemdCgroup, the sandbox image of the release, registry mirrors) and unit; then
 //! containerd enabled, started, and proven by a CRI call.
 
-use super::StepError;
 use crate::desired::{Followup, HostDesired, ManagedFile};
+use crate::engine::ops::{WriteFile, file_actions, followup_action, install_actions};
+use crate::engine::{Action, PlanCx, PlanError, Schedule, Step, StepError};
 use crate::facts::Facts;
-use crate::model::Host;
-use crate::plan::{Action, Op, Step, file_actions, followup_action, host_action, install_actions};
+use crate::model::{Cluster, Host};
+use crate::release::RUNTIME_COMPONENTS;
 use crate::ssh::Session;
 
-pub const COMPONENTS: &[&str] = &["runc", "containerd", "cni-plugins", "crictl"];
+pub struct Runtime;
+
+impl Step for Runtime {
+    fn name(&self) -> &'static str {
+        "runtime"
+    }
+    fn timing(&self) -> &'static str {
+        "prepare hosts"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::PerHost { group: "prepare" }
+    }
+    fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
+        // members moving to another release get their runtime during their own upgrade
+        let upgrade = super::upgrade::check(cx).map_err(PlanError::Upgrade)?;
+        Ok(cx
+            .cluster
+            .hosts
+            .iter()
+            .flat_map(|h| {
+                let deferred = upgrade.as_ref().is_some_and(|u| u.hosts.contains(&h.name));
+                plan_host(h, cx.facts_of(h), cx.want(h), deferred)
+            })
+            .collect())
+    }
+}
+
+/// Enables and (re)starts containerd, then proves it with a CRI call.
+#[derive(Debug, Clone)]
+struct StartContainerd;
+crate::run_op!(StartContainerd, |_op, ctx, host| start_containerd(
+    ctx.session(host)?
+)
+.await);
 
 /// `deferred`: the host is a member being upgraded; its binaries, and the files whose change
 /// restarts containerd, change while it is drained (see [`deferred_files`]).
-pub fn plan(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
+pub fn plan_host(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Action> {
+    let step = &Runtime;
     let mut out = if deferred {
         Vec::new()
     } else {
-        install_actions(h, f, want, Step::Runtime, COMPONENTS)
+        install_actions(h, f, want, step, RUNTIME_COMPONENTS)
     };
     let binaries_changed = !out.is_empty();
-    let (mut writes, mut followups) = file_actions(h, f, want, Step::Runtime);
+    let (mut writes, mut followups) = file_actions(h, f, want, step);
     if deferred && f.membership.containerd_active {
         writes.retain(|a| !restarts_containerd(a));
         followups = writes
             .iter()
-            .filter_map(|a| match &a.op {
-                Op::WriteFile(m) => Some(m.followups.clone()),
-                _ => None,
-            })
+            .filter_map(|a| a.op::<WriteFile>().map(|m| m.0.followups.clone()))
             .flatten()
             .collect();
     }
-    let config_changed = followups.contains(&Followup::RestartContainerd);
+    let config_changed = writes.iter().any(restarts_containerd);
     out.extend(writes);
     for fu in followups
         .into_iter()
         .filter(|f| *f == Followup::DaemonReload)
     {
-        out.push(followup_action(h, Step::Runtime, fu));
+        out.push(followup_action(h, step, fu));
     }
     let why = if !f.membership.containerd_active {
         Some("enable and start containerd, then check it answers CRI")
@@ -48,7 +80,7 @@ pub fn plan(h: &Host, f: &Facts, want: &HostDesired, deferred: bool) -> Vec<Acti
         None
     };
     if let Some(why) = why {
-        out.push(host_action(h, Step::Runtime, why, Op::StartContainerd));
+        out.push(Action::on(h, step, why, StartContainerd));
     }
     out
 }
@@ -74,7 +106,7 @@ pub async fn start_containerd(s: &Session) -> Result<(), StepError> {
 }
 
 fn restarts_containerd(a: &Action) -> bool {
-    matches!(&a.op, Op::WriteFile(m) if m.followups.contains(&Followup::RestartContainerd))
+    a.op::<WriteFile>().is_some_and(|m| m.0.restarts_containerd)
 }
 
 /// For a node being upgraded: the runtime files (containerd's config, with the release's
@@ -84,13 +116,10 @@ pub fn deferred_files(h: &Host, f: &Facts, want: &HostDesired) -> Vec<ManagedFil
     if !f.membership.containerd_active {
         return Vec::new();
     }
-    file_actions(h, f, want, Step::Runtime)
+    file_actions(h, f, want, &Runtime)
         .0
         .into_iter()
         .filter(restarts_containerd)
-        .filter_map(|a| match a.op {
-            Op::WriteFile(m) => Some(m),
-            _ => None,
-        })
+        .filter_map(|a| a.op::<WriteFile>().map(|m| m.0.clone()))
         .collect()
 }

@@ -5,11 +5,10 @@
 //! at the new version, and is uncordoned. The run halts at the first failure with the cluster
 //! serving; the node is left cordoned only when it is unhealthy. A re-run resumes.
 
-use super::{Ctx, StepError, cluster_action};
 use crate::cluster_state::{CORDON_ANNOTATION, kubectl};
-use crate::desired::{self, HostDesired};
+use crate::desired::HostDesired;
+use crate::engine::{Action, Ctx, Input, PlanCx, PlanError, Run, RunFuture, Step, StepError};
 use crate::model::{Host, Role};
-use crate::plan::{Action, Input, Op, Step};
 use crate::release::Artifact;
 use crate::ssh::session::Exec;
 use std::collections::BTreeSet;
@@ -104,7 +103,7 @@ pub fn check(input: &Input) -> Result<Option<Upgrade>, String> {
             continue;
         };
         let node_at = state.node(&h.name).and_then(|n| parse(&n.kubelet_version));
-        let binaries_at_target = ["kubeadm", "kubelet", "kubectl"].iter().all(|c| {
+        let binaries_at_target = crate::release::KUBE_COMPONENTS.iter().all(|c| {
             input
                 .manifest
                 .artifact(c, &f.arch)
@@ -118,43 +117,32 @@ pub fn check(input: &Input) -> Result<Option<Upgrade>, String> {
     Ok(Some(Upgrade { from, to, hosts }))
 }
 
-/// The upgrade actions, in order: the first control plane, the others, then the workers.
-pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desired::DesiredError> {
-    let c = input.cluster;
-    let Some(state) = input.state else {
+/// The upgrade actions of the members with `role`, in order (for control planes: the first
+/// one, then the others): the upgrade of each member not at the target yet, and the uncordon
+/// of a member an interrupted run left cordoned and that is Ready now.
+pub fn plan(cx: &PlanCx, step: &dyn Step, role: Role) -> Result<Vec<Action>, PlanError> {
+    let Some(u) = check(cx).map_err(PlanError::Upgrade)? else {
         return Ok(Vec::new());
     };
+    let c = cx.cluster;
+    let Some(state) = cx.state else {
+        return Ok(Vec::new());
+    };
+    let init = cx.init;
     let server_at_target = state.server_version.as_deref().and_then(parse).as_ref() == Some(&u.to);
     let mut order: Vec<&Host> = Vec::new();
     order.push(init);
     order.extend(c.control_planes().filter(|h| h.name != init.name));
     order.extend(c.workers());
     let mut out = Vec::new();
-    for h in order {
-        let Some(f) = input.facts.get(&h.name) else {
-            continue;
-        };
+    for h in order.into_iter().filter(|h| h.role == role) {
+        let f = cx.facts_of(h);
         let node = state.node(&h.name);
         if u.hosts.contains(&h.name) {
-            let want: HostDesired = desired::for_host(
-                c,
-                input.manifest,
-                h,
-                &f.arch,
-                &input.endpoint_ip(h),
-                &input.node_ips(),
-            )?;
+            let want: &HostDesired = cx.want(h);
             // kubeadm first (kubeadm upgrade needs the new one), then the runtime, then kubelet/kubectl
             let mut installs: Vec<Artifact> = Vec::new();
-            for comp in [
-                "kubeadm",
-                "runc",
-                "containerd",
-                "cni-plugins",
-                "crictl",
-                "kubelet",
-                "kubectl",
-            ] {
+            for comp in crate::release::upgrade_order() {
                 if let Some(a) = want.installs.iter().find(|a| a.component == comp)
                     && (f.marker_sha(comp) != Some(a.sha256.as_str()) || comp == "kubelet")
                 {
@@ -165,12 +153,7 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
             let from = node
                 .map(|n| n.kubelet_version.clone())
                 .unwrap_or_else(|| u.from.to_string());
-            let step = if h.role == Role::ControlPlane {
-                Step::UpgradeControlPlane
-            } else {
-                Step::UpgradeWorker
-            };
-            let runtime_files = super::runtime::deferred_files(h, f, &want);
+            let runtime_files = super::runtime::deferred_files(h, f, want);
             let runtime = if runtime_files.is_empty() {
                 ""
             } else {
@@ -178,44 +161,60 @@ pub fn plan(input: &Input, init: &Host, u: &Upgrade) -> Result<Vec<Action>, desi
             };
             let new_kubeadm = installs.iter().any(|a| a.component == "kubeadm");
             let what = sequence(&u.to.to_string(), first, new_kubeadm, runtime);
-            let mut a = cluster_action(
+            out.push(Action::on(
+                h,
                 step,
                 format!("upgrade {} {from} → {}: {}", h.name, u.to, what.join(", ")),
-                Op::Upgrade {
+                UpgradeNode {
                     first,
                     installs,
                     runtime_files,
                 },
-            );
-            a.host = Some(h.name.clone());
-            a.upload_bytes = 0;
-            out.push(a);
+            ));
         } else if node.is_some_and(|n| n.cordoned_by_kubeforge && n.unschedulable && n.ready) {
-            let step = if h.role == Role::ControlPlane {
-                Step::UpgradeControlPlane
-            } else {
-                Step::UpgradeWorker
-            };
-            let mut a = cluster_action(
+            out.push(Action::on(
+                h,
                 step,
                 format!(
                     "uncordon {} (left cordoned by an interrupted run; Ready now)",
                     h.name
                 ),
-                Op::Uncordon,
-            );
-            a.host = Some(h.name.clone());
-            out.push(a);
+                Uncordon,
+            ));
         }
     }
     Ok(out)
 }
 
-/// How many workers are upgraded at once.
-pub fn worker_batch(c: &crate::model::Cluster) -> usize {
-    let workers = c.workers().count();
-    ((workers * c.options.worker_disruption_percent as usize) / 100).max(1)
+/// cordon, drain, kubeadm upgrade (apply on the first control plane), new binaries, kubelet
+/// restart, Ready at the new version, uncordon.
+#[derive(Debug, Clone)]
+pub struct UpgradeNode {
+    pub first: bool,
+    pub installs: Vec<Artifact>,
+    /// runtime files written after the drain (they restart containerd)
+    pub runtime_files: Vec<crate::desired::ManagedFile>,
 }
+
+impl Run for UpgradeNode {
+    fn run<'a>(&'a self, ctx: &'a Ctx, host: &'a str) -> RunFuture<'a> {
+        Box::pin(run(
+            ctx,
+            host,
+            self.first,
+            &self.installs,
+            &self.runtime_files,
+        ))
+    }
+    fn installs(&self) -> &[Artifact] {
+        &self.installs
+    }
+}
+
+/// A node an interrupted run left cordoned, now healthy at the right version.
+#[derive(Debug, Clone)]
+pub struct Uncordon;
+crate::run_op!(Uncordon, |_op, ctx, host| uncordon(host, ctx.api()?).await);
 
 /// A control plane other than `host` to run kubectl on while `host` restarts its API server.
 fn kubectl_host<'a>(
@@ -510,7 +509,7 @@ pub async fn run(
         let (kubeadm, rest): (Vec<&Artifact>, Vec<&Artifact>) =
             installs.iter().partition(|a| a.component == "kubeadm");
         for a in kubeadm {
-            super::install(ctx, host, a).await?;
+            crate::engine::ops::install(ctx, host, a).await?;
         }
         pre_pull(ctx, host, &version).await?;
         cordon(host, kc).await?;
@@ -523,12 +522,14 @@ pub async fn run(
         run_kubeadm(ctx, host, &cmd, None, &format!("{cmd} failed")).await?;
         let runtime_changed = rest
             .iter()
-            .any(|a| super::runtime::COMPONENTS.contains(&a.component.as_str()));
+            .any(|a| crate::release::RUNTIME_COMPONENTS.contains(&a.component.as_str()));
         for a in &rest {
-            super::install(ctx, host, a).await?;
+            crate::engine::ops::install(ctx, host, a).await?;
         }
         for f in runtime_files {
-            super::write_file(ctx, host, f).await?;
+            crate::engine::ops::WriteFile(f.clone())
+                .run(ctx, host)
+                .await?;
         }
         if runtime_changed || !runtime_files.is_empty() {
             super::runtime::start_containerd(s).await?;
@@ -570,11 +571,6 @@ pub async fn run(
         ));
     }
     Ok(())
-}
-
-/// Uncordons a node left cordoned by an interrupted run.
-pub async fn run_uncordon(ctx: &Ctx, host: &str) -> Result<(), StepError> {
-    uncordon(host, ctx.api()?).await
 }
 
 #[cfg(test)]

@@ -1,10 +1,39 @@
 //! wait-ready: every node of the inventory is registered and Ready.
 
-use super::{StepError, cluster_action, nodes};
-use crate::plan::{Action, Input, Op, Step};
+use super::nodes;
+use crate::engine::{Action, Input, PlanCx, PlanError, Schedule, Step, StepError};
+use crate::model::Cluster;
 use std::time::{Duration, Instant};
 
-pub fn plan(input: &Input, changes: bool) -> Vec<Action> {
+pub struct WaitReady;
+
+impl Step for WaitReady {
+    fn name(&self) -> &'static str {
+        "wait-ready"
+    }
+    fn timing(&self) -> &'static str {
+        "wait ready"
+    }
+    fn schedule(&self, _: &Cluster) -> Schedule {
+        Schedule::OneAtATime
+    }
+    /// After a join, an init or a new pod network; or when a node is not Ready.
+    fn plan(&self, cx: &PlanCx, so_far: &[Action]) -> Result<Vec<Action>, PlanError> {
+        let changes = so_far.iter().any(|a| {
+            matches!(
+                a.step,
+                "init" | "join-control-plane" | "join-worker" | "cni"
+            )
+        });
+        Ok(plan(cx, changes))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Wait;
+crate::run_op!(Wait, |_op, ctx, _host| run(ctx).await);
+
+fn plan(input: &Input, changes: bool) -> Vec<Action> {
     let all_ready = input.state.is_some_and(|s| {
         input
             .cluster
@@ -20,7 +49,7 @@ pub fn plan(input: &Input, changes: bool) -> Vec<Action> {
     } else {
         "wait until every node is Ready"
     };
-    vec![cluster_action(Step::WaitReady, what, Op::WaitReady)]
+    vec![Action::cluster(&WaitReady, what, Wait)]
 }
 
 /// With `cni: none` a kubelet reports NotReady (no network plugin) until the operator installs
@@ -31,7 +60,7 @@ pub fn no_pod_network(c: &crate::model::Cluster) -> bool {
 
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn run(ctx: &super::Ctx) -> Result<(), StepError> {
+pub async fn run(ctx: &crate::engine::Ctx) -> Result<(), StepError> {
     let start = Instant::now();
     let _w = ctx.stats.wait();
     let registered_is_enough = no_pod_network(&ctx.cluster);

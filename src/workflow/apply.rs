@@ -7,18 +7,19 @@
 use crate::artifacts::{self, Store};
 use crate::cluster_state::{self, ClusterState, kubectl};
 use crate::desired;
-use crate::paths::ADMIN_KUBECONFIG;
+use crate::engine::exec::{self, Timings};
+use crate::engine::{self as plan, Ctx, Plan};
 use crate::facts::{self, Facts};
 use crate::fleet::{Fleet, fan_out};
 use crate::inventory::Loaded;
 use crate::model::{Cni, LoadBalancer, ManifestSource, Role};
-use crate::plan::{self, Action, Plan, Step};
+use crate::paths::ADMIN_KUBECONFIG;
 use crate::preflight::{self, Finding, Severity};
 use crate::progress::Progress;
 use crate::release::ReleaseManifest;
 use crate::ssh::{ConnectOptions, Session};
 use crate::status::connect_setup;
-use crate::steps::{self, Ctx, StepError};
+use crate::steps;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,7 +62,7 @@ pub struct Options {
     pub ignore_preflight: Vec<String>,
     pub bars: bool,
     /// With spec.openstack and cloudProvider: the CCM and Cinder CSI to install.
-    pub cloud_provider: Option<plan::CloudProvider>,
+    pub cloud_provider: Option<plan::plan::CloudProvider>,
 }
 
 /// Connections, observations and the plan.
@@ -125,7 +126,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
     let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
     let progress = Arc::new(Progress::new("facts", &names, opts.bars));
     let hosts: Vec<&crate::model::Host> = c.hosts.iter().collect();
-    let paths = Arc::new(desired::managed_paths(c));
+    let paths = Arc::new(desired::managed_paths(c, &manifest));
     let (fleet, gathered) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
         let progress = progress.clone();
         move |name, s| {
@@ -237,7 +238,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         cni_manifest,
         cloud_provider: opts.cloud_provider.clone(),
     };
-    let mut plan = plan::compute(&input)?;
+    let mut plan = plan::plan::compute(super::APPLY, &input)?;
     plan.warnings.extend(plan_warnings);
     Ok(Prepared {
         plan,
@@ -275,78 +276,6 @@ pub struct Report {
     pub uploaded_bytes: BTreeMap<String, u64>,
 }
 
-struct Phases {
-    list: Vec<(String, f64)>,
-    at: Instant,
-}
-
-impl Phases {
-    fn mark(&mut self, name: &str) {
-        let now = Instant::now();
-        let d = now.duration_since(self.at).as_secs_f64();
-        if d > 0.0005 {
-            self.list
-                .push((name.to_string(), (d * 10.0).round() / 10.0));
-        }
-        self.at = now;
-    }
-}
-
-/// Runs the actions of several hosts in parallel, each host's in order; returns the failures.
-async fn run_per_host(
-    ctx: &Arc<Ctx>,
-    actions: &[Action],
-    progress: &Arc<Progress>,
-) -> Vec<(String, String)> {
-    let mut by_host: Vec<(String, Vec<Action>)> = Vec::new();
-    for a in actions {
-        let h = a.host.clone().unwrap_or_default();
-        match by_host.iter_mut().find(|(n, _)| *n == h) {
-            Some((_, v)) => v.push(a.clone()),
-            None => by_host.push((h, vec![a.clone()])),
-        }
-    }
-    let results = fan_out(by_host, ctx.cluster.options.concurrency, |(host, acts)| {
-        let ctx = ctx.clone();
-        let progress = progress.clone();
-        async move {
-            for a in &acts {
-                progress.set(&host, &format!("{}: {}", a.step.name(), a.summary));
-                if let Err(e) = steps::run(&ctx, a).await {
-                    progress.finish(&host, false, a.step.name());
-                    return Err(format!(
-                        "step {}: {}",
-                        a.step.name(),
-                        crate::secrets::redact(&e.to_string())
-                    ));
-                }
-            }
-            progress.finish(
-                &host,
-                true,
-                &format!(
-                    "{} action{}",
-                    acts.len(),
-                    if acts.len() == 1 { "" } else { "s" }
-                ),
-            );
-            Ok(())
-        }
-    })
-    .await;
-    results
-        .into_iter()
-        .filter_map(|((h, _), r, _)| r.err().map(|e| (h, e)))
-        .collect()
-}
-
-fn failed(step: Step, host: &str, e: StepError) -> ApplyError {
-    ApplyError::Steps {
-        step: step.name().to_string(),
-        failures: vec![(host.to_string(), crate::secrets::redact(&e.to_string()))],
-    }
-}
-
 /// Executes a plan.
 pub async fn execute(
     loaded: &Loaded,
@@ -363,13 +292,10 @@ pub async fn execute(
         ..
     } = prepared;
     // gathering facts and planning came first (a confirmation prompt in between is not counted)
-    let mut phases = Phases {
-        list: vec![(
-            "facts and plan".to_string(),
-            (prepared_in.as_secs_f64() * 10.0).round() / 10.0,
-        )],
-        at: Instant::now(),
-    };
+    let mut phases = Timings::starting_with(vec![(
+        "facts and plan".to_string(),
+        (prepared_in.as_secs_f64() * 10.0).round() / 10.0,
+    )]);
     // 1. every artifact, verified, before any host changes
     let wanted = plan.artifacts();
     let mut cached = BTreeMap::new();
@@ -391,105 +317,19 @@ pub async fn execute(
         stats: Default::default(),
         secrets: tokio::sync::Mutex::new(None),
     });
-    // 2. hosts in parallel
-    let prep: Vec<Action> = plan
-        .actions
-        .iter()
-        .filter(|a| a.step.is_host_preparation())
-        .cloned()
-        .collect();
-    if !prep.is_empty() {
-        let mut hosts: Vec<String> = prep.iter().filter_map(|a| a.host.clone()).collect();
-        hosts.dedup();
-        let progress = Arc::new(Progress::new("prepare", &hosts, opts.bars));
-        let failures = run_per_host(&ctx, &prep, &progress).await;
-        if !failures.is_empty() {
-            return Err(ApplyError::Steps {
-                step: "prepare".into(),
-                failures,
-            });
-        }
-        phases.mark("prepare hosts");
-    }
-    // 3. the cluster: init, control planes one at a time, workers in parallel, CNI, Ready
-    let cluster_actions: Vec<&Action> = plan
-        .actions
-        .iter()
-        .filter(|a| !a.step.is_host_preparation())
-        .collect();
-    // the bootstrap token made for this run's joins is deleted afterwards, also after a failure
-    let outcome: Result<(), ApplyError> = async {
-        let mut i = 0;
-        while i < cluster_actions.len() {
-            let a = cluster_actions[i];
-            if a.step == Step::UpgradeWorker {
-                // workers in batches of workerDisruptionPercent; halt after a batch with a failure
-                let all: Vec<Action> = cluster_actions[i..]
-                    .iter()
-                    .take_while(|x| x.step == Step::UpgradeWorker)
-                    .map(|x| (*x).clone())
-                    .collect();
-                i += all.len();
-                for batch in all.chunks(steps::upgrade::worker_batch(c)) {
-                    let hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
-                    let progress = Arc::new(Progress::new("upgrade workers", &hosts, opts.bars));
-                    let failures = run_per_host(&ctx, batch, &progress).await;
-                    if !failures.is_empty() {
-                        return Err(ApplyError::Steps {
-                            step: Step::UpgradeWorker.name().into(),
-                            failures,
-                        });
-                    }
-                }
-                phases.mark("upgrade workers");
-                continue;
-            }
-            if a.step == Step::JoinWorker {
-                let batch: Vec<Action> = cluster_actions[i..]
-                    .iter()
-                    .take_while(|x| x.step == Step::JoinWorker)
-                    .map(|x| (*x).clone())
-                    .collect();
-                i += batch.len();
-                let mut hosts: Vec<String> = batch.iter().filter_map(|a| a.host.clone()).collect();
-                hosts.dedup();
-                let progress = Arc::new(Progress::new("join workers", &hosts, opts.bars));
-                let failures = run_per_host(&ctx, &batch, &progress).await;
-                if !failures.is_empty() {
-                    return Err(ApplyError::Steps {
-                        step: Step::JoinWorker.name().into(),
-                        failures,
-                    });
-                }
-                phases.mark("join workers");
-                continue;
-            }
-            let host = a.host.clone().unwrap_or_else(|| ctx.init_host.clone());
-            tracing::info!("{host}: {}", a.summary);
-            steps::run(&ctx, a)
-                .await
-                .map_err(|e| failed(a.step, &host, e))?;
-            i += 1;
-            let next = cluster_actions.get(i).map(|n| n.step);
-            if next != Some(a.step) {
-                phases.mark(match a.step {
-                    Step::Init => "init",
-                    Step::UpgradeControlPlane => "upgrade control planes",
-                    Step::JoinControlPlane => "join control planes",
-                    Step::Cni => "cni",
-                    Step::WaitReady => "wait ready",
-                    _ => a.step.name(),
-                });
-            }
-        }
-        Ok(())
-    }
-    .await;
+    // 2. every step of the workflow, as it schedules its actions; the bootstrap token made
+    // for this run's joins is deleted afterwards, also after a failure
+    let outcome = exec::execute(super::APPLY, &plan.actions, &ctx, opts.bars, &mut phases)
+        .await
+        .map_err(|f| ApplyError::Steps {
+            step: f.step,
+            failures: f.failures,
+        });
     if let Some(w) = steps::forget_join_secrets(&ctx).await {
         tracing::warn!("{w}");
     }
     outcome?;
-    // 4. verification and the kubeconfig
+    // 3. verification and the kubeconfig
     let (nodes, problems) = verify(&ctx).await;
     phases.mark("verify");
     if !problems.is_empty() {
@@ -759,68 +599,4 @@ async fn write_kubeconfig(
     crate::kubeconfig::write_private(&path, &crate::kubeconfig::to_yaml(&v))
         .map_err(|e| ApplyError::Other(e.into()))?;
     Ok((Some(path), Some(server)))
-}
-
-impl Report {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let cps = self
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::ControlPlane)
-            .count();
-        out.push_str(&format!(
-            "\nCluster {} {}: Kubernetes {}, {} control plane{}, {} worker{}.\n",
-            self.cluster,
-            if self.changed {
-                "is ready"
-            } else {
-                "is up to date (no changes)"
-            },
-            self.version,
-            cps,
-            if cps == 1 { "" } else { "s" },
-            self.nodes.len() - cps,
-            if self.nodes.len() - cps == 1 { "" } else { "s" }
-        ));
-        out.push_str(&format!("  API endpoint: {}\n", self.endpoint));
-        if let (Some(p), Some(s)) = (&self.kubeconfig, &self.kubeconfig_server) {
-            out.push_str(&format!(
-                "  kubeconfig:   {} (server {s}, mode 0600)\n",
-                p.display()
-            ));
-        }
-        out.push_str("  nodes:\n");
-        for n in &self.nodes {
-            out.push_str(&format!(
-                "    {:<16} {:<14} {:<9} v{}\n",
-                n.name,
-                n.role.as_str(),
-                if n.ready { "Ready" } else { "NotReady" },
-                n.version
-            ));
-        }
-        if self.changed {
-            let phases: Vec<String> = self
-                .phases
-                .iter()
-                .map(|(n, s)| format!("{n} {s:.1}s"))
-                .collect();
-            out.push_str(&format!(
-                "  time: {} (total {:.1}s, of which {:.1}s waiting on kubeadm and kubelets)\n",
-                phases.join(", "),
-                self.total_seconds,
-                self.waited_seconds
-            ));
-            if !self.uploaded_bytes.is_empty() {
-                let up: Vec<String> = self
-                    .uploaded_bytes
-                    .iter()
-                    .map(|(h, b)| format!("{h} {}", plan::human_bytes(*b)))
-                    .collect();
-                out.push_str(&format!("  uploaded: {}\n", up.join(", ")));
-            }
-        }
-        out
-    }
 }

@@ -1,0 +1,25 @@
+//! The workflows: each is an ordered list of steps (`steps/`), planned and run by the engine
+//! (`engine/`), and the library call a command makes. Adding a step to a workflow is one line
+//! here (and the step's own file).
+
+pub mod apply;
+
+use crate::engine::Workflow;
+use crate::steps;
+
+/// `apply`: prepare every host, init, upgrade, join, the pod network, the cloud provider,
+/// Ready. (Removals are added to its plan by `apply --prune` and a lowered OpenStack count.)
+pub static APPLY: Workflow = &[
+    &steps::os_prep::OsPrep,
+    &steps::runtime::Runtime,
+    &steps::kube_binaries::KubeBinaries,
+    &steps::api_endpoint::ApiEndpoint,
+    &steps::init::Init,
+    &steps::upgrade_control_plane::UpgradeControlPlane,
+    &steps::upgrade_worker::UpgradeWorker,
+    &steps::join_control_plane::JoinControlPlane,
+    &steps::join_worker::JoinWorker,
+    &steps::cni::Cni,
+    &steps::cloud_provider::CloudProviderStep,
+    &steps::wait_ready::WaitReady,
+];
