@@ -16,10 +16,9 @@ use crate::etcd::{Etcd, Member};
 use crate::facts::{Facts, Membership};
 use crate::fleet::Fleet;
 use crate::inventory::Loaded;
-use crate::model::{Host, Role, SshTarget};
-use crate::progress::Progress;
+use crate::model::{Role, SshTarget};
 use crate::ssh::{ConnectOptions, Session};
-use crate::status::connect_setup;
+use crate::status::{connect_all, connect_setup};
 use crate::steps::{self, reset::Scope};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,12 +75,9 @@ pub async fn open(
     bars: bool,
 ) -> Result<Session2, Day2Error> {
     let c = &loaded.cluster;
-    let (connector, resolver) = connect_setup(loaded, connect)?;
-    let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
-    let progress = Arc::new(Progress::new("connect", &names, bars));
-    let hosts: Vec<&Host> = c.hosts.iter().collect();
-    let fleet = Fleet::connect(c, &hosts, connector.clone(), &resolver, &progress).await;
-    drop(progress);
+    let (connector, resolver) = connect_setup(loaded, connect.clone())?;
+    let (fleet, _, _) =
+        connect_all(loaded, connect, "connect", bars, |_, _, _| async { Ok(()) }).await?;
     for (h, e) in &fleet.unreachable {
         tracing::warn!("{h} is unreachable: {e}");
     }
@@ -612,21 +608,14 @@ pub async fn reset_all(
     bars: bool,
 ) -> Result<ResetOutcome, Day2Error> {
     let c = &loaded.cluster;
-    let (connector, resolver) = connect_setup(loaded, connect)?;
     let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
-    let progress = Arc::new(Progress::new("reset", &names, bars));
-    let hosts: Vec<&Host> = c.hosts.iter().collect();
-    let (fleet, gathered) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
-        let progress = progress.clone();
-        move |name, s| {
-            let progress = progress.clone();
-            async move {
-                progress.set(&name, "reading what is on the host");
-                crate::facts::gather(&s).await
-            }
+    let (fleet, gathered, progress) = connect_all(loaded, connect, "reset", bars, {
+        move |name, s, progress| async move {
+            progress.set(&name, "reading what is on the host");
+            crate::facts::gather(&s).await
         }
     })
-    .await;
+    .await?;
     let facts: BTreeMap<String, Facts> = gathered
         .into_iter()
         .filter_map(|(h, r)| r.ok().map(|f| (h, f)))

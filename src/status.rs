@@ -77,6 +77,47 @@ pub fn connect_setup(
     Ok((Arc::new(Connector::new(options)), resolver))
 }
 
+/// The one way a command connects to the cluster's hosts: the connector and resolver from the
+/// inventory, a progress display titled `title`, every host at once (bounded by
+/// `options.concurrency`), and `work` run on each host as soon as its own connection is up.
+/// Returns the connections and, per connected host, the work's result, in inventory order.
+pub async fn connect_all<T, F, Fut>(
+    loaded: &Loaded,
+    options: ConnectOptions,
+    title: &str,
+    bars: bool,
+    work: F,
+) -> anyhow::Result<Connected<T>>
+where
+    T: Send + 'static,
+    F: Fn(String, Arc<crate::ssh::Session>, Arc<Progress>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, crate::ssh::SshError>> + Send + 'static,
+{
+    let c = &loaded.cluster;
+    let (connector, resolver) = connect_setup(loaded, options)?;
+    let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
+    let progress = Arc::new(Progress::new(title, &names, bars));
+    let hosts: Vec<&crate::model::Host> = c.hosts.iter().collect();
+    let p = progress.clone();
+    let (fleet, results) = Fleet::connect_and(
+        c,
+        &hosts,
+        connector,
+        &resolver,
+        &progress,
+        move |name, s| work(name, s, p.clone()),
+    )
+    .await;
+    Ok((fleet, results, progress))
+}
+
+/// The connections, each connected host's work result, and the progress display.
+pub type Connected<T> = (
+    Fleet,
+    Vec<(String, Result<T, crate::ssh::SshError>)>,
+    Arc<Progress>,
+);
+
 /// Connects to every host, gathers facts and runs preflight.
 pub async fn gather(
     loaded: &Loaded,
@@ -85,35 +126,27 @@ pub async fn gather(
     bars: bool,
 ) -> anyhow::Result<StatusReport> {
     let cluster = &loaded.cluster;
-    let (connector, resolver) = connect_setup(loaded, options)?;
-    let names: Vec<String> = cluster.hosts.iter().map(|h| h.name.clone()).collect();
-    let progress = Arc::new(Progress::new("status", &names, bars));
-    let hosts: Vec<&crate::model::Host> = cluster.hosts.iter().collect();
-    let (fleet, gathered) = Fleet::connect_and(cluster, &hosts, connector, &resolver, &progress, {
-        let progress = progress.clone();
-        move |name, s| {
-            let progress = progress.clone();
-            async move {
-                progress.set(&name, "gathering facts");
-                let r = facts::gather(&s).await;
-                match &r {
-                    Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
-                    Err(_) => progress.finish(&name, false, "facts"),
-                }
-                let f = r?;
-                let days = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
-                    crate::certs::check(&s)
-                        .await
-                        .ok()
-                        .and_then(|c| crate::certs::soonest_days(&c))
-                } else {
-                    None
-                };
-                Ok((f, days))
+    let (fleet, gathered, progress) = connect_all(loaded, options, "status", bars, {
+        move |name, s, progress| async move {
+            progress.set(&name, "gathering facts");
+            let r = facts::gather(&s).await;
+            match &r {
+                Ok(f) => progress.finish(&name, true, &format!("{} {}", f.os_pretty, f.kernel)),
+                Err(_) => progress.finish(&name, false, "facts"),
             }
+            let f = r?;
+            let days = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
+                crate::certs::check(&s)
+                    .await
+                    .ok()
+                    .and_then(|c| crate::certs::soonest_days(&c))
+            } else {
+                None
+            };
+            Ok((f, days))
         }
     })
-    .await;
+    .await?;
     let mut facts_by_host: BTreeMap<String, Facts> = BTreeMap::new();
     let mut cert_days: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<String, String> = fleet

@@ -118,53 +118,6 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits until every host answers over SSH (new cloud servers are still booting).
-async fn wait_reachable(loaded: &kubeforge::inventory::Loaded, opts: &Options) -> Result<()> {
-    let (connector, resolver) = kubeforge::status::connect_setup(loaded, opts.connect.clone())?;
-    let start = std::time::Instant::now();
-    let timeout = std::time::Duration::from_secs(600);
-    let mut last_report = start;
-    for h in &loaded.cluster.hosts {
-        let target = resolver.target(&h.name, &h.ssh);
-        loop {
-            match connector.connect(&target).await {
-                Ok(s) => {
-                    s.close().await;
-                    break;
-                }
-                // a host that answers with the wrong key or credentials will not get better
-                Err(e)
-                    if !matches!(
-                        e,
-                        kubeforge::ssh::SshError::Connect { .. }
-                            | kubeforge::ssh::SshError::ConnectTimeout { .. }
-                    ) =>
-                {
-                    return Err(e.into());
-                }
-                Err(e) if start.elapsed() > timeout => {
-                    return Err(anyhow::anyhow!(
-                        "{e} (waited {}s for the server to boot)",
-                        timeout.as_secs()
-                    ));
-                }
-                Err(_) => {
-                    if last_report.elapsed() > std::time::Duration::from_secs(15) {
-                        tracing::info!(
-                            "{:<20} waiting for SSH while the server boots ({}s)",
-                            h.name,
-                            start.elapsed().as_secs()
-                        );
-                        last_report = std::time::Instant::now();
-                    }
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// For a destructive command: without `--yes`, the operator types the cluster's name on a
 /// terminal (off a terminal, `--yes` is required). Ok(false): they typed something else.
 fn confirm_by_name(yes: bool, name: &str, what: &str, prompt: &str) -> Result<bool> {
@@ -280,7 +233,7 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         surplus = p.surplus.clone();
-        rt.block_on(wait_reachable(&loaded, &opts))?;
+        rt.block_on(apply::wait_reachable(&loaded, &opts.connect))?;
     }
     let mut prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
     print_warnings(&prepared);
@@ -487,7 +440,8 @@ fn print_removed(removed: &[day2::Removed]) {
 }
 
 pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
     if !a.yes && !std::io::stdin().is_terminal() {
         bail!(
             "node remove drains and resets {}: confirm on a terminal, or pass --yes",
@@ -504,7 +458,6 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
         eprintln!("nothing changed");
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let rt = runtime()?;
     let removed = rt.block_on(async {
         let s2 = day2::open(&loaded, connect_options(&a.connect), bars()).await?;
         let r = day2::remove(
@@ -541,7 +494,8 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
 }
 
 pub fn reset(a: ResetArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
     let name = &loaded.cluster.name;
     if !confirm_by_name(
         a.yes,
@@ -554,7 +508,7 @@ pub fn reset(a: ResetArgs) -> Result<ExitCode> {
     )? {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let outcome = runtime()?.block_on(day2::reset_all(
+    let outcome = rt.block_on(day2::reset_all(
         &loaded,
         connect_options(&a.connect),
         a.remove_binaries,
@@ -580,7 +534,8 @@ pub fn reset(a: ResetArgs) -> Result<ExitCode> {
 }
 
 pub fn backup(a: BackupArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
     let dir = a.output_dir.clone().unwrap_or_else(|| {
         loaded
             .file
@@ -590,7 +545,7 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| ".".into())
             .join("backups")
     });
-    let r = runtime()?.block_on(kubeforge::backup::run(
+    let r = rt.block_on(kubeforge::backup::run(
         &loaded,
         &dir,
         connect_options(&a.connect),
@@ -608,63 +563,39 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
 }
 
 pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
-    let c = &loaded.cluster;
-    runtime()?.block_on(async {
-        let (connector, resolver) =
-            kubeforge::status::connect_setup(&loaded, connect_options(&a.connect))?;
-        let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
-        let progress =
-            std::sync::Arc::new(kubeforge::progress::Progress::new("connect", &names, false));
-        let hosts: Vec<&kubeforge::model::Host> = c.hosts.iter().collect();
-        let fleet =
-            kubeforge::fleet::Fleet::connect(c, &hosts, connector, &resolver, &progress).await;
-        if let Some((h, e)) = fleet.unreachable.iter().find(|(h, _)| {
-            c.host(h)
-                .is_some_and(|x| x.role == kubeforge::model::Role::ControlPlane)
-        }) {
-            bail!("control plane {h} is unreachable ({e}); renew when every control plane answers");
-        }
-        for h in c.control_planes() {
-            let s = fleet.session(&h.name).context("connected")?;
-            let before = kubeforge::certs::soonest_days(&kubeforge::certs::check(s).await?);
-            eprintln!(
-                "{}: renewing certificates (soonest expiry in {} days)",
-                h.name,
-                before.map(|d| d.to_string()).unwrap_or("?".into())
-            );
-            // its own API server is asked, at the address it advertises (an IP); read before it
-            // leaves the load balancers, so an error here leaves the rotation as it was
-            let address = match h.internal_address().parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => ip.to_string(),
-                Err(_) => kubeforge::steps::control_plane_ready::advertised_address(s)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-            };
-            kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
-            let r = kubeforge::certs::renew(s, &address).await;
-            kubeforge::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, true).await;
-            r?;
-            let after = kubeforge::certs::soonest_days(&kubeforge::certs::check(s).await?);
-            eprintln!(
-                "{}: renewed; soonest expiry in {} days",
-                h.name,
-                after.map(|d| d.to_string()).unwrap_or("?".into())
-            );
-        }
-        fleet.close().await;
-        anyhow::Ok(())
-    })?;
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
+    let days = |d: Option<u64>| d.map(|d| d.to_string()).unwrap_or("?".into());
+    let renewed = rt.block_on(kubeforge::workflow::certs::renew(
+        &loaded,
+        connect_options(&a.connect),
+        &|r, done| {
+            if done {
+                eprintln!(
+                    "{}: renewed; soonest expiry in {} days",
+                    r.host,
+                    days(r.after_days)
+                );
+            } else {
+                eprintln!(
+                    "{}: renewing certificates (soonest expiry in {} days)",
+                    r.host,
+                    days(r.before_days)
+                );
+            }
+        },
+    ))?;
     println!(
         "certificates renewed on {} control planes; fetch a fresh admin kubeconfig with `kubeforge kubeconfig`",
-        c.control_planes().count()
+        renewed.len()
     );
     Ok(ExitCode::SUCCESS)
 }
+
 pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
-    let c = &loaded.cluster;
     let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
+    let c = &loaded.cluster;
     let (v, server) = rt.block_on(async {
         let (connector, resolver) =
             kubeforge::status::connect_setup(&loaded, connect_options(&a.connect))?;

@@ -280,7 +280,8 @@ struct ExecResult {
 }
 
 pub fn exec(a: ExecArgs) -> Result<ExitCode> {
-    let (loaded, _) = load_observed(&a.file.file, &runtime()?)?;
+    let rt = runtime()?;
+    let (loaded, _) = load_observed(&a.file.file, &rt)?;
     let cluster = &loaded.cluster;
     for h in &a.hosts {
         if cluster.host(h).is_none() {
@@ -298,7 +299,7 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
     }
     let command = a.command.join(" ");
     let timeout = a.timeout.map(Duration::from_secs);
-    let results = runtime()?.block_on(async {
+    let results = rt.block_on(async {
         let (connector, resolver) =
             kubeforge::status::connect_setup(&loaded, connect_options(&a.connect))?;
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();

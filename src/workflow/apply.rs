@@ -15,10 +15,9 @@ use crate::inventory::Loaded;
 use crate::model::{Cni, LoadBalancer, ManifestSource, Role};
 use crate::paths::ADMIN_KUBECONFIG;
 use crate::preflight::{self, Finding, Severity};
-use crate::progress::Progress;
 use crate::release::ReleaseManifest;
 use crate::ssh::{ConnectOptions, Session};
-use crate::status::connect_setup;
+use crate::status::{connect_all, connect_setup};
 use crate::steps;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -122,41 +121,37 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         .get(&c.version)
         .cloned()
         .ok_or_else(|| ApplyError::NoManifest(c.version.to_string()))?;
-    let (connector, resolver) = connect_setup(loaded, opts.connect.clone())?;
-    let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
-    let progress = Arc::new(Progress::new("facts", &names, opts.bars));
-    let hosts: Vec<&crate::model::Host> = c.hosts.iter().collect();
     let paths = Arc::new(desired::managed_paths(c, &manifest));
-    let (fleet, gathered) = Fleet::connect_and(c, &hosts, connector, &resolver, &progress, {
-        let progress = progress.clone();
-        move |name, s| {
-            let progress = progress.clone();
-            let paths = paths.clone();
-            async move {
-                progress.set(&name, "gathering facts");
-                let r = facts::gather_with(&s, &paths).await;
-                progress.finish(
-                    &name,
-                    r.is_ok(),
-                    if r.is_ok() { "facts" } else { "facts failed" },
-                );
-                let f = r?;
-                let certs = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
-                    match crate::certs::check(&s).await {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            tracing::warn!("{name}: cannot read certificate expiry: {e}");
+    let (fleet, gathered, progress) =
+        connect_all(loaded, opts.connect.clone(), "facts", opts.bars, {
+            move |name, s, progress| {
+                let paths = paths.clone();
+                async move {
+                    progress.set(&name, "gathering facts");
+                    let r = facts::gather_with(&s, &paths).await;
+                    progress.finish(
+                        &name,
+                        r.is_ok(),
+                        if r.is_ok() { "facts" } else { "facts failed" },
+                    );
+                    let f = r?;
+                    let certs =
+                        if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
+                            match crate::certs::check(&s).await {
+                                Ok(c) => Some(c),
+                                Err(e) => {
+                                    tracing::warn!("{name}: cannot read certificate expiry: {e}");
+                                    None
+                                }
+                            }
+                        } else {
                             None
-                        }
-                    }
-                } else {
-                    None
-                };
-                Ok((f, certs))
+                        };
+                    Ok((f, certs))
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await?;
     drop(progress);
     let mut unreachable: Vec<(String, String)> = fleet
         .unreachable
@@ -365,6 +360,45 @@ pub async fn execute(
             .map(|u| u.clone())
             .unwrap_or_default(),
     })
+}
+
+/// Waits until every host answers over SSH (new cloud servers are still booting): at most
+/// 10 minutes for all; a host that answers with the wrong key or credentials fails at once.
+pub async fn wait_reachable(loaded: &Loaded, connect: &ConnectOptions) -> Result<(), ApplyError> {
+    use crate::wait::{Poll, poll_until};
+    let (connector, resolver) = connect_setup(loaded, connect.clone())?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for h in &loaded.cluster.hosts {
+        let target = resolver.target(&h.name, &h.ssh);
+        let what = format!("SSH on {} while the server boots", h.name);
+        poll_until(
+            deadline.saturating_duration_since(Instant::now()),
+            Duration::from_secs(5),
+            &what,
+            || async {
+                match connector.connect(&target).await {
+                    Ok(s) => {
+                        s.close().await;
+                        Poll::Ready(())
+                    }
+                    Err(
+                        e @ (crate::ssh::SshError::Connect { .. }
+                        | crate::ssh::SshError::ConnectTimeout { .. }),
+                    ) => {
+                        tracing::debug!("{}: {e}", h.name);
+                        Poll::Pending(e.to_string())
+                    }
+                    Err(e) => Poll::Abort(ApplyError::Unreachable(vec![(
+                        h.name.clone(),
+                        e.to_string(),
+                    )])),
+                }
+            },
+        )
+        .await
+        .map_err(|e| e.into_error(|t| ApplyError::Unreachable(vec![(h.name.clone(), t)])))?;
+    }
+    Ok(())
 }
 
 /// Checks the result: `/readyz` through the endpoint from every node (with the node's own

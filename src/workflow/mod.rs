@@ -3,6 +3,7 @@
 //! here (and the step's own file).
 
 pub mod apply;
+pub mod certs;
 
 use crate::engine::Workflow;
 use crate::steps;
