@@ -6,7 +6,7 @@
 
 use crate::cluster_state::kubectl;
 use crate::ssh::Session;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `https://ADDRESS:6443` (IPv6 in brackets).
 pub fn own_server(address: &str) -> String {
@@ -69,16 +69,20 @@ pub async fn not_ready(s: &Session, address: &str) -> Option<String> {
 
 /// Waits until the control plane at `address` serves by itself; the error says what is not ready.
 pub async fn wait(s: &Session, address: &str, timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let Some(why) = not_ready(s, address).await else {
-            return Ok(());
-        };
-        if start.elapsed() > timeout {
-            return Err(format!("not ready after {}s: {why}", timeout.as_secs()));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    use crate::wait::{Poll, poll_until};
+    poll_until(
+        timeout,
+        Duration::from_secs(1),
+        &format!("the control plane at {address} to serve by itself"),
+        || async {
+            match not_ready(s, address).await {
+                None => Poll::Ready(()),
+                Some(why) => Poll::Pending(why),
+            }
+        },
+    )
+    .await
+    .map_err(|e: crate::wait::WaitError<String>| e.into_error(|t| t))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::model::{Host, Role};
 use crate::release::Artifact;
 use crate::ssh::session::Exec;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An upgrade (or a resume of one) the plan carries out.
 #[derive(Debug, Clone)]
@@ -328,41 +328,36 @@ async fn wait_node(
     version: &str,
     kubectl_on: &crate::ssh::Session,
 ) -> Result<(), StepError> {
-    let start = Instant::now();
+    use crate::wait::{Poll, poll_until};
     let _w = ctx.stats.wait();
-    let timeout = super::wait_ready::TIMEOUT;
-    loop {
-        let last = match kubectl_on
-            .run(&kubectl("get nodes -o json --request-timeout=15s"))
-            .await
-        {
-            Ok(json) => match crate::cluster_state::parse_nodes(&json) {
+    poll_until(
+        super::wait_ready::TIMEOUT,
+        Duration::from_secs(2),
+        &format!("node {host} to be Ready at {version}"),
+        || async {
+            let json = match kubectl_on
+                .run(&kubectl("get nodes -o json --request-timeout=15s"))
+                .await
+            {
+                Ok(json) => json,
+                Err(e) => return Poll::Pending(e.to_string()),
+            };
+            match crate::cluster_state::parse_nodes(&json) {
                 Ok(nodes) => match nodes.into_iter().find(|n| n.name == host) {
-                    Some(n) if n.ready && n.kubelet_version == version => {
-                        return Ok(());
-                    }
-                    Some(n) => format!(
+                    Some(n) if n.ready && n.kubelet_version == version => Poll::Ready(()),
+                    Some(n) => Poll::Pending(format!(
                         "kubelet {}, {}",
                         n.kubelet_version,
                         n.not_ready_reason.unwrap_or_else(|| "Ready".into())
-                    ),
-                    None => "not registered".into(),
+                    )),
+                    None => Poll::Pending("not registered".into()),
                 },
-                Err(e) => e,
-            },
-            Err(e) => e.to_string(),
-        };
-        if start.elapsed() > timeout {
-            return Err(StepError::failed(
-                host,
-                format!(
-                    "not Ready at {version} after {}s ({last})",
-                    timeout.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+                Err(e) => Poll::Pending(e),
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.into_error(|t| StepError::failed(host, t)))
 }
 
 /// Takes a control plane out of (or back into) the workers' load balancers.

@@ -3,7 +3,7 @@
 use super::nodes;
 use crate::engine::{Action, Input, PlanCx, PlanError, Schedule, Step, StepError};
 use crate::model::Cluster;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct WaitReady;
 
@@ -61,10 +61,15 @@ pub fn no_pod_network(c: &crate::model::Cluster) -> bool {
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(ctx: &crate::engine::Ctx) -> Result<(), StepError> {
-    let start = Instant::now();
+    use crate::wait::{Poll, poll_until};
     let _w = ctx.stats.wait();
     let registered_is_enough = no_pod_network(&ctx.cluster);
-    loop {
+    let what = if registered_is_enough {
+        "every node to register"
+    } else {
+        "every node to be Ready"
+    };
+    poll_until(TIMEOUT, Duration::from_secs(2), what, || async {
         let last = nodes(ctx).await;
         let pending: Vec<String> = match &last {
             Ok(ns) => ctx
@@ -84,18 +89,13 @@ pub async fn run(ctx: &crate::engine::Ctx) -> Result<(), StepError> {
             Err(e) => vec![e.to_string()],
         };
         if pending.is_empty() {
-            return Ok(());
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("\n    {}", pending.join("\n    ")))
         }
-        if start.elapsed() > TIMEOUT {
-            return Err(StepError::failed(
-                &ctx.init_host,
-                format!(
-                    "nodes not Ready after {}s:\n    {}",
-                    TIMEOUT.as_secs(),
-                    pending.join("\n    ")
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    })
+    .await
+    .map_err(|e: crate::wait::WaitError<StepError>| {
+        e.into_error(|t| StepError::failed(&ctx.init_host, t))
+    })
 }

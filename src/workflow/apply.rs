@@ -465,27 +465,41 @@ pub async fn verify(ctx: &Arc<Ctx>) -> (Vec<NodeLine>, Vec<String>) {
     // a moment later: missing pods are asked for again for a while before they count
     match ctx.api() {
         Ok(api) => {
-            let start = Instant::now();
-            loop {
-                match api
-                    .run(&kubectl(
-                        "-n kube-system get pods -o json --request-timeout=20s",
-                    ))
-                    .await
-                {
-                    Ok(json) => {
-                        let missing = missing_system_pods(&ctx.cluster, &json);
-                        if missing.is_empty() || start.elapsed() > SYSTEM_PODS_GRACE {
-                            problems.extend(missing);
-                            break;
+            use crate::wait::{Poll, WaitError, poll_until};
+            let missing = std::sync::Mutex::new(Vec::new());
+            let r = poll_until(
+                SYSTEM_PODS_GRACE,
+                Duration::from_secs(2),
+                "the kube-system pods of every node",
+                || async {
+                    match api
+                        .run(&kubectl(
+                            "-n kube-system get pods -o json --request-timeout=20s",
+                        ))
+                        .await
+                    {
+                        Ok(json) => {
+                            let m = missing_system_pods(&ctx.cluster, &json);
+                            let why = m.join("; ");
+                            *missing.lock().unwrap_or_else(|p| p.into_inner()) = m;
+                            if why.is_empty() {
+                                Poll::Ready(())
+                            } else {
+                                Poll::Pending(why)
+                            }
                         }
+                        Err(e) => Poll::Abort(e.to_string()),
                     }
-                    Err(e) => {
-                        problems.push(e.to_string());
-                        break;
-                    }
+                },
+            )
+            .await;
+            match r {
+                Ok(()) => {}
+                // what is still missing after the grace period is what verification reports
+                Err(WaitError::TimedOut { .. }) => {
+                    problems.extend(missing.into_inner().unwrap_or_else(|p| p.into_inner()))
                 }
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                Err(WaitError::Aborted(e)) => problems.push(e),
             }
         }
         Err(e) => problems.push(e.to_string()),

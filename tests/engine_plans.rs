@@ -1,0 +1,323 @@
+//! The engine's planning, as pure functions of the desired state and given observations: a
+//! converged cluster plans nothing; one change plans exactly what it needs; an upgrade defers
+//! the runtime's restart to the node's own drain; workers upgrade in batches of the disruption
+//! budget; verification names the kube-system pods that are missing.
+
+use kubeforge::cluster_state::{ClusterState, NodeState};
+use kubeforge::desired;
+use kubeforge::engine::plan::compute;
+use kubeforge::engine::{Input, Schedule, Step};
+use kubeforge::facts::Facts;
+use kubeforge::inventory::load_str;
+use kubeforge::model::{Cluster, Role};
+use kubeforge::release::ReleaseManifest;
+use kubeforge::steps::upgrade::UpgradeNode;
+use kubeforge::workflow::APPLY;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn cluster(workers: usize, version: &str, percent: u32) -> (Cluster, ReleaseManifest) {
+    let mut text = format!(
+        "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: prod}}\nspec:\n  kubernetes: {{version: {version}}}\n  options: {{workerDisruptionPercent: {percent}}}\n  hosts:\n    - {{name: cp1, address: 10.0.0.11, role: control-plane}}\n    - {{name: cp2, address: 10.0.0.12, role: control-plane}}\n"
+    );
+    for i in 1..=workers {
+        text.push_str(&format!(
+            "    - {{name: w{i}, address: 10.0.1.{i}, role: worker}}\n"
+        ));
+    }
+    let l = load_str(Path::new("t.yaml"), &text, Path::new("/"), &|_| None)
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let m = l.catalog.get(&l.cluster.version).unwrap().clone();
+    (l.cluster, m)
+}
+
+/// Facts of hosts that are exactly what `c` and `m` want: members of the cluster, every file
+/// and binary in place, services running, the CNI applied.
+fn converged(c: &Cluster, m: &ReleaseManifest, cni: &str) -> BTreeMap<String, Facts> {
+    let bare = include_str!("fixtures/facts/harness-bare.txt");
+    let t: f64 = bare.lines().nth(2).unwrap().parse().unwrap();
+    let ips = desired::NodeIps::from_inventory(c);
+    let mut out = BTreeMap::new();
+    for h in &c.hosts {
+        let mut f = kubeforge::facts::parse(bare, t, t).unwrap();
+        f.hostname = h.name.clone();
+        let endpoint_ip = match h.role {
+            Role::Worker => "127.0.0.1".to_string(),
+            Role::ControlPlane => h.internal_address().to_string(),
+        };
+        let want = desired::for_host(c, m, h, &f.arch, &endpoint_ip, &ips).unwrap();
+        for file in &want.files {
+            f.files.insert(file.path.clone(), file.sha256());
+        }
+        for a in &want.installs {
+            f.markers
+                .insert(a.component.clone(), format!("{} {}", a.sha256, a.version));
+            if a.component != "cni-plugins" {
+                f.installed.insert(
+                    a.component.clone(),
+                    kubeforge::facts::Installed {
+                        path: format!("/usr/local/bin/{}", a.component),
+                        version: Some(a.version.clone()),
+                    },
+                );
+            }
+        }
+        for p in &want.packages {
+            f.tools.insert(p.to_string());
+        }
+        f.hosts_block = want
+            .hosts_block
+            .iter()
+            .flat_map(|b| b.lines().map(String::from))
+            .collect();
+        f.kubelet_enabled = true;
+        f.haproxy_active = h.role == Role::Worker;
+        f.swap_mib = 0;
+        f.fstab_swap.clear();
+        f.kernel_features.ip_forward = true;
+        f.kernel_features.bridge_nf_call_iptables = Some(true);
+        let mb = &mut f.membership;
+        mb.marker.insert("cluster".into(), c.name.clone());
+        mb.kubelet_active = true;
+        mb.containerd_active = true;
+        mb.initialized = h.role == Role::ControlPlane;
+        mb.kubeconfigs = vec!["kubelet.conf".into()];
+        if h.role == Role::ControlPlane {
+            mb.static_pods = vec!["kube-apiserver".into(), "etcd".into()];
+            f.files.insert(
+                kubeforge::paths::CNI_MANIFEST.into(),
+                kubeforge::artifacts::sha256_hex(cni.as_bytes()),
+            );
+        }
+        out.insert(h.name.clone(), f);
+    }
+    out
+}
+
+fn state(c: &Cluster, version: &str) -> ClusterState {
+    ClusterState {
+        api_host: "cp1".into(),
+        nodes: c
+            .hosts
+            .iter()
+            .map(|h| NodeState {
+                name: h.name.clone(),
+                kubelet_version: format!("v{version}"),
+                ready: true,
+                not_ready_reason: None,
+                unschedulable: false,
+                control_plane: h.role == Role::ControlPlane,
+                internal_ip: Some(h.internal_address().to_string()),
+                labels: BTreeMap::new(),
+                cordoned_by_kubeforge: false,
+            })
+            .collect(),
+        server_version: Some(format!("v{version}")),
+    }
+}
+
+fn summaries(p: &kubeforge::engine::Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a.host.as_deref().unwrap_or("-"),
+                a.step,
+                a.summary
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_converged_cluster_plans_nothing_and_one_change_plans_only_it() {
+    let (c, m) = cluster(2, "1.33.5", 10);
+    let cni = desired::flannel_manifest(&c, &m).unwrap();
+    let facts = converged(&c, &m, &cni);
+    let st = state(&c, "1.33.5");
+    let input = Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&st),
+        cni_manifest: Some(cni.clone()),
+        cloud_provider: None,
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    assert!(plan.is_empty(), "{:#?}", summaries(&plan));
+    assert!(!plan.is_destructive());
+    assert!(
+        kubeforge::output::plan(&plan, &c).contains("no changes"),
+        "{}",
+        kubeforge::output::plan(&plan, &c)
+    );
+
+    // one changed file on one host: its write and its follow-up, nothing else
+    let mut changed = facts.clone();
+    changed
+        .get_mut("w2")
+        .unwrap()
+        .files
+        .insert("/etc/sysctl.d/99-kubernetes.conf".into(), "0".repeat(64));
+    let input = Input {
+        facts: &changed,
+        ..input
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    assert_eq!(
+        summaries(&plan),
+        [
+            "w2 os-prep update /etc/sysctl.d/99-kubernetes.conf",
+            "w2 os-prep apply sysctl settings (sysctl --system)"
+        ]
+    );
+}
+
+#[test]
+fn an_upgrade_defers_the_runtime_to_each_nodes_drain_and_batches_workers_by_the_budget() {
+    // the cluster runs 1.33.5; the inventory asks for the next patch release of the manifests
+    let (old, m_old) = cluster(10, "1.33.5", 20);
+    let cni = desired::flannel_manifest(&old, &m_old).unwrap();
+    let facts = converged(&old, &m_old, &cni);
+    let st = state(&old, "1.33.5");
+    let catalog = kubeforge::release::Catalog::builtin().unwrap();
+    let next = catalog
+        .versions()
+        .into_iter()
+        .find(|v| v.major == 1 && v.minor == 34)
+        .expect("a 1.34 release manifest");
+    let (c, m) = cluster(10, &next.to_string(), 20);
+    let cni = desired::flannel_manifest(&c, &m).unwrap();
+    let input = Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&st),
+        cni_manifest: Some(cni),
+        cloud_provider: None,
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    // no member gets new binaries or a containerd restart while it still serves
+    for a in &plan.actions {
+        assert!(
+            !matches!(a.step, "runtime" | "kube-binaries") || !a.summary.starts_with("install"),
+            "{} {}",
+            a.step,
+            a.summary
+        );
+        assert!(
+            !(a.step == "runtime" && a.summary.contains("containerd")),
+            "{}",
+            a.summary
+        );
+    }
+    let upgrades: Vec<(&str, &str)> = plan
+        .actions
+        .iter()
+        .filter(|a| a.is::<UpgradeNode>())
+        .map(|a| (a.step, a.host.as_deref().unwrap()))
+        .collect();
+    let mut want: Vec<(&str, &str)> = vec![
+        ("upgrade-control-plane", "cp1"),
+        ("upgrade-control-plane", "cp2"),
+    ];
+    let ws: Vec<String> = (1..=10).map(|i| format!("w{i}")).collect();
+    want.extend(ws.iter().map(|w| ("upgrade-worker", w.as_str())));
+    assert_eq!(upgrades, want);
+    let first = plan.actions[plan
+        .actions
+        .iter()
+        .position(|a| a.is::<UpgradeNode>())
+        .unwrap()]
+    .op::<UpgradeNode>()
+    .unwrap();
+    assert!(
+        first.first,
+        "the first control plane runs kubeadm upgrade apply"
+    );
+    assert_eq!(
+        first.installs.first().map(|a| a.component.as_str()),
+        Some("kubeadm")
+    );
+    // the disruption budget: 20% of 10 workers
+    assert_eq!(
+        kubeforge::steps::upgrade_worker::UpgradeWorker.schedule(&c),
+        Schedule::Batched(2)
+    );
+    assert_eq!(
+        kubeforge::steps::upgrade_control_plane::UpgradeControlPlane.schedule(&c),
+        Schedule::OneAtATime
+    );
+
+    // a skipped minor release is refused before anything changes
+    let skip = catalog
+        .versions()
+        .into_iter()
+        .find(|v| v.major == 1 && v.minor == 35);
+    if let Some(skip) = skip {
+        let (c, m) = cluster(10, &skip.to_string(), 20);
+        let input = Input {
+            cluster: &c,
+            manifest: &m,
+            ..input
+        };
+        let e = compute(APPLY, &input).unwrap_err().to_string();
+        assert!(e.contains("skips a minor release"), "{e}");
+    }
+}
+
+#[test]
+fn the_worker_budget_is_a_percentage_of_the_workers_and_at_least_one() {
+    use kubeforge::steps::upgrade_worker::worker_batch;
+    assert_eq!(worker_batch(&cluster(10, "1.33.5", 10).0), 1);
+    assert_eq!(worker_batch(&cluster(10, "1.33.5", 35).0), 3);
+    assert_eq!(worker_batch(&cluster(3, "1.33.5", 10).0), 1);
+    assert_eq!(worker_batch(&cluster(0, "1.33.5", 50).0), 1);
+    assert_eq!(worker_batch(&cluster(20, "1.33.5", 100).0), 20);
+}
+
+#[test]
+fn verification_names_the_missing_system_pods() {
+    let (c, _) = cluster(1, "1.33.5", 10);
+    let pods = |names: &[&str]| {
+        serde_json::json!({"items": names.iter().map(|n| serde_json::json!({"metadata": {"name": n}})).collect::<Vec<_>>()}).to_string()
+    };
+    let all = [
+        "kube-apiserver-cp1",
+        "etcd-cp1",
+        "kube-controller-manager-cp1",
+        "kube-scheduler-cp1",
+        "kube-apiserver-cp2",
+        "etcd-cp2",
+        "kube-controller-manager-cp2",
+        "kube-scheduler-cp2",
+        "kube-proxy-a",
+        "kube-proxy-b",
+        "kube-proxy-c",
+        "coredns-1",
+    ];
+    assert!(kubeforge::workflow::apply::missing_system_pods(&c, &pods(&all)).is_empty());
+    let missing = kubeforge::workflow::apply::missing_system_pods(
+        &c,
+        &pods(
+            &all[..all.len() - 2]
+                .iter()
+                .copied()
+                .filter(|n| *n != "etcd-cp2")
+                .collect::<Vec<_>>(),
+        ),
+    );
+    assert_eq!(
+        missing,
+        [
+            "kube-system pod etcd-cp2 is missing",
+            "2 kube-proxy pods for 3 nodes",
+            "no CoreDNS pod in kube-system"
+        ]
+    );
+    assert_eq!(
+        kubeforge::workflow::apply::missing_system_pods(&c, "not json").len(),
+        1
+    );
+}
