@@ -5,6 +5,7 @@
 use crate::engine::ops::Install;
 use crate::engine::{Action, Plan};
 use crate::model::{Cluster, Role};
+use crate::preflight::Severity;
 use crate::workflow::apply::Report;
 
 /// The plan, per host then cluster-wide, then the destructive actions and the warnings.
@@ -168,5 +169,244 @@ pub fn human_bytes(b: u64) -> String {
         format!("{:.1} KiB", b as f64 / 1024.0)
     } else {
         format!("{b} B")
+    }
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The status table, then each host's problems.
+pub fn status(r: &crate::status::StatusReport) -> String {
+    let dash = || "-".to_string();
+    let mut rows = vec![
+        [
+            "HOST",
+            "ADDRESS",
+            "NODE-IP",
+            "ROLE",
+            "SSH",
+            "OS",
+            "KERNEL",
+            "ARCH",
+            "CGROUP",
+            "CONTAINERD",
+            "KUBELET",
+            "MEMBER",
+            "CERTS",
+            "PREFLIGHT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
+    ];
+    for h in &r.hosts {
+        let findings: Vec<_> = r.preflight.iter().filter(|f| f.host == h.name).collect();
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let warnings = findings.len() - errors;
+        let pre = match (h.facts.is_some(), errors, warnings) {
+            (false, _, _) => dash(),
+            (true, 0, 0) => "ok".to_string(),
+            (true, e, w) => {
+                let mut p = Vec::new();
+                if e > 0 {
+                    p.push(format!("{e} error{}", if e == 1 { "" } else { "s" }));
+                }
+                if w > 0 {
+                    p.push(format!("{w} warning{}", if w == 1 { "" } else { "s" }));
+                }
+                p.join(", ")
+            }
+        };
+        let mut row = vec![
+            h.name.clone(),
+            h.address.clone(),
+            h.node_ip.clone().unwrap_or_else(dash),
+            h.role.to_string(),
+        ];
+        match &h.facts {
+            Some(f) => {
+                let ver = |c: &str| {
+                    f.installed
+                        .get(c)
+                        .and_then(|i| i.version.clone())
+                        .unwrap_or_else(dash)
+                };
+                let member = match (f.membership.role(), f.membership.cluster()) {
+                    (Some(role), Some(c)) => format!(
+                        "{} of {c}",
+                        serde_json::to_value(role)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    ),
+                    (Some(_), None) => "yes (not kubeforge)".to_string(),
+                    (None, _) => "no".to_string(),
+                };
+                row.extend([
+                    "ok".to_string(),
+                    format!("{} {}", f.os_id, f.os_version),
+                    f.kernel.clone(),
+                    f.arch.clone(),
+                    format!("v{}", f.cgroup_version),
+                    ver("containerd"),
+                    ver("kubelet"),
+                    member,
+                    h.cert_expiry_days
+                        .map(|d| format!("{d}d"))
+                        .unwrap_or_else(dash),
+                    pre,
+                ]);
+            }
+            None => {
+                row.push(if h.reachable {
+                    "ok".into()
+                } else {
+                    "FAILED".into()
+                });
+                row.extend((0..8).map(|_| dash()));
+                row.push(pre);
+            }
+        }
+        // facts are the host's word: shown escaped
+        rows.push(
+            row.iter()
+                .map(|c| crate::util::terminal_safe(c).into_owned())
+                .collect(),
+        );
+    }
+    let mut out = table(&rows);
+    if !r.preflight.is_empty() {
+        out.push_str("\nPreflight:\n");
+        for f in &r.preflight {
+            let sev = match f.severity {
+                Severity::Error => "error  ",
+                Severity::Warning => "warning",
+            };
+            out.push_str(&format!(
+                "  {sev}  {}  {}: {}\n",
+                f.host, f.check, f.message
+            ));
+        }
+    }
+    let unreachable: Vec<_> = r.unreachable().collect();
+    if !unreachable.is_empty() {
+        out.push_str("\nUnreachable:\n");
+        for h in &unreachable {
+            out.push_str(&format!(
+                "  {}\n",
+                h.error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+    }
+    let errors = r.blocking().count();
+    out.push_str(&format!(
+        "\n{} host{}: {} reachable, {} unreachable; {} preflight error{}, {} warning{} ({:.1}s)\n",
+        r.hosts.len(),
+        if r.hosts.len() == 1 { "" } else { "s" },
+        r.hosts.len() - unreachable.len(),
+        unreachable.len(),
+        errors,
+        if errors == 1 { "" } else { "s" },
+        r.preflight.len() - errors,
+        if r.preflight.len() - errors == 1 {
+            ""
+        } else {
+            "s"
+        },
+        r.elapsed.as_secs_f64()
+    ));
+    // preflight messages and connection errors quote the hosts too
+    crate::util::terminal_safe(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cluster_state::ClusterState;
+    use crate::cluster_state::NodeState;
+    use crate::desired;
+    use crate::engine::plan::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn node(name: &str, ip: &str, cp: bool) -> NodeState {
+        NodeState {
+            name: name.into(),
+            kubelet_version: "1.33.5".into(),
+            ready: true,
+            not_ready_reason: None,
+            unschedulable: false,
+            control_plane: cp,
+            internal_ip: Some(ip.into()),
+            labels: BTreeMap::new(),
+            cordoned_by_kubeforge: false,
+        }
+    }
+
+    #[test]
+    fn removals_are_destructive_and_shown() {
+        let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: prod}\nspec:\n  kubernetes: {version: 1.33.5}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n";
+        let c = crate::inventory::load_str(Path::new("t.yaml"), text, Path::new("/"), &|_| None)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)))
+            .cluster;
+        let state = ClusterState {
+            api_host: "cp1".into(),
+            nodes: vec![
+                node("cp1", "10.0.0.11", true),
+                node("cp2", "10.0.0.12", true),
+                node("w1", "10.0.0.21", false),
+            ],
+            server_version: None,
+        };
+        let unlisted = unlisted_nodes(&c, Some(&state));
+        assert_eq!(unlisted, vec!["cp2", "w1"]);
+        let mut plan = Plan {
+            cluster: "prod".into(),
+            version: "1.33.5".into(),
+            endpoint: desired::api_endpoint(&c),
+            init_host: "cp1".into(),
+            node_ips: Default::default(),
+            actions: Vec::new(),
+            warnings: unlisted.iter().map(|n| left_alone(n)).collect(),
+            destructive: Vec::new(),
+        };
+        assert!(!plan.is_destructive());
+        assert!(super::plan(&plan, &c).contains("no changes"));
+        plan.remove_nodes(&c, &state, &unlisted, "");
+        assert!(plan.is_destructive() && plan.is_empty());
+        let out = super::plan(&plan, &c);
+        assert!(!out.contains("no changes"), "{out}");
+        assert!(!out.contains("left alone"), "{out}");
+        assert!(
+            out.contains(
+                "\ndestructive (confirmed on a terminal, or with --yes):\n  - remove-node        cp2: drain, delete the node, remove its etcd member, reset its host (10.0.0.12)\n  - remove-node        w1: drain, delete the node, reset its host (10.0.0.21)\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("2 destructive actions."), "{out}");
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["destructive"][1]["host"], "w1");
     }
 }

@@ -4,9 +4,8 @@ use super::args::{ConnectArgs, ExecArgs, OutputFormat, StatusArgs};
 use super::{EXIT_FAILED, print_json, stderr_color};
 use anyhow::{Context, Result, bail};
 use kubeforge::inventory::{self, Loaded};
-use kubeforge::preflight::{self, Severity};
+use kubeforge::preflight;
 use kubeforge::ssh::ConnectOptions;
-use kubeforge::status::StatusReport;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -89,182 +88,13 @@ pub fn status(a: StatusArgs) -> Result<ExitCode> {
     if a.output == OutputFormat::Json {
         print_json(&report)?;
     } else {
-        print!("{}", render_status(&report));
+        print!("{}", kubeforge::output::status(&report));
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
     })
-}
-
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{s:w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-pub fn render_status(r: &StatusReport) -> String {
-    let dash = || "-".to_string();
-    let mut rows = vec![
-        [
-            "HOST",
-            "ADDRESS",
-            "NODE-IP",
-            "ROLE",
-            "SSH",
-            "OS",
-            "KERNEL",
-            "ARCH",
-            "CGROUP",
-            "CONTAINERD",
-            "KUBELET",
-            "MEMBER",
-            "CERTS",
-            "PREFLIGHT",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>(),
-    ];
-    for h in &r.hosts {
-        let findings: Vec<_> = r.preflight.iter().filter(|f| f.host == h.name).collect();
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        let warnings = findings.len() - errors;
-        let pre = match (h.facts.is_some(), errors, warnings) {
-            (false, _, _) => dash(),
-            (true, 0, 0) => "ok".to_string(),
-            (true, e, w) => {
-                let mut p = Vec::new();
-                if e > 0 {
-                    p.push(format!("{e} error{}", if e == 1 { "" } else { "s" }));
-                }
-                if w > 0 {
-                    p.push(format!("{w} warning{}", if w == 1 { "" } else { "s" }));
-                }
-                p.join(", ")
-            }
-        };
-        let mut row = vec![
-            h.name.clone(),
-            h.address.clone(),
-            h.node_ip.clone().unwrap_or_else(dash),
-            h.role.to_string(),
-        ];
-        match &h.facts {
-            Some(f) => {
-                let ver = |c: &str| {
-                    f.installed
-                        .get(c)
-                        .and_then(|i| i.version.clone())
-                        .unwrap_or_else(dash)
-                };
-                let member = match (f.membership.role(), f.membership.cluster()) {
-                    (Some(role), Some(c)) => format!(
-                        "{} of {c}",
-                        serde_json::to_value(role)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    ),
-                    (Some(_), None) => "yes (not kubeforge)".to_string(),
-                    (None, _) => "no".to_string(),
-                };
-                row.extend([
-                    "ok".to_string(),
-                    format!("{} {}", f.os_id, f.os_version),
-                    f.kernel.clone(),
-                    f.arch.clone(),
-                    format!("v{}", f.cgroup_version),
-                    ver("containerd"),
-                    ver("kubelet"),
-                    member,
-                    h.cert_expiry_days
-                        .map(|d| format!("{d}d"))
-                        .unwrap_or_else(dash),
-                    pre,
-                ]);
-            }
-            None => {
-                row.push(if h.reachable {
-                    "ok".into()
-                } else {
-                    "FAILED".into()
-                });
-                row.extend((0..8).map(|_| dash()));
-                row.push(pre);
-            }
-        }
-        // facts are the host's word: shown escaped
-        rows.push(
-            row.iter()
-                .map(|c| kubeforge::util::terminal_safe(c).into_owned())
-                .collect(),
-        );
-    }
-    let mut out = table(&rows);
-    if !r.preflight.is_empty() {
-        out.push_str("\nPreflight:\n");
-        for f in &r.preflight {
-            let sev = match f.severity {
-                Severity::Error => "error  ",
-                Severity::Warning => "warning",
-            };
-            out.push_str(&format!(
-                "  {sev}  {}  {}: {}\n",
-                f.host, f.check, f.message
-            ));
-        }
-    }
-    let unreachable: Vec<_> = r.unreachable().collect();
-    if !unreachable.is_empty() {
-        out.push_str("\nUnreachable:\n");
-        for h in &unreachable {
-            out.push_str(&format!(
-                "  {}\n",
-                h.error.as_deref().unwrap_or("unknown error")
-            ));
-        }
-    }
-    let errors = r.blocking().count();
-    out.push_str(&format!(
-        "\n{} host{}: {} reachable, {} unreachable; {} preflight error{}, {} warning{} ({:.1}s)\n",
-        r.hosts.len(),
-        if r.hosts.len() == 1 { "" } else { "s" },
-        r.hosts.len() - unreachable.len(),
-        unreachable.len(),
-        errors,
-        if errors == 1 { "" } else { "s" },
-        r.preflight.len() - errors,
-        if r.preflight.len() - errors == 1 {
-            ""
-        } else {
-            "s"
-        },
-        r.elapsed.as_secs_f64()
-    ));
-    // preflight messages and connection errors quote the hosts too
-    kubeforge::util::terminal_safe(&out).into_owned()
 }
 
 #[derive(serde::Serialize)]
