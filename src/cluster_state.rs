@@ -102,6 +102,14 @@ pub fn parse_nodes(json: &str) -> Result<Vec<NodeState>, String> {
         .collect())
 }
 
+/// The API server's version in `kubectl version -o json`'s output, without the `v`.
+pub fn parse_server_version(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["serverVersion"]["gitVersion"]
+        .as_str()
+        .map(|s| s.trim_start_matches('v').to_string())
+}
+
 /// Reads the nodes through the API of `session`'s control plane.
 pub async fn observe(session: &Session) -> Result<ClusterState, SshError> {
     let out = session
@@ -111,16 +119,29 @@ pub async fn observe(session: &Session) -> Result<ClusterState, SshError> {
         host: session.name().to_string(),
         message,
     })?;
-    let version = session
+    // without it, the planner refuses to change the cluster: the reason is logged
+    let version = match session
         .run(&kubectl("version -o json --request-timeout=20s"))
         .await
-        .ok()
-        .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
-        .and_then(|v| {
-            v["serverVersion"]["gitVersion"]
-                .as_str()
-                .map(|s| s.trim_start_matches('v').to_string())
-        });
+    {
+        Ok(v) => match parse_server_version(&v) {
+            Some(v) => Some(v),
+            None => {
+                tracing::warn!(
+                    "{}: `kubectl version` printed no server version",
+                    session.name()
+                );
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(
+                "{}: cannot read the API server's version: {e}",
+                session.name()
+            );
+            None
+        }
+    };
     Ok(ClusterState {
         api_host: session.name().to_string(),
         nodes,

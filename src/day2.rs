@@ -413,12 +413,13 @@ pub async fn reach_and_check(
         let session: Option<Arc<Session>> = match s2.fleet.session(name) {
             Some(s) => Some(s.clone()),
             None if inv_host.is_none() => match node.and_then(|n| target_for(loaded, n)) {
-                Some(t) => s2
-                    .connector
-                    .connect(&s2.resolver.target(name, &t))
-                    .await
-                    .ok()
-                    .map(Arc::new),
+                Some(t) => match s2.connector.connect(&s2.resolver.target(name, &t)).await {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(e) => {
+                        tracing::warn!("{name}: not reached at its node address: {e}");
+                        None
+                    }
+                },
                 None => None,
             },
             None => None,
@@ -538,8 +539,13 @@ pub async fn remove(
                     .map_err(|e| failed(name, e))?;
                 if let Err(e) = steps::upgrade::drain(&c.options, name, api).await {
                     // the node stays in the cluster, uncordoned, as it was
-                    let _ = steps::upgrade::uncordon(name, api).await;
-                    return Err(failed(name, format!("{e}; nothing was removed")));
+                    let note = match steps::upgrade::uncordon(name, api).await {
+                        Ok(()) => "nothing was removed".to_string(),
+                        Err(u) => format!(
+                            "nothing was removed, but the node could not be uncordoned ({u}): `kubectl uncordon {name}`"
+                        ),
+                    };
+                    return Err(failed(name, format!("{e}; {note}")));
                 }
                 r.drained = true;
             } else {

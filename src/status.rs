@@ -136,10 +136,13 @@ pub async fn gather(
             }
             let f = r?;
             let days = if f.membership.role() == Some(crate::facts::MemberRole::ControlPlane) {
-                crate::certs::check(&s)
-                    .await
-                    .ok()
-                    .and_then(|c| crate::certs::soonest_days(&c))
+                match crate::certs::check(&s).await {
+                    Ok(c) => crate::certs::soonest_days(&c),
+                    Err(e) => {
+                        tracing::warn!("{name}: cannot read certificate expiry: {e}");
+                        None
+                    }
+                }
             } else {
                 None
             };
