@@ -13,7 +13,7 @@
 
 use crate::cluster_state::{self, ClusterState, NodeState, kubectl};
 use crate::etcd::{Etcd, Member};
-use crate::facts::{Facts, Membership};
+use crate::facts::Facts;
 use crate::fleet::Fleet;
 use crate::inventory::Loaded;
 use crate::model::{Role, SshTarget};
@@ -230,115 +230,7 @@ pub fn quorum_check(
     Ok(())
 }
 
-/// The identity of a Kubernetes CA: sha256 of its public key (SPKI, as kubeadm's
-/// discovery-token-ca-cert-hash) and of its certificate file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CaHash {
-    pub spki: Option<String>,
-    pub file: Option<String>,
-}
-
-impl CaHash {
-    /// The CA a host holds (/etc/kubernetes/pki/ca.crt), if any.
-    pub fn of(m: &Membership) -> Option<CaHash> {
-        (m.ca_spki_sha256.is_some() || m.ca_sha256.is_some()).then(|| CaHash {
-            spki: m.ca_spki_sha256.clone(),
-            file: m.ca_sha256.clone(),
-        })
-    }
-
-    /// Whether two CAs are the same: by public key when both are known, else by file.
-    /// None: nothing to compare.
-    pub fn same(&self, other: &CaHash) -> Option<bool> {
-        match (&self.spki, &other.spki, &self.file, &other.file) {
-            (Some(a), Some(b), _, _) => Some(a == b),
-            (_, _, Some(a), Some(b)) => Some(a == b),
-            _ => None,
-        }
-    }
-}
-
-/// Why a host is not this cluster's to reset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Its marker names another cluster.
-    OtherCluster { theirs: String, ours: String },
-    /// It holds a Kubernetes CA that is not the cluster's.
-    OtherCa { ours: String },
-    /// Neither kubeforge's marker nor the cluster's CA is on it.
-    Unvouched { ours: String },
-    /// It is the cluster's, but calls itself by another name than the node's.
-    OtherName { hostname: String, node: String },
-    /// Its facts could not be read.
-    NoFacts(String),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::OtherCluster { theirs, ours } => write!(
-                f,
-                "its /etc/kubeforge/cluster names cluster {theirs:?}, not {ours:?}"
-            ),
-            Refusal::OtherCa { ours } => write!(
-                f,
-                "its Kubernetes CA (/etc/kubernetes/pki/ca.crt) is not the CA of cluster {ours:?}"
-            ),
-            Refusal::Unvouched { ours } => write!(
-                f,
-                "it has no kubeforge marker (/etc/kubeforge/cluster) and no CA of cluster {ours:?}: nothing shows that it is this cluster's"
-            ),
-            Refusal::OtherName { hostname, node } => {
-                write!(f, "it is named {hostname:?}, not {node:?}")
-            }
-            Refusal::NoFacts(e) => write!(f, "cannot read what is on it: {e}"),
-        }
-    }
-}
-
-/// Whether the cluster named `cluster`, whose CA is `cluster_ca` (as read from a serving control
-/// plane; None when unknown), can vouch for a host with membership `m`: its marker names this
-/// cluster, or it holds this cluster's CA; never when the marker names another cluster or the
-/// CA is another.
-pub fn vouch(m: &Membership, cluster: &str, cluster_ca: Option<&CaHash>) -> Result<(), Refusal> {
-    if let Some(theirs) = m.cluster().filter(|c| *c != cluster) {
-        return Err(Refusal::OtherCluster {
-            theirs: theirs.to_string(),
-            ours: cluster.to_string(),
-        });
-    }
-    let ca = match (CaHash::of(m), cluster_ca) {
-        (Some(h), Some(c)) => h.same(c),
-        _ => None,
-    };
-    match (m.cluster().is_some(), ca) {
-        (_, Some(false)) => Err(Refusal::OtherCa {
-            ours: cluster.to_string(),
-        }),
-        (true, _) | (false, Some(true)) => Ok(()),
-        (false, None) => Err(Refusal::Unvouched {
-            ours: cluster.to_string(),
-        }),
-    }
-}
-
-/// Kubeadm's state on a host: kubeconfigs, static pods or a CA.
-pub fn has_kubeadm_state(m: &Membership) -> bool {
-    !m.kubeconfigs.is_empty() || !m.static_pods.is_empty() || CaHash::of(m).is_some()
-}
-
-/// What `reset` does with an inventory host: Ok(true) reset it, Ok(false) skip it (neither
-/// kubeforge's marker nor kubeadm's state is on it: nothing to reset), Err refuse it.
-pub fn reset_decision(
-    m: &Membership,
-    cluster: &str,
-    cluster_ca: Option<&CaHash>,
-) -> Result<bool, Refusal> {
-    if m.cluster().is_none() && !has_kubeadm_state(m) {
-        return Ok(false);
-    }
-    vouch(m, cluster, cluster_ca).map(|()| true)
-}
+pub use crate::ownership::{CaHash, Refusal, has_kubeadm_state, reset_decision, vouch};
 
 /// The CA of the cluster: the one of its serving control plane.
 async fn cluster_ca(s2: &Session2) -> Option<CaHash> {
@@ -591,139 +483,10 @@ pub async fn remove(
     Ok(out)
 }
 
-/// What `reset` did.
-#[derive(Debug, Default)]
-pub struct ResetOutcome {
-    /// Hosts reset.
-    pub reset: Vec<String>,
-    /// Hosts not reached: (host, error).
-    pub unreachable: Vec<(String, String)>,
-    /// Hosts with nothing to reset on them: (host, why).
-    pub skipped: Vec<(String, String)>,
-}
-
-/// Resets every reachable host of the inventory that is this cluster's. Reads every host
-/// first: a host of another cluster, or one the cluster cannot vouch for, is refused (unless
-/// `force`) before any host changes; a host with neither kubeforge's marker nor kubeadm's
-/// state is skipped.
-pub async fn reset_all(
-    loaded: &Loaded,
-    connect: ConnectOptions,
-    remove_binaries: bool,
-    force: bool,
-    bars: bool,
-) -> Result<ResetOutcome, Day2Error> {
-    let c = &loaded.cluster;
-    let names: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
-    let (fleet, gathered, progress) = connect_all(loaded, connect, "reset", bars, {
-        move |name, s, progress| async move {
-            progress.set(&name, "reading what is on the host");
-            crate::facts::gather(&s).await
-        }
-    })
-    .await?;
-    let facts: BTreeMap<String, Facts> = gathered
-        .into_iter()
-        .filter_map(|(h, r)| r.ok().map(|f| (h, f)))
-        .collect();
-    // the cluster's CA: the one its control planes (by kubeforge's marker) hold
-    let ca = c
-        .control_planes()
-        .filter_map(|h| facts.get(&h.name))
-        .filter(|f| f.membership.cluster() == Some(c.name.as_str()))
-        .find_map(|f| CaHash::of(&f.membership));
-    let mut outcome = ResetOutcome {
-        unreachable: fleet
-            .unreachable
-            .iter()
-            .map(|(h, e)| (h.clone(), e.to_string()))
-            .collect(),
-        ..ResetOutcome::default()
-    };
-    let mut to_reset = Vec::new();
-    let mut refused = Vec::new();
-    for h in &c.hosts {
-        let Some(session) = fleet.session(&h.name) else {
-            continue;
-        };
-        let decision = match facts.get(&h.name) {
-            Some(f) => reset_decision(&f.membership, &c.name, ca.as_ref()),
-            None => Err(Refusal::NoFacts("the facts probe failed".into())),
-        };
-        match decision {
-            Ok(true) => to_reset.push((h.name.clone(), session.clone())),
-            Ok(false) => {
-                progress.finish(&h.name, true, "nothing to reset");
-                outcome.skipped.push((
-                    h.name.clone(),
-                    "no kubeforge marker and no kubeadm state (nothing to reset)".into(),
-                ))
-            }
-            Err(why) if force => {
-                tracing::warn!("{}: reset anyway (--force): {why}", h.name);
-                to_reset.push((h.name.clone(), session.clone()));
-            }
-            Err(why) => refused.push(format!("{}: {why}", h.name)),
-        }
-    }
-    if !refused.is_empty() {
-        for h in &names {
-            progress.finish(h, false, "not reset");
-        }
-        drop(progress);
-        fleet.close().await;
-        return Err(Day2Error::Refused(format!(
-            "reset refused, nothing was reset:\n{}\nCheck those hosts (or the inventory), or run again with --force to reset them anyway",
-            refused
-                .iter()
-                .map(|r| format!("  - {r}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )));
-    }
-    let results = crate::fleet::fan_out(to_reset, c.options.concurrency, |(name, s)| {
-        let progress = progress.clone();
-        async move {
-            progress.set(&name, "kubeadm reset and cleanup");
-            let r = steps::reset::run(&s, Scope::Full { remove_binaries }).await;
-            progress.finish(
-                &name,
-                r.is_ok(),
-                if r.is_ok() { "reset" } else { "reset failed" },
-            );
-            r
-        }
-    })
-    .await;
-    drop(progress);
-    fleet.close().await;
-    let mut failures = Vec::new();
-    for ((name, _), r, _) in results {
-        match r {
-            Ok(()) => outcome.reset.push(name),
-            Err(e) => failures.push((name, crate::secrets::redact(&e.to_string()))),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(Day2Error::Failed {
-            host: failures
-                .iter()
-                .map(|(h, _)| h.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            message: failures
-                .iter()
-                .map(|(_, e)| e.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        });
-    }
-    Ok(outcome)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::Membership;
 
     fn m(id: &str, name: &str) -> Member {
         Member {

@@ -19,6 +19,7 @@ pub mod kubeconfig;
 pub mod model;
 pub mod openstack;
 pub mod output;
+pub mod ownership;
 pub mod paths;
 pub mod pki;
 pub mod preflight;

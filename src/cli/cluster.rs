@@ -508,7 +508,7 @@ pub fn reset(a: ResetArgs) -> Result<ExitCode> {
     )? {
         return Ok(ExitCode::from(EXIT_FAILED));
     }
-    let outcome = rt.block_on(day2::reset_all(
+    let outcome = rt.block_on(kubeforge::workflow::reset::run(
         &loaded,
         connect_options(&a.connect),
         a.remove_binaries,

@@ -3,7 +3,6 @@
 
 use crate::desired;
 use crate::model::Cluster;
-use crate::release::ReleaseManifest;
 use crate::ssh::{Session, SshError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -93,7 +92,6 @@ impl Stats {
 /// Everything the actions of one run share.
 pub struct Ctx {
     pub cluster: Cluster,
-    pub manifest: ReleaseManifest,
     pub sessions: BTreeMap<String, Arc<Session>>,
     /// Verified artifacts in the local cache, by sha256.
     pub artifacts: BTreeMap<String, PathBuf>,
@@ -106,6 +104,25 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The context of a run over `sessions`, with `api_host` serving kubectl.
+    pub fn new(
+        cluster: Cluster,
+        sessions: BTreeMap<String, Arc<Session>>,
+        artifacts: BTreeMap<String, PathBuf>,
+        api_host: String,
+        node_ips: desired::NodeIps,
+    ) -> Ctx {
+        Ctx {
+            cluster,
+            sessions,
+            artifacts,
+            init_host: api_host,
+            node_ips,
+            stats: Stats::default(),
+            secrets: tokio::sync::Mutex::new(None),
+        }
+    }
+
     pub fn session(&self, host: &str) -> Result<&Arc<Session>, StepError> {
         self.sessions
             .get(host)

@@ -45,7 +45,7 @@ impl Timings {
 
 /// Runs `actions` (a plan of `workflow`).
 pub async fn execute(
-    workflow: Workflow,
+    workflow: Workflow<'_>,
     actions: &[Action],
     ctx: &Arc<Ctx>,
     bars: bool,

@@ -56,7 +56,7 @@ pub trait Step: Sync {
 }
 
 /// An ordered list of steps.
-pub type Workflow = &'static [&'static dyn Step];
+pub type Workflow<'w> = &'w [&'w dyn Step];
 
 /// The future of one action's run.
 pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;

@@ -242,6 +242,9 @@ pub enum PlanError {
     Upgrade(String),
     #[error("{0}")]
     NodeIp(String),
+    /// Refused by policy (a host that is not this cluster's, a quorum that would be lost).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The planning context: the planner's input, and what every step plans from, derived once.
@@ -300,6 +303,17 @@ impl<'a> PlanCx<'a> {
         })
     }
 
+    /// The context of a day-2 workflow over the hosts that were reached: facts only for those,
+    /// no desired state (it changes nothing it would render), node IPs from the inventory.
+    pub fn observed(input: &'a Input<'a>) -> Result<Self, PlanError> {
+        Ok(PlanCx {
+            input,
+            init: input.init_host().ok_or(PlanError::NoControlPlane)?,
+            node_ips: desired::NodeIps::from_inventory(input.cluster),
+            want: BTreeMap::new(),
+        })
+    }
+
     /// A host's facts (every host has them: [`PlanCx::new`] checked).
     pub fn facts_of(&self, h: &Host) -> &'a Facts {
         &self.input.facts[&h.name]
@@ -313,9 +327,14 @@ impl<'a> PlanCx<'a> {
 
 /// Computes the plan of a workflow: every step's actions, in the workflow's order, before
 /// anything changes. The actions of the steps of one `PerHost` group are listed host by host.
-pub fn compute(workflow: Workflow, input: &Input) -> Result<Plan, PlanError> {
+pub fn compute(workflow: Workflow<'_>, input: &Input) -> Result<Plan, PlanError> {
+    compute_with(workflow, PlanCx::new(input)?)
+}
+
+/// [`compute`] in a given context.
+pub fn compute_with(workflow: Workflow<'_>, cx: PlanCx) -> Result<Plan, PlanError> {
+    let input = cx.input;
     let c = input.cluster;
-    let cx = PlanCx::new(input)?;
     let mut actions: Vec<Action> = Vec::new();
     let mut group: Option<(&'static str, usize)> = None;
     for step in workflow {

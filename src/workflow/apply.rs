@@ -281,7 +281,6 @@ pub async fn execute(
     let c = &loaded.cluster;
     let Prepared {
         plan,
-        manifest,
         fleet,
         elapsed: prepared_in,
         ..
@@ -302,16 +301,13 @@ pub async fn execute(
         }
         phases.mark("download");
     }
-    let ctx = Arc::new(Ctx {
-        cluster: c.clone(),
-        manifest,
-        sessions: fleet.sessions.clone(),
-        artifacts: cached,
-        init_host: plan.init_host.clone(),
-        node_ips: plan.node_ips.clone(),
-        stats: Default::default(),
-        secrets: tokio::sync::Mutex::new(None),
-    });
+    let ctx = Arc::new(Ctx::new(
+        c.clone(),
+        fleet.sessions.clone(),
+        cached,
+        plan.init_host.clone(),
+        plan.node_ips.clone(),
+    ));
     // 2. every step of the workflow, as it schedules its actions; the bootstrap token made
     // for this run's joins is deleted afterwards, also after a failure
     let outcome = exec::execute(super::APPLY, &plan.actions, &ctx, opts.bars, &mut phases)

@@ -4,13 +4,14 @@
 
 pub mod apply;
 pub mod certs;
+pub mod reset;
 
 use crate::engine::Workflow;
 use crate::steps;
 
 /// `apply`: prepare every host, init, upgrade, join, the pod network, the cloud provider,
 /// Ready. (Removals are added to its plan by `apply --prune` and a lowered OpenStack count.)
-pub static APPLY: Workflow = &[
+pub static APPLY: Workflow<'static> = &[
     &steps::os_prep::OsPrep,
     &steps::runtime::Runtime,
     &steps::kube_binaries::KubeBinaries,
