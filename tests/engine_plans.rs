@@ -321,3 +321,67 @@ fn verification_names_the_missing_system_pods() {
         1
     );
 }
+
+#[test]
+fn a_joining_control_plane_maps_the_endpoint_to_a_serving_one_before_its_join() {
+    let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: prod}\nspec:\n  kubernetes: {version: 1.34.1}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n    - {name: cp2, address: 10.0.0.12, role: control-plane}\n";
+    let l = kubeforge::inventory::load_str(
+        std::path::Path::new("t.yaml"),
+        text,
+        std::path::Path::new("/"),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let c = l.cluster;
+    let m = l.catalog.get(&c.version).unwrap().clone();
+    let bare = include_str!("fixtures/facts/harness-bare.txt");
+    let t: f64 = bare.lines().nth(2).unwrap().parse().unwrap();
+    let mut facts = BTreeMap::new();
+    for h in &c.hosts {
+        let mut f = kubeforge::facts::parse(bare, t, t).unwrap();
+        f.hostname = h.name.clone();
+        facts.insert(h.name.clone(), f);
+    }
+    // cp1 serves the cluster; cp2 is new
+    let cp1 = facts.get_mut("cp1").unwrap();
+    cp1.membership.static_pods = vec!["kube-apiserver".into()];
+    cp1.membership
+        .marker
+        .insert("cluster".into(), "prod".into());
+    let state = ClusterState {
+        api_host: "cp1".into(),
+        nodes: vec![NodeState {
+            name: "cp1".into(),
+            kubelet_version: "v1.34.1".into(),
+            ready: true,
+            not_ready_reason: None,
+            unschedulable: false,
+            control_plane: true,
+            internal_ip: Some("10.0.0.11".into()),
+            labels: Default::default(),
+            cordoned_by_kubeforge: false,
+        }],
+        server_version: Some("v1.34.1".into()),
+    };
+    let input = kubeforge::engine::Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&state),
+        cni_manifest: None,
+        cloud_provider: None,
+    };
+    let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
+    let pos = |f: &dyn Fn(&kubeforge::engine::Action) -> bool| plan.actions.iter().position(f);
+    let block = pos(&|a| {
+        a.host.as_deref() == Some("cp2")
+            && a.op::<kubeforge::steps::api_endpoint::HostsBlock>()
+                .is_some_and(|b| b.0.contains("10.0.0.11 api.prod.kubeforge.internal"))
+    })
+    .unwrap_or_else(|| panic!("cp2's block points at cp1: {:#?}", plan.actions));
+    let join = pos(&|a| {
+        a.host.as_deref() == Some("cp2") && a.is::<kubeforge::steps::join_control_plane::Join>()
+    })
+    .expect("cp2 joins");
+    assert!(block < join, "the block is in place before kubeadm join");
+}
