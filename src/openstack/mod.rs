@@ -7,6 +7,8 @@ pub mod api;
 pub mod cloud;
 mod destroy;
 pub mod ensure;
+#[cfg(test)]
+mod fixture_tests;
 pub mod observe;
 pub mod plan;
 pub mod provider;

@@ -2,13 +2,13 @@
 //! order: key pair, network (subnet, router), security groups, server groups and servers,
 //! floating IPs, load balancer. Everything that can refuse does so before anything is created.
 
-mod floating_ips;
-mod keypair;
-mod load_balancer;
-mod network;
-mod security_groups;
-mod server_group;
-mod servers;
+pub(crate) mod floating_ips;
+pub(crate) mod keypair;
+pub(crate) mod load_balancer;
+pub(crate) mod network;
+pub(crate) mod security_groups;
+pub(crate) mod server_group;
+pub(crate) mod servers;
 
 pub use security_groups::{Rule, rules};
 pub use servers::wait_active;
