@@ -96,7 +96,16 @@ fn observe_reads_the_recorded_cluster() {
         FX_KEY.split(' ').nth(1)
     );
     // sorted by role and index, whatever Nova's order; fixed and floating addresses read apart
-    let s: Vec<(&str, Role, u32, &str, Option<&str>, Option<&str>, bool)> = o
+    type Row<'a> = (
+        &'a str,
+        Role,
+        u32,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+    );
+    let s: Vec<Row> = o
         .servers
         .iter()
         .map(|x| {
