@@ -40,12 +40,7 @@ fn print_warnings(p: &apply::Prepared) {
 fn render_cloud_plan(actions: &[kubeforge::openstack::provider::CloudAction]) -> String {
     let mut out = String::from("OpenStack resources:\n");
     for a in actions {
-        let sign = match a.verb {
-            "create" => "+",
-            "delete" => "-",
-            "replace" => "~",
-            _ => "=",
-        };
+        let sign = a.verb.sign();
         out.push_str(&format!(
             "  {sign} {:<14} {} ({})\n",
             a.kind, a.name, a.verb
@@ -67,7 +62,7 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     };
     let to_create: Vec<&str> = cloud_plan
         .iter()
-        .filter(|x| matches!(x.verb, "create" | "replace") && x.kind == "server")
+        .filter(|x| x.creates_server())
         .map(|x| x.name.as_str())
         .collect();
     // hosts that exist are planned; servers still to create get the whole bootstrap
@@ -162,17 +157,12 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     let mut surplus = Vec::new();
     if loaded.inventory.spec.openstack.is_some() {
         // the machines first: show what changes in the cloud, confirm, create or adopt
-        let mut observed = loaded.clone();
-        let cloud_plan = rt
-            .block_on(kubeforge::openstack::observe_into(&mut observed))?
-            .actions;
+        let cloud_plan = rt.block_on(kubeforge::openstack::observe(&loaded))?.actions;
         eprint!("{}", terminal_safe(&render_cloud_plan(&cloud_plan)));
-        let changes = cloud_plan
-            .iter()
-            .any(|x| matches!(x.verb, "create" | "delete" | "replace"));
+        let changes = cloud_plan.iter().any(|x| x.is_change());
         let destructive: Vec<String> = cloud_plan
             .iter()
-            .filter(|x| matches!(x.verb, "delete" | "replace"))
+            .filter(|x| x.is_destructive())
             .map(|x| format!("{} {} {}", x.verb, x.kind, x.name))
             .collect();
         match confirmation(
@@ -193,16 +183,14 @@ pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
             }
             _ => {}
         }
-        let (p, cloud_provider) = rt.block_on(kubeforge::openstack::provision(&mut loaded))?;
+        let (p, cloud_provider, resolved) =
+            rt.block_on(kubeforge::openstack::provision(&loaded))?;
+        loaded = kubeforge::openstack::resolved(&loaded, &resolved);
         opts.cloud_provider = cloud_provider;
-        for x in p
-            .actions
-            .iter()
-            .filter(|x| matches!(x.verb, "create" | "replace"))
-        {
+        for x in p.actions.iter().filter(|x| x.verb.creates()) {
             eprintln!(
                 "{} {} {}",
-                if x.verb == "create" {
+                if x.verb == kubeforge::openstack::action::Verb::Create {
                     "created"
                 } else {
                     "replaced"

@@ -38,12 +38,15 @@ pub(crate) fn load_observed(
     path: &std::path::Path,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(Loaded, Option<kubeforge::openstack::CloudView>)> {
-    let mut loaded = load(path)?;
+    let loaded = load(path)?;
     if loaded.inventory.spec.openstack.is_none() {
         return Ok((loaded, None));
     }
-    let view = rt.block_on(kubeforge::openstack::observe_into(&mut loaded))?;
-    Ok((loaded, Some(view)))
+    let view = rt.block_on(kubeforge::openstack::observe(&loaded))?;
+    Ok((
+        kubeforge::openstack::resolved(&loaded, &view.resolved),
+        Some(view),
+    ))
 }
 
 pub(crate) fn connect_options(a: &ConnectArgs) -> ConnectOptions {

@@ -35,8 +35,13 @@ pub enum CloudError {
         name: String,
         available: Vec<String>,
     },
-    #[error("{what} did not finish within {}s", timeout.as_secs())]
-    Timeout { what: String, timeout: Duration },
+    /// A wait that gave up: says what it waited for, how long, and what it last saw.
+    #[error("{0}")]
+    Timeout(String),
+    /// Refused by ownership or policy: named like the cluster's but not kubeforge's, or a
+    /// change kubeforge does not make.
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "server {name} went to ERROR: {fault} (the next apply deletes and recreates a server that never launched; one that ran is left for you to inspect)"
     )]
@@ -50,7 +55,26 @@ impl CloudError {
             _ => None,
         }
     }
+    /// HTTP 404.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+    /// HTTP 409 (the resource exists, or is in use).
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+    /// HTTP 403: the cloud's policy refused the call.
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
+    /// A failed wait, in the cloud's error type.
+    pub fn from_wait(e: crate::wait::WaitError<CloudError>) -> CloudError {
+        e.into_error(CloudError::Timeout)
+    }
 }
+
+/// The body of a response kubeforge does not read.
+pub type Ignored = serde::de::IgnoredAny;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Svc {
@@ -357,7 +381,7 @@ impl Cloud {
     pub async fn neutron_tags_on_create(&self) -> Result<bool, CloudError> {
         Ok(self
             .get(Svc::Network, &["extensions", "tag-creation"])
-            .send_opt("read Neutron's extension tag-creation")
+            .send_opt::<Ignored>("read Neutron's extension tag-creation")
             .await?
             .is_some())
     }
@@ -470,10 +494,12 @@ async fn scoped_project(session: &Session) -> Result<String, String> {
 /// `token.project.id` of a Keystone v3 token document; a token not scoped to a project is
 /// refused (kubeforge creates and deletes resources in one project).
 fn project_of_token(body: &Value) -> Result<String, String> {
-    body["token"]["project"]["id"]
-        .as_str()
+    use serde::Deserialize as _;
+    super::api::TokenDoc::deserialize(body)
+        .ok()
+        .and_then(|t| t.token.project)
+        .map(|p| p.id)
         .filter(|id| !id.is_empty())
-        .map(String::from)
         .ok_or_else(|| "the credentials are not scoped to a project: set project_name or project_id (an application credential always is)".to_string())
 }
 
@@ -545,8 +571,20 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Sends it; `what` names the call in errors (`create server demo-worker-1`).
-    pub async fn send(self, what: &str) -> Result<Value, CloudError> {
+    /// Sends it and reads the response as a `T` (`Ignored` for a body kubeforge does not read);
+    /// `what` names the call in errors (`create server demo-worker-1`).
+    pub async fn send<T: serde::de::DeserializeOwned>(self, what: &str) -> Result<T, CloudError> {
+        let what = what.to_string();
+        let bytes = self.send_bytes(&what).await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| CloudError::Api {
+            what,
+            status: None,
+            message: format!("unexpected response: {e}"),
+        })
+    }
+
+    async fn send_bytes(self, what: &str) -> Result<bytes::Bytes, CloudError> {
         let s = &self.cloud.session;
         let path = self.path;
         macro_rules! build {
@@ -590,21 +628,17 @@ impl RequestBuilder<'_> {
                 ),
             });
         }
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| CloudError::Api {
-            what: what.to_string(),
-            status: None,
-            message: format!("not JSON: {e}"),
-        })
+        Ok(bytes)
     }
 
     /// Like `send`, but a 404 is `Ok(None)` (deletes of things already gone).
-    pub async fn send_opt(self, what: &str) -> Result<Option<Value>, CloudError> {
+    pub async fn send_opt<T: serde::de::DeserializeOwned>(
+        self,
+        what: &str,
+    ) -> Result<Option<T>, CloudError> {
         match self.send(what).await {
             Ok(v) => Ok(Some(v)),
-            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

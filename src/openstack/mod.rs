@@ -2,11 +2,20 @@
 //! network, security groups, server groups, floating IPs, Octavia load balancer), then
 //! bootstraps Kubernetes on them over SSH.
 
+pub mod action;
+pub mod api;
 pub mod cloud;
+mod destroy;
+pub mod ensure;
+#[cfg(test)]
+mod fixture_tests;
+pub mod observe;
+pub mod plan;
 pub mod provider;
+pub mod teardown;
 
 use crate::inventory::Loaded;
-use crate::model::LoadBalancer;
+use crate::model::{Host, LoadBalancer};
 use cloud::{Cloud, CloudError};
 use provider::{Desired, Provisioned};
 
@@ -188,34 +197,73 @@ pub fn render_cloud_provider(
 pub struct CloudView {
     pub actions: Vec<provider::CloudAction>,
     pub cloud_provider: Option<crate::engine::plan::CloudProvider>,
+    /// The servers that exist, and the load balancer's address.
+    pub resolved: Resolved,
 }
 
-/// Adds the servers that exist to the cluster's hosts (read-only), and the load balancer's
-/// address as the endpoint. Returns the cloud plan.
-pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderError> {
-    let cloud = connect(loaded).await?;
-    let os = spec(loaded)?.clone();
-    let (servers, lb, plan, subnet) = {
-        let d = Desired {
-            cluster: &loaded.cluster,
-            os: &os,
-        };
-        // what apply would refuse, plan refuses too, before anything is created
-        cloud.check_compute_microversion().await?;
-        let o = provider::observe(&cloud, &d).await?;
-        provider::check(&d, &o)?;
-        let plan = provider::plan(&d, &o);
-        (
-            o.servers.clone(),
-            o.our_load_balancer().map(|lb| lb.vip.clone()),
-            plan,
-            o.subnet.clone(),
-        )
-    };
+/// What the provider resolved: the hosts of the servers that exist, and the API endpoint (the
+/// Octavia load balancer's address). The model is never changed; `resolved` builds the
+/// cluster with them.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub hosts: Vec<Host>,
+    pub endpoint: Option<(String, u16)>,
+}
+
+/// A new inventory whose cluster has the resolved hosts added and, if one was resolved, the
+/// endpoint set.
+pub fn resolved(loaded: &Loaded, r: &Resolved) -> Loaded {
+    let mut out = loaded.clone();
+    out.cluster.hosts.extend(r.hosts.iter().cloned());
+    if let Some(ep) = &r.endpoint {
+        out.cluster.api.endpoint = Some(ep.clone());
+    }
+    out
+}
+
+/// What observe resolves: the ACTIVE servers within the counts, and the VIP of the cluster's
+/// (tagged) load balancer with `loadBalancer: octavia`.
+pub fn resolve_observed(
+    loaded: &Loaded,
+    o: &provider::Observed,
+) -> Result<Resolved, ProviderError> {
+    let os = spec(loaded)?;
     let d = Desired {
         cluster: &loaded.cluster,
-        os: &os,
+        os,
     };
+    let existing: Vec<provider::ServerInfo> = o
+        .servers
+        .iter()
+        .filter(|s| s.status == "ACTIVE" && s.index <= d.count(s.role))
+        .cloned()
+        .collect();
+    let endpoint = match o.our_load_balancer() {
+        Some(lb) if loaded.cluster.api.load_balancer == LoadBalancer::Octavia => {
+            Some((lb.vip.clone(), crate::desired::API_PORT))
+        }
+        _ => None,
+    };
+    Ok(Resolved {
+        hosts: provider::hosts(&loaded.cluster, &existing),
+        endpoint,
+    })
+}
+
+/// Reads the cloud (changing nothing): the cloud plan, the servers that exist (as hosts) and
+/// the load balancer's address as the endpoint, and the cloud provider's manifests.
+pub async fn observe(loaded: &Loaded) -> Result<CloudView, ProviderError> {
+    let cloud = connect(loaded).await?;
+    let os = spec(loaded)?;
+    let d = Desired {
+        cluster: &loaded.cluster,
+        os,
+    };
+    // what apply would refuse, plan refuses too, before anything is created
+    cloud.check_compute_microversion().await?;
+    let o = provider::observe(&cloud, &d).await?;
+    provider::check(&d, &o)?;
+    let actions = provider::plan(&d, &o);
     // refused when a router or floating IPs need it; else only for the cloud provider's
     // floating-network-id, if there is a single one (as apply does)
     let ext = provider::external_network_id(&cloud, os.network.external_network.as_deref()).await;
@@ -224,69 +272,54 @@ pub async fn observe_into(loaded: &mut Loaded) -> Result<CloudView, ProviderErro
     } else {
         ext.ok()
     };
-    let count = |role| match role {
-        crate::model::Role::ControlPlane => os.control_plane.as_ref().map_or(0, |p| p.count),
-        crate::model::Role::Worker => os.workers.as_ref().map_or(0, |p| p.count),
-    };
-    let existing: Vec<provider::ServerInfo> = servers
-        .into_iter()
-        .filter(|s| s.status == "ACTIVE" && s.index <= count(s.role))
-        .collect();
-    let hosts = provider::hosts(&loaded.cluster, &existing);
-    loaded.cluster.hosts.extend(hosts);
-    if loaded.cluster.api.load_balancer == LoadBalancer::Octavia
-        && let Some(vip) = lb
-    {
-        loaded.cluster.api.endpoint = Some((vip, crate::desired::API_PORT));
-    }
-    let cloud_provider = match subnet {
-        Some(sn) => cloud_provider(loaded, &cloud, &sn, ext.as_deref())?,
+    let r = resolve_observed(loaded, &o)?;
+    let cloud_provider = match &o.subnet {
+        Some(sn) => cloud_provider(&resolved(loaded, &r), &cloud, sn, ext.as_deref())?,
         None => None,
     };
     Ok(CloudView {
-        actions: plan,
+        actions,
         cloud_provider,
+        resolved: r,
     })
 }
 
-/// Creates or adopts the cluster's machines, and adds them to the cluster's hosts.
+/// Creates or adopts the cluster's machines; returns them, the cloud provider's manifests,
+/// and what was resolved (their hosts, the load balancer's address).
 pub async fn provision(
-    loaded: &mut Loaded,
-) -> Result<(Provisioned, Option<crate::engine::plan::CloudProvider>), ProviderError> {
+    loaded: &Loaded,
+) -> Result<(Provisioned, Option<crate::engine::plan::CloudProvider>, Resolved), ProviderError> {
     let cloud = connect(loaded).await?;
-    let os = spec(loaded)?.clone();
+    let os = spec(loaded)?;
     let key = public_key(loaded)?;
-    let p = {
-        let d = Desired {
-            cluster: &loaded.cluster,
-            os: &os,
-        };
-        let name = loaded.cluster.name.clone();
-        let user_data = |host: &str| {
-            crate::templates::render(
-                "cloud-init.yaml",
-                &serde_json::json!({"hostname": host, "cluster": name, "public_key": key}),
-            )
-            .map_err(|e| {
-                cloud::CloudError::Config(format!(
-                    "cannot render the cloud-init user data of server {host} (template cloud-init.yaml): {e}"
-                ))
-            })
-        };
-        provider::ensure(&cloud, &d, &key, &user_data).await?
+    let d = Desired {
+        cluster: &loaded.cluster,
+        os,
     };
-    let hosts = provider::hosts(&loaded.cluster, &p.servers);
-    loaded.cluster.hosts.extend(hosts);
-    if let Some(ep) = &p.endpoint {
-        loaded.cluster.api.endpoint = Some((ep.clone(), crate::desired::API_PORT));
-    }
+    let name = loaded.cluster.name.clone();
+    let user_data = |host: &str| {
+        crate::templates::render(
+            "cloud-init.yaml",
+            &serde_json::json!({"hostname": host, "cluster": name, "public_key": key}),
+        )
+        .map_err(|e| {
+            cloud::CloudError::Config(format!(
+                "cannot render the cloud-init user data of server {host} (template cloud-init.yaml): {e}"
+            ))
+        })
+    };
+    let p = provider::ensure(&cloud, &d, &key, &user_data).await?;
+    let r = Resolved {
+        hosts: provider::hosts(&loaded.cluster, &p.servers),
+        endpoint: p.endpoint.clone().map(|ep| (ep, crate::desired::API_PORT)),
+    };
     let cp = cloud_provider(
-        loaded,
+        &resolved(loaded, &r),
         &cloud,
         &p.subnet_id,
         p.external_network_id.as_deref(),
     )?;
-    Ok((p, cp))
+    Ok((p, cp, r))
 }
 
 /// What `destroy` would delete, and what it leaves (with why), read once: `destroy` deletes
