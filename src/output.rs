@@ -342,6 +342,124 @@ pub fn status(r: &crate::status::StatusReport) -> String {
     crate::util::terminal_safe(&out).into_owned()
 }
 
+/// The OpenStack resources a run creates, adopts, replaces or deletes.
+pub fn cloud_plan(actions: &[crate::openstack::provider::CloudAction]) -> String {
+    let mut out = String::from("OpenStack resources:\n");
+    for a in actions {
+        let sign = a.verb.sign();
+        out.push_str(&format!(
+            "  {sign} {:<14} {} ({})\n",
+            a.kind, a.name, a.verb
+        ));
+    }
+    out
+}
+
+/// What provisioning created or replaced.
+pub fn cloud_changes(actions: &[crate::openstack::provider::CloudAction]) -> String {
+    let mut out = String::new();
+    for x in actions.iter().filter(|x| x.verb.creates()) {
+        out.push_str(&format!(
+            "{} {} {}\n",
+            if x.verb == crate::openstack::action::Verb::Create {
+                "created"
+            } else {
+                "replaced"
+            },
+            x.kind,
+            x.name
+        ));
+    }
+    out
+}
+
+/// `apply --cloud-only`: one line per server (name, role, fixed and floating IP), the
+/// endpoint; the warnings about servers beyond the count go apart.
+pub fn cloud_servers(p: &crate::openstack::provider::Provisioned) -> (String, String) {
+    let mut out = String::new();
+    for s in &p.servers {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            s.name,
+            s.role,
+            s.fixed_ip.as_deref().unwrap_or("-"),
+            s.floating_ip.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(ep) = &p.endpoint {
+        out.push_str(&format!("endpoint\t{ep}:6443\n"));
+    }
+    let mut warnings = String::new();
+    for s in &p.surplus {
+        warnings.push_str(&format!(
+            "warning: {} is beyond the count; a full apply removes its node, then the server\n",
+            s.name
+        ));
+    }
+    (out, warnings)
+}
+
+/// Preflight warnings (the messages quote what the hosts reported).
+pub fn findings(f: &[crate::preflight::Finding]) -> String {
+    f.iter()
+        .map(|f| format!("warning: {}: {}: {}\n", f.host, f.check, f.message))
+        .collect()
+}
+
+/// The destructive actions of a plan, for a refusal: "remove w1 (drain, delete, reset its
+/// host) and reset cp2 (...)".
+pub fn destructive_summary(p: &Plan) -> String {
+    let of = |step: &str| -> Vec<&str> {
+        p.destructive
+            .iter()
+            .filter(|d| d.step == step)
+            .map(|d| d.host.as_str())
+            .collect()
+    };
+    let (removed, reset) = (of("remove-node"), of("reset"));
+    let mut what = Vec::new();
+    if !removed.is_empty() {
+        what.push(format!(
+            "remove {} (drain, delete, reset {})",
+            removed.join(", "),
+            if removed.len() == 1 {
+                "its host"
+            } else {
+                "their hosts"
+            }
+        ));
+    }
+    if !reset.is_empty() {
+        what.push(format!(
+            "reset {} (kubeadm's files of an interrupted run)",
+            reset.join(", ")
+        ));
+    }
+    what.join(" and ")
+}
+
+/// What removing nodes did, per node.
+pub fn removed(removed: &[crate::day2::Removed]) -> String {
+    let mut out = String::new();
+    for r in removed {
+        out.push_str(&format!(
+            "removed {}: {}drained, {}host {}\n",
+            r.name,
+            if r.drained { "" } else { "not " },
+            if r.etcd_member_removed {
+                "etcd member removed, "
+            } else {
+                ""
+            },
+            if r.host_reset { "reset" } else { "NOT reset" }
+        ));
+        for w in &r.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use crate::cluster_state::ClusterState;

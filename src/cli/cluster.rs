@@ -11,6 +11,7 @@ use kubeforge::day2;
 use kubeforge::preflight;
 use kubeforge::util::terminal_safe;
 use kubeforge::workflow::apply::{self, Options};
+use kubeforge::workflow::command;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -23,30 +24,6 @@ fn check_ignores(names: &[String]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn print_warnings(p: &apply::Prepared) {
-    for f in &p.warnings {
-        // the message quotes what the host reported: never raw on the terminal
-        eprintln!(
-            "warning: {}: {}: {}",
-            f.host,
-            f.check,
-            terminal_safe(&f.message)
-        );
-    }
-}
-
-fn render_cloud_plan(actions: &[kubeforge::openstack::provider::CloudAction]) -> String {
-    let mut out = String::from("OpenStack resources:\n");
-    for a in actions {
-        let sign = a.verb.sign();
-        out.push_str(&format!(
-            "  {sign} {:<14} {} ({})\n",
-            a.kind, a.name, a.verb
-        ));
-    }
-    out
 }
 
 pub fn plan(a: PlanArgs) -> Result<ExitCode> {
@@ -91,7 +68,10 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
         print_json(&v)?;
     } else {
         if !cloud_plan.is_empty() {
-            print!("{}", terminal_safe(&render_cloud_plan(&cloud_plan)));
+            print!(
+                "{}",
+                terminal_safe(&kubeforge::output::cloud_plan(&cloud_plan))
+            );
             if !to_create.is_empty() {
                 println!(
                     "  new servers ({}) then get the whole bootstrap (os-prep, runtime, kube-binaries, api-endpoint, join)\n",
@@ -100,7 +80,10 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
             }
         }
         if let Some(p) = &prepared {
-            print_warnings(p);
+            eprint!(
+                "{}",
+                terminal_safe(&kubeforge::output::findings(&p.warnings))
+            );
             print!(
                 "{}",
                 terminal_safe(&kubeforge::output::plan(&p.plan, &loaded.cluster))
@@ -144,285 +127,67 @@ fn confirm(question: &str) -> Result<bool> {
     ))
 }
 
+/// The operator's side of `apply`: the confirmation rule with --yes and the terminal, the
+/// prompt, and messages on stderr.
+struct Terminal {
+    yes: bool,
+}
+
+impl command::Ui for Terminal {
+    fn decide(&self, changes: bool, destructive: bool) -> command::Go {
+        command::confirmation(
+            changes,
+            destructive,
+            self.yes,
+            std::io::stdin().is_terminal(),
+        )
+    }
+    fn ask(&self, question: &str) -> std::result::Result<bool, apply::ApplyError> {
+        confirm(question).map_err(apply::ApplyError::Other)
+    }
+    fn say(&self, text: &str) {
+        eprint!("{}", terminal_safe(text));
+    }
+}
+
 pub fn apply(a: ApplyArgs) -> Result<ExitCode> {
     check_ignores(&a.ignore_preflight)?;
-    let mut loaded = load(&a.file.file)?;
-    let mut opts = Options {
+    let loaded = load(&a.file.file)?;
+    let opts = Options {
         connect: connect_options(&a.connect),
         ignore_preflight: a.ignore_preflight.clone(),
         bars: bars(),
         cloud_provider: None,
     };
-    let rt = runtime()?;
-    let mut surplus = Vec::new();
-    if loaded.inventory.spec.openstack.is_some() {
-        // the machines first: show what changes in the cloud, confirm, create or adopt
-        let cloud_plan = rt.block_on(kubeforge::openstack::observe(&loaded))?.actions;
-        eprint!("{}", terminal_safe(&render_cloud_plan(&cloud_plan)));
-        let changes = cloud_plan.iter().any(|x| x.is_change());
-        let destructive: Vec<String> = cloud_plan
-            .iter()
-            .filter(|x| x.is_destructive())
-            .map(|x| format!("{} {} {}", x.verb, x.kind, x.name))
-            .collect();
-        match confirmation(
-            changes,
-            !destructive.is_empty(),
-            a.yes,
-            std::io::stdin().is_terminal(),
-        ) {
-            Go::Refuse => bail!(
-                "apply would {}: confirm on a terminal, or pass --yes",
-                destructive.join(", ")
-            ),
-            Go::Ask
-                if !confirm("Make these changes in the cloud, then bootstrap the servers?")? =>
-            {
-                eprintln!("nothing changed");
-                return Ok(ExitCode::from(EXIT_FAILED));
-            }
-            _ => {}
-        }
-        let (p, cloud_provider, resolved) =
-            rt.block_on(kubeforge::openstack::provision(&loaded))?;
-        loaded = kubeforge::openstack::resolved(&loaded, &resolved);
-        opts.cloud_provider = cloud_provider;
-        for x in p.actions.iter().filter(|x| x.verb.creates()) {
-            eprintln!(
-                "{} {} {}",
-                if x.verb == kubeforge::openstack::action::Verb::Create {
-                    "created"
-                } else {
-                    "replaced"
-                },
-                x.kind,
-                x.name
-            );
-        }
-        if a.cloud_only {
-            for s in &p.servers {
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    s.name,
-                    s.role,
-                    s.fixed_ip.as_deref().unwrap_or("-"),
-                    s.floating_ip.as_deref().unwrap_or("-")
-                );
-            }
-            if let Some(ep) = &p.endpoint {
-                println!("endpoint\t{ep}:6443");
-            }
-            for s in &p.surplus {
-                eprintln!(
-                    "warning: {} is beyond the count; a full apply removes its node, then the server",
-                    s.name
-                );
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        surplus = p.surplus.clone();
-        rt.block_on(apply::wait_reachable(&loaded, &opts.connect))?;
-    }
-    let mut prepared = rt.block_on(apply::prepare(&loaded, &opts))?;
-    print_warnings(&prepared);
-    // destructive: the nodes to prune, and those beyond a lowered count
-    let prune: Vec<String> = if a.prune {
-        kubeforge::engine::plan::unlisted_nodes(&loaded.cluster, prepared.state.as_ref())
-    } else {
-        Vec::new()
+    let req = command::Request {
+        prune: a.prune,
+        force: a.force,
+        cloud_only: a.cloud_only,
     };
-    let surplus_names: Vec<String> = surplus.iter().map(|s| s.name.clone()).collect();
-    if let Some(state) = prepared.state.clone() {
-        prepared
-            .plan
-            .remove_nodes(&loaded.cluster, &state, &prune, "");
-        prepared.plan.remove_nodes(
-            &loaded.cluster,
-            &state,
-            &surplus_names,
-            "; then its server is deleted",
-        );
-    }
-    // the plan goes to stderr: stdout carries the report
-    eprint!(
-        "{}",
-        terminal_safe(&kubeforge::output::plan(&prepared.plan, &loaded.cluster))
-    );
-    let go = confirmation(
-        !prepared.plan.is_empty(),
-        prepared.plan.is_destructive(),
-        a.yes,
-        std::io::stdin().is_terminal(),
-    );
-    if go == Go::Refuse {
-        rt.block_on(prepared.fleet.close());
-        let of = |step: &str| -> Vec<&str> {
-            prepared
-                .plan
-                .destructive
-                .iter()
-                .filter(|d| d.step == step)
-                .map(|d| d.host.as_str())
-                .collect()
-        };
-        let (removed, reset) = (of("remove-node"), of("reset"));
-        let mut what = Vec::new();
-        if !removed.is_empty() {
-            what.push(format!(
-                "remove {} (drain, delete, reset {})",
-                removed.join(", "),
-                if removed.len() == 1 {
-                    "its host"
-                } else {
-                    "their hosts"
-                }
-            ));
+    let outcome = runtime()?.block_on(command::apply(
+        &loaded,
+        &opts,
+        &req,
+        &Terminal { yes: a.yes },
+    ))?;
+    match outcome {
+        command::Outcome::Declined => {
+            eprintln!("nothing changed");
+            Ok(ExitCode::from(EXIT_FAILED))
         }
-        if !reset.is_empty() {
-            what.push(format!(
-                "reset {} (kubeadm's files of an interrupted run)",
-                reset.join(", ")
-            ));
+        command::Outcome::CloudOnly(p) => {
+            let (servers, warnings) = kubeforge::output::cloud_servers(&p);
+            print!("{}", terminal_safe(&servers));
+            eprint!("{}", terminal_safe(&warnings));
+            Ok(ExitCode::SUCCESS)
         }
-        bail!(
-            "apply would {}: confirm on a terminal, or pass --yes",
-            what.join(" and ")
-        );
-    }
-    // the hosts to reset are this cluster's: refused before anything changes
-    let removals: Vec<String> = prune.iter().chain(&surplus_names).cloned().collect();
-    if !removals.is_empty()
-        && let Err(e) = rt.block_on(check_removals(&loaded, &a.connect, &removals, a.force))
-    {
-        rt.block_on(prepared.fleet.close());
-        return Err(e);
-    }
-    if go == Go::Ask && !confirm("Apply these changes?")? {
-        rt.block_on(prepared.fleet.close());
-        eprintln!("nothing changed");
-        return Ok(ExitCode::from(EXIT_FAILED));
-    }
-    let report = rt.block_on(apply::execute(&loaded, prepared, &opts))?;
-    if !prune.is_empty() {
-        eprintln!(
-            "pruning nodes the inventory no longer lists: {}",
-            prune.join(", ")
-        );
-        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &prune, a.force))?);
-    }
-    if !surplus.is_empty() {
-        // lowered counts: the highest-numbered servers leave the cluster safely, then go
-        eprintln!("scaling down: removing {}", surplus_names.join(", "));
-        print_removed(&rt.block_on(remove_nodes(&loaded, &a.connect, &surplus_names, a.force))?);
-        let cloud = rt.block_on(kubeforge::openstack::connect(&loaded))?;
-        let deleted = rt.block_on(kubeforge::openstack::provider::delete_servers(
-            &cloud,
-            &loaded.cluster.name,
-            &surplus,
-        ))?;
-        for x in deleted {
-            eprintln!("deleted {} {}", x.kind, x.name);
-        }
-    }
-    if a.output == OutputFormat::Json {
-        print_json(&report)?;
-    } else {
-        print!("{}", terminal_safe(&kubeforge::output::report(&report)));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Safely removes those of `names` that are nodes of the cluster (drain, delete, etcd member,
-/// reset), as `kubeforge node remove` does.
-async fn remove_nodes(
-    loaded: &kubeforge::inventory::Loaded,
-    connect: &crate::cli::args::ConnectArgs,
-    names: &[String],
-    force_unvouched: bool,
-) -> Result<Vec<day2::Removed>> {
-    let s = day2::open(loaded, connect_options(connect), bars()).await?;
-    let nodes = nodes_of_the_cluster(&s, names);
-    let options = day2::RemoveOptions {
-        force: false,
-        force_unvouched,
-        remove_binaries: false,
-        bars: bars(),
-    };
-    let r = day2::remove(loaded, &s, &nodes, &options).await;
-    s.fleet.close().await;
-    Ok(r?)
-}
-
-/// Of `names`, the nodes the cluster has.
-fn nodes_of_the_cluster(s: &day2::Session2, names: &[String]) -> Vec<String> {
-    names
-        .iter()
-        .filter(|n| s.state.node(n).is_some())
-        .cloned()
-        .collect()
-}
-
-/// Before anything changes: the hosts of the nodes to remove are this cluster's.
-async fn check_removals(
-    loaded: &kubeforge::inventory::Loaded,
-    connect: &crate::cli::args::ConnectArgs,
-    names: &[String],
-    force_unvouched: bool,
-) -> Result<()> {
-    let s = day2::open(loaded, connect_options(connect), bars()).await?;
-    let nodes = nodes_of_the_cluster(&s, names);
-    let r = day2::reach_and_check(loaded, &s, &nodes, force_unvouched).await;
-    if let Ok(sessions) = &r {
-        for (name, session) in sessions {
-            if s.fleet.session(name).is_none() {
-                session.close().await;
-            }
-        }
-    }
-    s.fleet.close().await;
-    r?;
-    Ok(())
-}
-
-/// How `apply` goes on after showing its plan.
-#[derive(Debug, PartialEq, Eq)]
-enum Go {
-    /// Without asking: nothing destructive, or --yes.
-    Ahead,
-    /// Ask on the terminal first.
-    Ask,
-    /// Refuse before anything changes: destructive, off a terminal, without --yes.
-    Refuse,
-}
-
-/// The rule of every destructive command: a destructive action is confirmed on a terminal or
-/// by --yes; off a terminal without --yes it is refused. Other changes are asked about on a
-/// terminal, and made without asking off one.
-fn confirmation(changes: bool, destructive: bool, yes: bool, terminal: bool) -> Go {
-    match (yes, terminal) {
-        (true, _) => Go::Ahead,
-        (false, false) if destructive => Go::Refuse,
-        (false, false) => Go::Ahead,
-        (false, true) if changes || destructive => Go::Ask,
-        (false, true) => Go::Ahead,
-    }
-}
-
-fn print_removed(removed: &[day2::Removed]) {
-    for r in removed {
-        eprintln!(
-            "removed {}: {}drained, {}host {}",
-            r.name,
-            if r.drained { "" } else { "not " },
-            if r.etcd_member_removed {
-                "etcd member removed, "
+        command::Outcome::Applied(report) => {
+            if a.output == OutputFormat::Json {
+                print_json(&report)?;
             } else {
-                ""
-            },
-            if r.host_reset { "reset" } else { "NOT reset" }
-        );
-        for w in &r.warnings {
-            eprintln!("warning: {w}");
+                print!("{}", terminal_safe(&kubeforge::output::report(&report)));
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -463,7 +228,7 @@ pub fn node_remove(a: NodeRemoveArgs) -> Result<ExitCode> {
         s2.fleet.close().await;
         r
     })?;
-    print_removed(&removed);
+    eprint!("{}", terminal_safe(&kubeforge::output::removed(&removed)));
     let listed: Vec<&str> = a
         .names
         .iter()
@@ -584,26 +349,10 @@ pub fn kubeconfig(a: KubeconfigArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     let (loaded, _) = load_observed(&a.file.file, &rt)?;
     let c = &loaded.cluster;
-    let (v, server) = rt.block_on(async {
-        let (connector, resolver) =
-            kubeforge::status::connect_setup(&loaded, connect_options(&a.connect))?;
-        // the first control plane that answers
-        let mut last = None;
-        for h in c.control_planes() {
-            match connector.connect(&resolver.target(&h.name, &h.ssh)).await {
-                Ok(s) => {
-                    let r = apply::fetch_kubeconfig(&loaded, &s).await;
-                    s.close().await;
-                    match r {
-                        Ok(v) => return Ok(v),
-                        Err(e) => last = Some(anyhow::Error::from(e)),
-                    }
-                }
-                Err(e) => last = Some(e.into()),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("the inventory lists no control plane")))
-    })?;
+    let (v, server) = rt.block_on(apply::admin_kubeconfig(
+        &loaded,
+        connect_options(&a.connect),
+    ))?;
     let default_path = || {
         std::env::var_os("KUBECONFIG")
             .and_then(|k| std::env::split_paths(&k).next())
@@ -681,25 +430,4 @@ pub fn destroy(a: super::args::DestroyArgs) -> Result<ExitCode> {
     }
     eprintln!("cluster {name}: {} cloud resources deleted", deleted.len());
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destructive_actions_are_confirmed() {
-        // (changes, destructive, yes, terminal)
-        assert_eq!(confirmation(true, true, false, false), Go::Refuse);
-        assert_eq!(confirmation(false, true, false, false), Go::Refuse);
-        assert_eq!(confirmation(false, true, false, true), Go::Ask);
-        assert_eq!(confirmation(true, true, false, true), Go::Ask);
-        assert_eq!(confirmation(true, true, true, false), Go::Ahead);
-        assert_eq!(confirmation(false, true, true, true), Go::Ahead);
-        // not destructive: asked on a terminal, made off one, as before
-        assert_eq!(confirmation(true, false, false, true), Go::Ask);
-        assert_eq!(confirmation(true, false, false, false), Go::Ahead);
-        assert_eq!(confirmation(false, false, false, true), Go::Ahead);
-        assert_eq!(confirmation(false, false, false, false), Go::Ahead);
-    }
 }

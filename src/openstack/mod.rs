@@ -288,7 +288,14 @@ pub async fn observe(loaded: &Loaded) -> Result<CloudView, ProviderError> {
 /// and what was resolved (their hosts, the load balancer's address).
 pub async fn provision(
     loaded: &Loaded,
-) -> Result<(Provisioned, Option<crate::engine::plan::CloudProvider>, Resolved), ProviderError> {
+) -> Result<
+    (
+        Provisioned,
+        Option<crate::engine::plan::CloudProvider>,
+        Resolved,
+    ),
+    ProviderError,
+> {
     let cloud = connect(loaded).await?;
     let os = spec(loaded)?;
     let key = public_key(loaded)?;

@@ -46,6 +46,9 @@ pub enum ApplyError {
     },
     #[error("the cluster was set up, but verification failed:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Verify(Vec<String>),
+    /// Destructive actions, off a terminal, without --yes: refused before anything changed.
+    #[error("apply would {0}: confirm on a terminal, or pass --yes")]
+    Refused(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -624,6 +627,32 @@ pub async fn fetch_kubeconfig(
     )
     .map_err(|e| ApplyError::Other(e.into()))?;
     Ok((v, server))
+}
+
+/// The admin kubeconfig for the operator, from the first control plane that answers, with
+/// the server address the operator reaches (see [`operator_server`]).
+pub async fn admin_kubeconfig(
+    loaded: &Loaded,
+    connect: ConnectOptions,
+) -> Result<(serde_json::Value, String), ApplyError> {
+    let (connector, resolver) = connect_setup(loaded, connect)?;
+    let mut last = None;
+    for h in loaded.cluster.control_planes() {
+        match connector.connect(&resolver.target(&h.name, &h.ssh)).await {
+            Ok(s) => {
+                let r = fetch_kubeconfig(loaded, &s).await;
+                s.close().await;
+                match r {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(e) => last = Some(ApplyError::Other(e.into())),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        ApplyError::Other(anyhow::anyhow!("the inventory lists no control plane"))
+    }))
 }
 
 async fn write_kubeconfig(

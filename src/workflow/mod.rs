@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod certs;
+pub mod command;
 pub mod reset;
 
 use crate::engine::Workflow;
