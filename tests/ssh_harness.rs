@@ -734,18 +734,21 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
             if user == "ops" {
                 // sudo logged the secret's command (if it did) before the visible one: once
                 // the visible one is in the journal, so is anything the secret left
-                let log = wait_for(
-                    "sudo's log of the visible command line in node1's journal",
+                let log: Result<String, _> = kubeforge::wait::poll_until(
                     Duration::from_secs(15),
-                    || {
+                    common::POLL_INTERVAL,
+                    "sudo's log of the visible command line in node1's journal",
+                    || async {
                         let log = h.sh(1, "journalctl -q --no-pager -t sudo");
                         if log.contains(&visible) {
-                            Ok(log)
+                            Poll::<_, String>::Ready(log)
                         } else {
-                            Err(format!("sudo logs command lines:\n{log}"))
+                            Poll::Pending(format!("sudo logs command lines:\n{log}"))
                         }
                     },
-                );
+                )
+                .await;
+                let log = log.unwrap_or_else(|e| panic!("{e}"));
                 assert!(!log.contains(&secret), "a secret in sudo's log:\n{log}");
             }
             // exec: stdin, exit status, stderr
