@@ -3,7 +3,8 @@
 # tests need (Debian packages for the test hosts), brings up harness hosts (systemd-nspawn
 # machines with a real sshd, ../shared/harness) and the OpenStack lab (real Keystone, Nova,
 # Neutron, Glance, Octavia on loopback, ../shared/openstack-lab), builds and runs every test,
-# and always tears the hosts and the lab down. Safe to re-run.
+# lints the code (clippy with warnings as errors) and every shell script of the repository
+# (shellcheck), and always tears the hosts and the lab down. Safe to re-run.
 #
 # Env: KUBEFORGE_SHARED (default ../shared), HARNESS_DIR (default /tmp/harness),
 #      LAB (default /tmp/openstack-lab), KEEP_HOSTS=1 leaves the hosts and the lab up.
@@ -25,7 +26,7 @@ say() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 say "install test prerequisites"
 PKGS=(debootstrap systemd-container btrfs-progs zstd bridge-utils iproute2 openssh-client util-linux
-      python3 python3-yaml curl dpkg iptables)
+      python3 python3-yaml curl dpkg iptables shellcheck)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -39,6 +40,17 @@ command -v cargo >/dev/null || {
   exit 1
 }
 cargo build --locked --all-targets
+
+say "lint"
+# clippy comes with rustup's default profile; a minimal toolchain lacks it
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --locked --all-targets -- -D warnings
+# every shell script: .ci/run and each *.sh outside build output (scripts/, benches/, and
+# any added later)
+mapfile -d '' sh_files < <(find . \( -path ./target -o -path ./.git \) -prune -o -type f -name '*.sh' -print0 | sort -z)
+sh_files+=(.ci/run)
+shellcheck "${sh_files[@]}"
+echo "shellcheck: ${#sh_files[@]} scripts clean"
 
 say "harness hosts up"
 # nodes.sh expects these directories to exist on a fresh machine

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Harness, cluster_inventory, kubeforge, serial, text};
+use common::{Harness, cluster_inventory, kubeforge, serial, text, wait_for};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const V: &str = "1.33.5";
 
@@ -271,13 +271,28 @@ fn three_control_planes_survive_the_loss_of_one() {
     // the first control plane dies: the API still answers through the endpoint from the worker
     let out = h.nodes(&["kill", "1"]);
     assert!(out.status.success());
-    std::thread::sleep(Duration::from_secs(1));
-    for _ in 0..5 {
+    // gone: its API server no longer takes connections
+    wait_for(
+        "node1's API server (10.123.0.11:6443) to stop answering",
+        Duration::from_secs(30),
+        || {
+            let api = std::net::SocketAddr::from(([10, 123, 0, 11], 6443));
+            match std::net::TcpStream::connect_timeout(&api, Duration::from_millis(500)) {
+                Ok(_) => Err("it still accepts connections".into()),
+                Err(_) => Ok(()),
+            }
+        },
+    );
+    // ... and from then on, for 6 s and at least 5 rounds, every request through the endpoint
+    // answers
+    let since = Instant::now();
+    let mut rounds = 0;
+    while rounds < 5 || since.elapsed() < Duration::from_secs(6) {
         let r = h.sh(4, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz --request-timeout=10s");
-        assert_eq!(r.trim(), "ok");
+        assert_eq!(r.trim(), "ok", "round {rounds}");
         let n = h.sh(4, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node node4 -o jsonpath='{.metadata.name}'");
-        assert_eq!(n.trim(), "node4");
-        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(n.trim(), "node4", "round {rounds}");
+        rounds += 1;
     }
     let out = h.nodes(&["start", "1"]);
     assert!(out.status.success());
@@ -503,9 +518,17 @@ fn join_secrets_never_reach_a_command_line_and_the_join_token_is_deleted() {
     );
     // -vv: every command kubeforge runs is logged, and still no secret may show
     let out = apply(&inv, &["-vv"]);
-    h.sh(
-        1,
-        "touch /root/scan.stop; for i in $(seq 1 100); do [ -e /root/scan.done ] && break; sleep 0.1; done; [ -e /root/scan.done ]",
+    h.sh(1, "touch /root/scan.stop");
+    wait_for(
+        "node1's command-line scan to stop and write /root/cmdlines",
+        Duration::from_secs(10),
+        || {
+            if h.exec(1, "test -e /root/scan.done").status.success() {
+                Ok(())
+            } else {
+                Err("no /root/scan.done yet".into())
+            }
+        },
     );
     assert!(
         out.status.success(),

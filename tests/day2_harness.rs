@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{Harness, cluster_inventory, kubeforge, serial, text};
+use common::{Harness, Poll, cluster_inventory, kubeforge, poll_for, serial, text, wait_for};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -97,6 +97,27 @@ fn watch(h: &Harness, worker: usize) -> (std::process::Child, tempfile::NamedTem
     (child, f)
 }
 
+/// The complete lines of a watch's log (time, /readyz answer, node=version pairs); a line still
+/// being written is left out.
+fn samples(log: &Path) -> Vec<(f64, String, String)> {
+    let lines = std::fs::read_to_string(log).unwrap();
+    let complete = match lines.rfind('\n') {
+        Some(end) => &lines[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, '|');
+            Some((
+                p.next()?.parse().ok()?,
+                p.next()?.trim().to_string(),
+                p.next().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs harness hosts: run scripts/test.sh"]
 fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
@@ -130,24 +151,41 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     // 1.32.9 -> 1.33.5, watched from a worker
     set_version(&h, &inv, "1.33.5");
     let (mut child, log) = watch(&h, 5);
-    std::thread::sleep(Duration::from_secs(2));
+    // the watch answers before the upgrade starts: a sample with every node on 1.32.9
+    wait_for(
+        "a first sample of node5's watch, every node on v1.32.9",
+        Duration::from_secs(30),
+        || match samples(log.path()).last() {
+            Some(s) if s.2.matches("=v1.32.9").count() == 5 => Ok(()),
+            Some(s) => Err(format!("last sample: {s:?}")),
+            None => Err("no sample yet".into()),
+        },
+    );
     let out = apply(&inv);
-    std::thread::sleep(Duration::from_secs(2));
+    let finished = unix_now();
+    // ... and still after it: a sample taken after kubeforge finished, every node on 1.33.5
+    // (when the upgrade failed, `ok` below says so without this wait)
+    let watched = if out.status.success() {
+        poll_for::<_, String>(
+            "a sample of node5's watch taken after the upgrade, every node on v1.33.5",
+            Duration::from_secs(60),
+            common::POLL_INTERVAL,
+            || match samples(log.path()).last() {
+                Some(s) if s.0 > finished && s.2.matches("=v1.33.5").count() == 5 => {
+                    Poll::Ready(())
+                }
+                Some(s) => Poll::Pending(format!("last sample: {s:?}")),
+                None => Poll::Pending("no sample".into()),
+            },
+        )
+    } else {
+        Ok(())
+    };
     let _ = child.kill();
     let _ = child.wait();
     ok(&out);
-    let lines = std::fs::read_to_string(log.path()).unwrap();
-    let samples: Vec<(f64, String, String)> = lines
-        .lines()
-        .filter_map(|l| {
-            let mut p = l.splitn(3, '|');
-            Some((
-                p.next()?.parse().ok()?,
-                p.next()?.trim().to_string(),
-                p.next().unwrap_or("").to_string(),
-            ))
-        })
-        .collect();
+    watched.unwrap_or_else(|e| panic!("{e}"));
+    let samples = samples(log.path());
     assert!(
         samples.len() > 40,
         "the watch ran ({} samples)",
@@ -268,7 +306,38 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     });
     rx.recv_timeout(Duration::from_secs(300))
         .expect("node4's upgrade started");
-    std::thread::sleep(Duration::from_millis(1500));
+    // mid-upgrade: node4 is cordoned (its drain follows at once) and the run goes on
+    let cordoned = poll_for::<_, String>(
+        "node4 to be cordoned by its upgrade",
+        Duration::from_secs(300),
+        common::POLL_INTERVAL,
+        || {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Poll::Abort(format!(
+                    "kubeforge ended ({st}) before node4 was seen cordoned"
+                ));
+            }
+            let out = h.nodes(&[
+                "ssh",
+                "1",
+                &format!("{KUBECTL} get node node4 -o jsonpath='{{.spec.unschedulable}}'"),
+            ]);
+            let seen = text(&out.stdout);
+            if out.status.success() && seen.trim() == "true" {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!(
+                    "spec.unschedulable: {seen:?} {}",
+                    text(&out.stderr).trim()
+                ))
+            }
+        },
+    );
+    if let Err(e) = cordoned {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}:\n{}", reader.join().unwrap());
+    }
     assert!(h.nodes(&["kill", "4"]).status.success());
     let status = child.wait().unwrap();
     let log = reader.join().unwrap();
@@ -284,6 +353,15 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     assert!(
         log.contains("the node is left cordoned: it is not healthy"),
         "{log}"
+    );
+    assert_eq!(
+        h.sh(
+            1,
+            &format!("{KUBECTL} get node node4 -o jsonpath='{{.spec.unschedulable}}'")
+        )
+        .trim(),
+        "true",
+        "node4 is left cordoned"
     );
     // 1.34 changes the sandbox image: a node not yet upgraded keeps its containerd running,
     // with its old config (it changes after that node's own drain, not on every node at once)
@@ -392,18 +470,22 @@ EOF
 {KUBECTL} apply -f /root/web.yaml >/dev/null"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let pod = loop {
-        let p = h.sh(
-            1,
-            &format!("{KUBECTL} get pods -l app=web --field-selector=status.phase=Running -o name"),
-        );
-        if let Some(p) = p.lines().next() {
-            break p.trim_start_matches("pod/").to_string();
-        }
-        assert!(Instant::now() < deadline, "the web pod runs on node5");
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let pod = wait_for(
+        "the web pod to run on node5",
+        Duration::from_secs(60),
+        || {
+            let p = h.sh(
+                1,
+                &format!(
+                    "{KUBECTL} get pods -l app=web --field-selector=status.phase=Running -o name"
+                ),
+            );
+            match p.lines().next() {
+                Some(p) => Ok(p.trim_start_matches("pod/").to_string()),
+                None => Err("no Running pod app=web".into()),
+            }
+        },
+    );
     let out = kubeforge(
         &[
             "node",
@@ -790,16 +872,18 @@ fn certs_renew_waits_for_each_control_plane_itself_not_the_endpoint() {
     // the hosts stay usable whatever the outcome: wait for the manifest to be back (a renewal
     // that failed before node2 leaves the hold script waiting: it is stopped, and the failure
     // shown)
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while h.exec(2, "test -e /root/released").status.code() != Some(0) {
-        if Instant::now() > deadline {
-            h.sh(2, "pkill -f /root/hold.sh; [ -e /root/kube-apiserver.yaml ] && mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/; true");
-            panic!(
-                "node2's hold script never ended; kubeforge said:\n{}",
-                text(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let released = poll_for::<_, String>(
+        "node2's hold script to put the API server's manifest back (/root/released)",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || match h.exec(2, "test -e /root/released").status.code() {
+            Some(0) => Poll::Ready(()),
+            _ => Poll::Pending("not yet".into()),
+        },
+    );
+    if let Err(e) = released {
+        h.sh(2, "pkill -f /root/hold.sh; [ -e /root/kube-apiserver.yaml ] && mv /root/kube-apiserver.yaml /etc/kubernetes/manifests/; true");
+        panic!("{e}; kubeforge said:\n{}", text(&out.stderr));
     }
     ok(&out);
     let stamp = |f: &str| -> f64 { h.sh(2, &format!("cat {f}")).trim().parse().unwrap() };

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{Harness, cluster_inventory, kubeforge, serial, text};
-use std::time::{Duration, Instant};
+use common::{Harness, cluster_inventory, kubeforge, serial, text, wait_for};
+use std::time::Duration;
 
 const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
 
@@ -81,17 +81,21 @@ fn destructive_steps_are_confirmed_and_touch_only_the_clusters_hosts() {
             "{KUBECTL} patch node node2 --type=merge -p '{{\"status\":{{\"addresses\":[{{\"type\":\"InternalIP\",\"address\":\"10.123.0.13\"}},{{\"type\":\"Hostname\",\"address\":\"node2\"}}]}}}}'"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !h
-        .sh(
-            1,
-            &format!("{KUBECTL} get node node2 -o jsonpath='{{.status.addresses[0].address}}'"),
-        )
-        .contains("10.123.0.13")
-    {
-        assert!(Instant::now() < deadline, "node2's address was patched");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for(
+        "node2's InternalIP to read 10.123.0.13",
+        Duration::from_secs(30),
+        || {
+            let ip = h.sh(
+                1,
+                &format!("{KUBECTL} get node node2 -o jsonpath='{{.status.addresses[0].address}}'"),
+            );
+            if ip.contains("10.123.0.13") {
+                Ok(())
+            } else {
+                Err(format!("it reads {ip:?}"))
+            }
+        },
+    );
     let out = kubeforge(&["apply", "-f", inv1_s, "--prune", "--yes"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);

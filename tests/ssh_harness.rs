@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, Healer, inventory, kubeforge, serial, text};
+use common::{Harness, Healer, Poll, inventory, kubeforge, poll_for, serial, text, wait_for};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -78,10 +78,8 @@ fn status_reports_facts_that_match_the_hosts() {
         assert_eq!(f["kernel_features"]["br_netfilter"], "builtin");
     }
     // the text table, and a port that preflight must flag
-    h.sh(
-        2,
-        "nohup python3 -m http.server 10250 >/dev/null 2>&1 & sleep 0.5",
-    );
+    h.sh(2, "nohup python3 -m http.server 10250 >/dev/null 2>&1 &");
+    h.wait_listening(2, 10250, Duration::from_secs(10));
     let out = kubeforge(&["status", "-f", inv.to_str().unwrap()], &[]);
     h.sh(2, "pkill -f 'http.server 10250'");
     let stdout = text(&out.stdout);
@@ -111,10 +109,8 @@ fn status_reports_facts_that_match_the_hosts() {
         "{stdout}"
     );
     // --ignore-preflight skips it by name
-    h.sh(
-        2,
-        "nohup python3 -m http.server 10250 >/dev/null 2>&1 & sleep 0.5",
-    );
+    h.sh(2, "nohup python3 -m http.server 10250 >/dev/null 2>&1 &");
+    h.wait_listening(2, 10250, Duration::from_secs(10));
     let out = kubeforge(
         &[
             "status",
@@ -379,12 +375,17 @@ fn ssh_agent_and_ssh_config_are_honoured() {
         }
     }
     let _agent = Kill(agent);
-    for _ in 0..50 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        &format!("ssh-agent's socket {}", sock.display()),
+        Duration::from_secs(10),
+        || {
+            if sock.exists() {
+                Ok(())
+            } else {
+                Err("not there yet".into())
+            }
+        },
+    );
     let add = std::process::Command::new("ssh-add")
         .arg(h.key())
         .env("SSH_AUTH_SOCK", &sock)
@@ -600,10 +601,27 @@ fn a_cut_link_fails_that_host_within_seconds_while_the_others_finish() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let spawned = Instant::now();
+    // the command runs on every host (kubeforge connected and started it) before node2's link
+    // is cut; `elapsed` in the report counts from kubeforge's start, after `spawned`
+    wait_for(
+        "`sleep 20` running on node1, node2 and node3",
+        Duration::from_secs(15),
+        || {
+            let missing: Vec<String> = (1..=3)
+                .filter(|&i| !h.exec(i, "pgrep -fx 'sleep 20'").status.success())
+                .map(|i| format!("node{i}"))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not yet on {}", missing.join(", ")))
+            }
+        },
+    );
+    let cut_at = spawned.elapsed().as_secs_f64();
     let out = h.nodes(&["cut", "2"]);
     assert!(out.status.success());
-    let cut_at = 2.0;
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -714,8 +732,23 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
             let visible = format!("kf-visible-{}", std::process::id());
             s.run(&format!("true {visible}")).await.unwrap();
             if user == "ops" {
-                let log = h.sh(1, "sleep 0.5; journalctl -q --no-pager -t sudo");
-                assert!(log.contains(&visible), "sudo logs command lines:\n{log}");
+                // sudo logged the secret's command (if it did) before the visible one: once
+                // the visible one is in the journal, so is anything the secret left
+                let log: Result<String, _> = kubeforge::wait::poll_until(
+                    Duration::from_secs(15),
+                    common::POLL_INTERVAL,
+                    "sudo's log of the visible command line in node1's journal",
+                    || async {
+                        let log = h.sh(1, "journalctl -q --no-pager -t sudo");
+                        if log.contains(&visible) {
+                            Poll::<_, String>::Ready(log)
+                        } else {
+                            Poll::Pending(format!("sudo logs command lines:\n{log}"))
+                        }
+                    },
+                )
+                .await;
+                let log = log.unwrap_or_else(|e| panic!("{e}"));
                 assert!(!log.contains(&secret), "a secret in sudo's log:\n{log}");
             }
             // exec: stdin, exit status, stderr
@@ -751,20 +784,20 @@ fn uploads_are_atomic_with_mode_and_owner_and_files_read_back() {
                 .to_string();
             assert_eq!(e, "node1: `sleep 30` did not finish within 1.0s");
             // ... and the host ends it soon after, instead of letting it run on
-            let gone = async {
-                for _ in 0..24 {
-                    let left = s.run("pgrep -x sleep | wc -l").await.unwrap();
-                    if left.trim() == "0" {
-                        return true;
+            let gone: Result<(), _> = kubeforge::wait::poll_until(
+                Duration::from_secs(12),
+                Duration::from_millis(500),
+                &format!("{user}: the timed-out command to be stopped on the host"),
+                || async {
+                    match s.run("pgrep -x sleep | wc -l").await {
+                        Ok(left) if left.trim() == "0" => Poll::Ready(()),
+                        Ok(left) => Poll::Pending(format!("{} `sleep` still running", left.trim())),
+                        Err(e) => Poll::Abort(e.to_string()),
                     }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                false
-            };
-            assert!(
-                gone.await,
-                "{user}: the timed-out command was stopped on the host"
-            );
+                },
+            )
+            .await;
+            gone.unwrap_or_else(|e| panic!("{e}"));
             s.run(&format!("rm -rf /etc/kf-test-{user} /opt/kf-test-{user}"))
                 .await
                 .unwrap();
@@ -780,6 +813,40 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Waits up to `secs` for `child` to exit, reading its peak RSS every 5 ms meanwhile. Returns
+/// its exit status and the highest VmHWM read (0: never read); when it does not end in time,
+/// kills it and says so, with the peak seen.
+fn exit_sampling_peak_rss(
+    child: &mut std::process::Child,
+    name: &str,
+    secs: u64,
+) -> Result<(std::process::ExitStatus, u64), String> {
+    let pid = child.id();
+    let mut peak = 0;
+    let exited = poll_for::<_, String>(
+        &format!("{name} to end"),
+        Duration::from_secs(secs),
+        Duration::from_millis(5),
+        || {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Poll::Ready(st);
+            }
+            if let Some(kib) = peak_rss_kib(pid) {
+                peak = peak.max(kib);
+            }
+            Poll::Pending(format!("still running, peak RSS {peak} KiB"))
+        },
+    );
+    match exited {
+        Ok(st) => Ok((st, peak)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e.to_string())
+        }
+    }
 }
 
 #[test]
@@ -801,22 +868,9 @@ fn endless_output_is_cut_at_the_cap_with_bounded_memory_and_time() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let start = Instant::now();
-    let mut peak = 0;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            panic!("kubeforge exec did not end within 90 s (peak RSS {peak} KiB)");
-        }
-        if let Some(kib) = peak_rss_kib(pid) {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (status, peak) =
+        exit_sampling_peak_rss(&mut child, "kubeforge exec", 90).unwrap_or_else(|e| panic!("{e}"));
     let took = start.elapsed();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
@@ -840,19 +894,18 @@ fn endless_output_is_cut_at_the_cap_with_bounded_memory_and_time() {
     assert!(peak > 0, "VmHWM was read");
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     // the remote command was stopped, not left writing into a closed channel
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = h.exec(1, "pgrep -f '^head -c 100000000' || true");
-        if text(&left.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running on node1: {}",
-            text(&left.stdout)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(
+        "the remote `head` to be stopped on node1",
+        Duration::from_secs(15),
+        || {
+            let left = h.exec(1, "pgrep -f '^head -c 100000000' || true");
+            if text(&left.stdout).trim().is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still running on node1: {}", text(&left.stdout)))
+            }
+        },
+    );
 }
 
 /// A second sshd on node1 with its own RSA host key, offering only `algorithms` for it;
@@ -874,14 +927,7 @@ impl<'a> ExtraSshd<'a> {
             h,
             dir: dir.to_string(),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !text(&h.exec(1, &format!("ss -Hltn 'sport = :{port}'")).stdout).contains("LISTEN") {
-            assert!(
-                Instant::now() < deadline,
-                "sshd on port {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        h.wait_listening(1, port, Duration::from_secs(10));
         me
     }
 }
@@ -1058,24 +1104,9 @@ fn a_file_read_from_a_host_is_bounded_too() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let start = Instant::now();
-    let mut peak = 0;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            h.sh(1, "rm -f /etc/kubernetes/admin.conf");
-            panic!("kubeforge kubeconfig did not end within 120 s (peak RSS {peak} KiB)");
-        }
-        if let Some(kib) = peak_rss_kib(pid) {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let exited = exit_sampling_peak_rss(&mut child, "kubeforge kubeconfig", 120);
     h.sh(1, "rm -f /etc/kubernetes/admin.conf");
+    let (status, peak) = exited.unwrap_or_else(|e| panic!("{e}"));
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_ne!(status.code(), Some(0), "{stderr}");

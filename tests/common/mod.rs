@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use kubeforge::wait::Poll;
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -233,5 +236,62 @@ impl Harness {
             self.fresh(n);
         });
         self.up(n)
+    }
+}
+
+/// How often `wait_for` checks its condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The blocking twin of `kubeforge::wait::poll_until` for the tests (it runs that very helper
+/// on a runtime of its own): checks `check` every `interval` until it returns `Ready`, returns
+/// `Abort`, or `deadline` has passed since the first check. `Pending(why)` says what the check
+/// saw; the last one is in the error, which reads "gave up waiting for {what} after Ns: {why}".
+/// Not for use inside an async test: call `poll_until` there.
+pub fn poll_for<T, E>(
+    what: &str,
+    deadline: Duration,
+    interval: Duration,
+    mut check: impl FnMut() -> Poll<T, E>,
+) -> Result<T, kubeforge::wait::WaitError<E>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(kubeforge::wait::poll_until(
+            deadline,
+            interval,
+            what,
+            || std::future::ready(check()),
+        ))
+}
+
+/// Waits until `check` returns `Ok` (checked every `POLL_INTERVAL`; `Err(why)` means "not yet",
+/// and why) and returns its value; panics with what it waited for and what it last saw when
+/// `deadline` passes first.
+pub fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    poll_for::<T, String>(what, deadline, POLL_INTERVAL, || match check() {
+        Ok(v) => Poll::Ready(v),
+        Err(why) => Poll::Pending(why),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl Harness {
+    /// Waits until something on node i listens on TCP `port` (as `ss` shows it: the socket
+    /// table the facts probe reads in /proc/net/tcp{,6}).
+    pub fn wait_listening(&self, i: usize, port: u16, deadline: Duration) {
+        wait_for(&format!("a listener on node{i}:{port}"), deadline, || {
+            let out = self.exec(i, &format!("ss -Hltn 'sport = :{port}'"));
+            let seen = text(&out.stdout);
+            if out.status.success() && seen.contains("LISTEN") {
+                Ok(())
+            } else {
+                Err(format!("ss: {}{}", seen.trim(), text(&out.stderr).trim()))
+            }
+        })
     }
 }
