@@ -240,6 +240,20 @@ fn an_upgrade_defers_the_runtime_to_each_nodes_drain_and_batches_workers_by_the_
         first.installs.first().map(|a| a.component.as_str()),
         Some("kubeadm")
     );
+    // the new release's containerd config (its sandbox image) is written during the drain
+    assert_ne!(
+        m.image("pause").map(|i| i.digest_ref()),
+        m_old.image("pause").map(|i| i.digest_ref()),
+        "the two releases pin different sandbox images"
+    );
+    assert!(
+        first
+            .runtime_files
+            .iter()
+            .any(|f| f.path == "/etc/containerd/config.toml"),
+        "{:?}",
+        first.runtime_files
+    );
     // the disruption budget: 20% of 10 workers
     assert_eq!(
         kubeforge::steps::upgrade_worker::UpgradeWorker.schedule(&c),
@@ -384,4 +398,43 @@ fn a_joining_control_plane_maps_the_endpoint_to_a_serving_one_before_its_join() 
     })
     .expect("cp2 joins");
     assert!(block < join, "the block is in place before kubeadm join");
+}
+
+/// The facts probe hashes exactly the files the desired state writes (derived, not listed by
+/// hand): a file added to `for_host` is probed, so a converged host plans nothing for it.
+#[test]
+fn managed_paths_are_every_file_the_desired_state_writes() {
+    let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: prod}\nspec:\n  kubernetes: {version: 1.33.5}\n  artifacts:\n    registryMirrors: {docker.io: ['https://mirror.internal']}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n    - {name: w1, address: 10.0.1.1, role: worker}\n";
+    let l = load_str(Path::new("t.yaml"), text, Path::new("/"), &|_| None)
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let (c, m) = (
+        l.cluster.clone(),
+        l.catalog.get(&l.cluster.version).unwrap().clone(),
+    );
+    let paths = desired::managed_paths(&c, &m);
+    let ips = desired::NodeIps::from_inventory(&c);
+    let mut wanted = std::collections::BTreeSet::new();
+    for h in &c.hosts {
+        for arch in m.arches() {
+            for f in desired::for_host(&c, &m, h, &arch, "127.0.0.1", &ips)
+                .unwrap()
+                .files
+            {
+                wanted.insert(f.path);
+            }
+        }
+    }
+    wanted.insert(kubeforge::paths::CNI_MANIFEST.to_string());
+    wanted.insert(kubeforge::paths::CLOUD_PROVIDER_MANIFEST.to_string());
+    let probed: std::collections::BTreeSet<String> = paths.iter().cloned().collect();
+    assert_eq!(probed, wanted);
+    assert_eq!(probed.len(), paths.len(), "each path once: {paths:?}");
+    // the worker's haproxy and the registry mirror's hosts.toml are among them
+    for p in [
+        "/etc/haproxy/haproxy.cfg",
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+        "/etc/containerd/config.toml",
+    ] {
+        assert!(probed.contains(p), "{p} is not probed: {paths:?}");
+    }
 }
