@@ -299,6 +299,43 @@ impl Facts {
 #[error("cannot read the facts output: {0}")]
 pub struct ParseError(pub String);
 
+/// Why the facts of a host could not be gathered: the SSH command failed (of that error's
+/// kind), or the probe ran and its output could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Ssh(Box<crate::ssh::SshError>),
+    #[error("{host}: {error} (stderr: {stderr})")]
+    Parse {
+        host: String,
+        error: ParseError,
+        /// What the probe wrote to stderr (trimmed).
+        stderr: String,
+    },
+}
+
+impl From<crate::ssh::SshError> for FactsError {
+    fn from(e: crate::ssh::SshError) -> Self {
+        FactsError::Ssh(Box::new(e))
+    }
+}
+
+impl FactsError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            FactsError::Ssh(e) => e.kind(),
+            FactsError::Parse { .. } => crate::error::ErrorKind::Parse,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        match self {
+            FactsError::Ssh(e) => e.host(),
+            FactsError::Parse { host, .. } => host,
+        }
+    }
+}
+
 fn sections(text: &str) -> BTreeMap<&str, Vec<&str>> {
     let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut cur: Option<&str> = None;
@@ -392,18 +429,28 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
     let cpus = one("nproc")
         .parse()
         .map_err(|_| ParseError(format!("nproc said {:?}", one("nproc"))))?;
-    let mut memory_mib = 0;
+    let mut memory_mib = None;
     for l in get("meminfo") {
         let mut w = l.split_whitespace();
         if w.next() == Some("MemTotal:") {
-            memory_mib = w.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) / 1024;
+            let kib = w
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ParseError(format!("/proc/meminfo said {l:?}")))?;
+            memory_mib = Some(kib / 1024);
         }
     }
+    let memory_mib = memory_mib.ok_or_else(|| ParseError("no MemTotal in /proc/meminfo".into()))?;
     // /proc/swaps: Filename Type Size(KiB) Used Priority
     let swap_mib = get("swaps")
         .iter()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .sum::<u64>()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ParseError(format!("/proc/swaps said {l:?}")))
+        })
+        .sum::<Result<u64, ParseError>>()?
         / 1024;
     let remote: f64 = one("time")
         .parse()
@@ -411,9 +458,12 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
     let clock_offset_ms = ((remote - (sent + received) / 2.0) * 1000.0).round() as i64;
     let listening_ports = get("tcp-listen")
         .iter()
-        .filter_map(|a| a.rsplit_once(':'))
-        .filter_map(|(_, p)| u16::from_str_radix(p.trim(), 16).ok())
-        .collect();
+        .map(|a| {
+            a.rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p.trim(), 16).ok())
+                .ok_or_else(|| ParseError(format!("/proc/net/tcp has local address {a:?}")))
+        })
+        .collect::<Result<_, _>>()?;
     let k = kv(&get("kernel"));
     let feature = |name: &str| match k.get(name).copied() {
         Some("loaded") => Feature::Loaded,
@@ -456,14 +506,19 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         })
         .collect();
     let node_ip = get("node-ip");
-    let ssh_local_address = kv(&node_ip)
-        .get("ssh-local")
-        .and_then(|v| v.trim().parse().ok());
+    let ssh_local_address = match kv(&node_ip).get("ssh-local").map(|v| v.trim()) {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| ParseError(format!("SSH_CONNECTION names {v:?}, not an address")))?,
+        ),
+    };
     let addresses = node_ip
         .iter()
         .filter_map(|l| {
             let mut w = l.strip_prefix("addr=")?.split_whitespace();
             let (dev, _family, ip) = (w.next()?, w.next()?, w.next()?);
+            // `ip -o addr` lines kubeforge cannot read name no address a node could use
             Some((dev.to_string(), ip.parse().ok()?))
         })
         .collect();
@@ -558,10 +613,30 @@ pub async fn ssh_local_address(session: &crate::ssh::Session) -> Option<IpAddr> 
                 ..Default::default()
             },
         )
-        .await
-        .ok()?;
-    let ip: IpAddr = out.stdout().trim().parse().ok()?;
-    usable_node_ip(&ip).then_some(ip)
+        .await;
+    // a fallback for the node IP: without it the caller keeps what the facts found
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("cannot read $SSH_CONNECTION: {e}");
+            return None;
+        }
+    };
+    let said = out.stdout();
+    let said = said.trim();
+    if said.is_empty() {
+        return None;
+    }
+    match said.parse::<IpAddr>() {
+        Ok(ip) => usable_node_ip(&ip).then_some(ip),
+        Err(_) => {
+            tracing::warn!(
+                "{}: $SSH_CONNECTION names {said:?}, not an address",
+                session.name()
+            );
+            None
+        }
+    }
 }
 
 /// An IPv4 address a node can register with: not loopback, unspecified, link-local,
@@ -571,7 +646,7 @@ pub fn usable_node_ip(ip: &IpAddr) -> bool {
 }
 
 /// Gathers the facts of one host over its session.
-pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::SshError> {
+pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, FactsError> {
     gather_with(session, &[]).await
 }
 
@@ -579,7 +654,9 @@ pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::
 pub async fn gather_with(
     session: &crate::ssh::Session,
     paths: &[String],
-) -> Result<Facts, crate::ssh::SshError> {
+) -> Result<Facts, FactsError> {
+    // a clock before 1970 gives no offset worth reporting; the clock-skew check then sees a
+    // large offset and says so
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -599,9 +676,10 @@ pub async fn gather_with(
         )
         .await?;
     let received = now();
-    parse(&out.stdout(), sent, received).map_err(|e| crate::ssh::SshError::Config {
+    parse(&out.stdout(), sent, received).map_err(|error| FactsError::Parse {
         host: session.name().to_string(),
-        message: format!("{e} (stderr: {})", out.stderr().trim()),
+        error,
+        stderr: out.stderr().trim().to_string(),
     })
 }
 
@@ -634,6 +712,33 @@ mod tests {
             Some("1.33.0")
         );
         assert_eq!(version_in("no version here 1.2").as_deref(), None);
+    }
+
+    #[test]
+    fn a_parse_failure_is_of_kind_parse_and_names_the_host_and_what() {
+        use crate::error::ErrorKind;
+        let e = FactsError::Parse {
+            host: "node2".into(),
+            error: parse("@@kf:time\n1.0\n", 0.0, 0.0).unwrap_err(),
+            stderr: "sh: 1: oops".into(),
+        };
+        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(!e.kind().is_unreachable());
+        assert_eq!(e.host(), "node2");
+        assert_eq!(
+            e.to_string(),
+            "node2: cannot read the facts output: the output is incomplete (no end marker) (stderr: sh: 1: oops)"
+        );
+        let e = FactsError::from(crate::ssh::SshError::ConnectTimeout {
+            host: "node3".into(),
+            addr: "10.0.0.3:22".into(),
+            timeout: std::time::Duration::from_secs(3),
+        });
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "node3: no SSH answer from 10.0.0.3:22 within 3s"
+        );
     }
 
     #[test]
@@ -699,6 +804,40 @@ pub(crate) mod fixture_tests {
     /// The host's clock in the capture.
     pub fn captured_at() -> f64 {
         BARE.lines().nth(2).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn unreadable_numbers_in_the_probe_output_are_errors_not_zeros() {
+        let t = captured_at();
+        for (from, to, said) in [
+            (
+                "MemTotal: 24684092 kB",
+                "MemTotal: lots kB",
+                "/proc/meminfo said",
+            ),
+            ("MemTotal: 24684092 kB", "MemFree: 1 kB", "no MemTotal"),
+        ] {
+            assert!(BARE.contains(from), "{from}");
+            let e = parse(&BARE.replace(from, to), t, t).unwrap_err();
+            assert!(e.0.contains(said), "{e}");
+        }
+        let with_port = BARE.replace("@@kf:tcp-listen\n", "@@kf:tcp-listen\n0100007F:zz\n");
+        assert!(
+            parse(&with_port, t, t)
+                .unwrap_err()
+                .0
+                .contains("/proc/net/tcp"),
+            "a port that is not hex"
+        );
+        let with_swap = BARE.replace("@@kf:swaps\n", "@@kf:swaps\n/swapfile file big 0 -2\n");
+        assert!(
+            parse(&with_swap, t, t)
+                .unwrap_err()
+                .0
+                .contains("/proc/swaps said")
+        );
+        let ok = BARE.replace("@@kf:swaps\n", "@@kf:swaps\n/swapfile file 2097148 0 -2\n");
+        assert_eq!(parse(&ok, t, t).unwrap().swap_mib, 2047);
     }
 
     #[test]

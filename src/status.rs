@@ -109,7 +109,7 @@ pub async fn gather(
                 } else {
                     None
                 };
-                Ok((f, days))
+                Ok::<_, facts::FactsError>((f, days))
             }
         }
     })

@@ -470,12 +470,17 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
         std::fs::rename(&tmp, &file)
     })();
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        if let Err(r) = std::fs::remove_file(&tmp) {
+            tracing::warn!("cannot remove {}: {r}", tmp.display());
+        }
         return Err(e);
     }
     // the rename itself reaches the disk
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            // the key is recorded; only its durability across a crash is in doubt
+            tracing::warn!("cannot sync {}: {e}", dir.display());
+        }
     }
     drop(lock);
     Ok(Appended::Recorded)
