@@ -10,7 +10,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PKI: &str = "/etc/kubernetes/pki";
+use crate::paths::PKI_DIR as PKI;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {

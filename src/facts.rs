@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// The probe script. POSIX sh; reads only.
-pub const SCRIPT: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
+/// The probe script, with `@NAME@` for the paths of [`crate::paths`]. POSIX sh; reads only.
+const TEMPLATE: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
 r() { [ -r "$1" ] || return 0; while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }
 s time; date +%s.%N
 s os-release; r /etc/os-release
@@ -37,7 +37,7 @@ for mod in overlay br_netfilter; do
 done
 s versions
 for b in containerd runc kubelet kubeadm kubectl crictl; do
-  p=; for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /opt/bin; do [ -x $d/$b ] && { p=$d/$b; break; }; done
+  p=; for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin /opt/bin; do [ -x $d/$b ] && { p=$d/$b; break; }; done
   [ -n "$p" ] || continue
   case $b in
     kubeadm) v=$($p version -o short 2>/dev/null) ;;
@@ -47,22 +47,22 @@ for b in containerd runc kubelet kubeadm kubectl crictl; do
   echo "$b=$p|$v"
 done
 s membership
-for f in admin.conf super-admin.conf kubelet.conf bootstrap-kubelet.conf controller-manager.conf scheduler.conf; do [ -f /etc/kubernetes/$f ] && echo "conf=$f"; done
-for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /etc/kubernetes/manifests/$p.yaml ] && echo "manifest=$p"; done
-[ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
-[ -f /etc/kubernetes/pki/ca.crt ] && command -v openssl >/dev/null && k=$(openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt 2>/dev/null) && [ -n "$k" ] && echo "ca-spki-sha256=$(printf '%s\n' "$k" | openssl pkey -pubin -outform der 2>/dev/null | sha256sum | cut -d' ' -f1)"
-[ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
-[ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
-[ -f /etc/kubeforge/initialized ] && echo "initialized=yes"
+for f in @KUBECONFIG_NAMES@; do [ -f @KUBERNETES_DIR@/$f ] && echo "conf=$f"; done
+for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f @MANIFESTS_DIR@/$p.yaml ] && echo "manifest=$p"; done
+[ -f @CA_CERT@ ] && echo "ca-sha256=$(sha256sum < @CA_CERT@ | cut -d' ' -f1)"
+[ -f @CA_CERT@ ] && command -v openssl >/dev/null && k=$(openssl x509 -pubkey -noout -in @CA_CERT@ 2>/dev/null) && [ -n "$k" ] && echo "ca-spki-sha256=$(printf '%s\n' "$k" | openssl pkey -pubin -outform der 2>/dev/null | sha256sum | cut -d' ' -f1)"
+[ -f @KUBELET_KUBECONFIG@ ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < @KUBELET_KUBECONFIG@
+[ -f @MARKER@ ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < @MARKER@
+[ -f @INITIALIZED@ ] && echo "initialized=yes"
 set -- inactive inactive inactive disabled
-for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+for d in @SYSTEMD_DIR@ /lib/systemd/system /usr/lib/systemd/system; do
   [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] || [ -e $d/haproxy.service ] && { set -- $(systemctl is-active kubelet containerd haproxy 2>/dev/null) $(systemctl is-enabled kubelet 2>/dev/null); break; }
 done
 echo "active-kubelet=${1:-unknown}"; echo "active-containerd=${2:-unknown}"; echo "active-haproxy=${3:-unknown}"; echo "enabled-kubelet=${4:-unknown}"
 s installed
-for f in /etc/kubeforge/installed/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
+for f in @INSTALLED_DIR@/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
 s tools
-for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
+for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
 s fstab-swap
 [ -r /etc/fstab ] && while read -r dev mnt type rest; do case $dev in \#*|'') ;; *) [ "$type" = swap ] && echo "$dev";; esac; done < /etc/fstab
 s node-ip
@@ -74,7 +74,7 @@ done
 set -- $c; echo "ssh-local=${3:-}"
 ip -o addr show scope global 2>/dev/null | while read -r _ dev fam a _; do echo "addr=$dev $fam ${a%/*}"; done
 s hosts-block
-b=; while IFS= read -r l; do case $l in "# BEGIN kubeforge"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "# END kubeforge"*) b=;; esac; done < /etc/hosts
+b=; while IFS= read -r l; do case $l in "@HOSTS_BLOCK_BEGIN@"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "@HOSTS_BLOCK_END@"*) b=;; esac; done < @HOSTS_FILE@
 "##;
 
 /// sha256 of no bytes.
@@ -82,7 +82,7 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 
 /// The probe script, hashing `paths` (managed files) too.
 pub fn script(paths: &[String]) -> String {
-    let mut s = String::from(SCRIPT);
+    let mut s = crate::paths::fill(TEMPLATE);
     if !paths.is_empty() {
         s.push_str("s files\nsha256sum -- ");
         for p in paths {
@@ -684,7 +684,7 @@ pub async fn gather_with(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -741,6 +741,65 @@ mod tests {
         );
     }
 
+    /// `sh -n`: the script parses as shell.
+    pub(crate) fn assert_parses_as_shell(script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_probe_reads_the_paths_of_paths_rs_and_types_none_itself() {
+        use crate::paths;
+        assert_eq!(
+            paths::literals_in(TEMPLATE),
+            Vec::<&str>::new(),
+            "paths typed in the probe instead of @NAME@"
+        );
+        let used = paths::placeholders(TEMPLATE);
+        for must in [
+            "MARKER",
+            "INITIALIZED",
+            "INSTALLED_DIR",
+            "KUBERNETES_DIR",
+            "KUBECONFIG_NAMES",
+            "KUBELET_KUBECONFIG",
+            "MANIFESTS_DIR",
+            "CA_CERT",
+            "SYSTEMD_DIR",
+            "BIN_DIR",
+            "SBIN_DIR",
+            "HOSTS_FILE",
+            "HOSTS_BLOCK_BEGIN",
+            "HOSTS_BLOCK_END",
+        ] {
+            assert!(used.contains(&must), "the probe does not read {must}");
+        }
+        let s = script(&["/etc/containerd/config.toml".into()]);
+        assert_eq!(paths::placeholders(&s), Vec::<&str>::new(), "unfilled");
+        for v in [
+            paths::MARKER,
+            paths::INITIALIZED,
+            paths::CA_CERT,
+            paths::KUBELET_KUBECONFIG,
+            paths::HOSTS_FILE,
+            paths::BIN_DIR,
+        ] {
+            assert!(s.contains(v), "{v}");
+        }
+        assert!(s.contains("for f in admin.conf super-admin.conf kubelet.conf"));
+        assert!(
+            s.ends_with("s files\nsha256sum -- /etc/containerd/config.toml 2>/dev/null\ns end\n")
+        );
+        assert_parses_as_shell(&s);
+    }
+
     #[test]
     fn incomplete_output_is_an_error() {
         assert!(parse("@@kf:time\n1.0\n", 0.0, 0.0).is_err());
@@ -750,11 +809,12 @@ mod tests {
     /// which starts the script without `$SSH_CONNECTION` (the login's environment still has it).
     #[test]
     fn the_probe_finds_the_ssh_connection_under_sudo_too() {
-        let start = SCRIPT.find("s node-ip\n").unwrap();
-        let end = SCRIPT.find("s hosts-block\n").unwrap();
+        let script = script(&[]);
+        let start = script.find("s node-ip\n").unwrap();
+        let end = script.find("s hosts-block\n").unwrap();
         let probe = format!(
             "s() {{ printf '\\n@@kf:%s\\n' \"$1\"; }}\n{}",
-            &SCRIPT[start..end]
+            &script[start..end]
         );
         for wrapper in [
             "sh -c \"$0\"",
@@ -797,7 +857,7 @@ mod tests {
 pub(crate) mod fixture_tests {
     use super::*;
 
-    /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
+    /// Output of the probe script on a bare harness host (Debian 12 in systemd-nspawn), captured with
     /// `ssh node1 sh -s < script` (the node-ip section added from a later capture, as root).
     const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
 
