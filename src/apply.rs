@@ -7,11 +7,11 @@
 use crate::artifacts::{self, Store};
 use crate::cluster_state::{self, ClusterState, kubectl};
 use crate::desired;
+use crate::paths::ADMIN_KUBECONFIG;
 use crate::facts::{self, Facts};
 use crate::fleet::{Fleet, fan_out};
 use crate::inventory::Loaded;
 use crate::model::{Cni, LoadBalancer, ManifestSource, Role};
-use crate::paths::ADMIN_KUBECONFIG;
 use crate::plan::{self, Action, Plan, Step};
 use crate::preflight::{self, Finding, Severity};
 use crate::progress::Progress;

@@ -84,11 +84,8 @@ mod tests {
     #[tokio::test]
     async fn ready_after_some_checks() {
         let n = AtomicU32::new(0);
-        let r: Result<u32, WaitError<String>> = poll_until(
-            Duration::from_secs(5),
-            Duration::from_millis(5),
-            "three",
-            || {
+        let r: Result<u32, WaitError<String>> =
+            poll_until(Duration::from_secs(5), Duration::from_millis(5), "three", || {
                 let i = n.fetch_add(1, Ordering::SeqCst);
                 async move {
                     if i >= 2 {
@@ -97,9 +94,8 @@ mod tests {
                         Poll::Pending(format!("check {i}"))
                     }
                 }
-            },
-        )
-        .await;
+            })
+            .await;
         assert_eq!(r.unwrap(), 2);
     }
 
@@ -117,9 +113,8 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(120));
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(
-            e.to_string().starts_with(
-                "gave up waiting for node w1 to be Ready after 0s: w1: KubeletNotReady"
-            ),
+            e.to_string()
+                .starts_with("gave up waiting for node w1 to be Ready after 0s: w1: KubeletNotReady"),
             "{e}"
         );
     }
@@ -127,16 +122,12 @@ mod tests {
     #[tokio::test]
     async fn abort_stops_at_once() {
         let n = AtomicU32::new(0);
-        let r: Result<(), WaitError<String>> = poll_until(
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            "x",
-            || {
+        let r: Result<(), WaitError<String>> =
+            poll_until(Duration::from_secs(60), Duration::from_secs(10), "x", || {
                 n.fetch_add(1, Ordering::SeqCst);
                 async { Poll::Abort("refused".to_string()) }
-            },
-        )
-        .await;
+            })
+            .await;
         assert_eq!(n.load(Ordering::SeqCst), 1);
         assert_eq!(r.unwrap_err().into_error(|t| t), "refused");
     }

@@ -5,8 +5,8 @@
 
 use super::{StepError, cluster_action};
 use crate::cluster_state::kubectl;
-use crate::model::Host;
 use crate::paths::CNI_MANIFEST;
+use crate::model::Host;
 use crate::plan::{Action, Input, Op, Step};
 use crate::ssh::session::Upload;
 

@@ -3,10 +3,10 @@
 //! subnets, the control-plane endpoint, certSANs, and a KubeletConfiguration with the systemd
 //! cgroup driver. The bootstrap token and certificate key are made here and never printed.
 
+use crate::paths;
 use super::{JoinSecrets, StepError, cluster_action};
 use crate::desired;
 use crate::model::Host;
-use crate::paths;
 use crate::plan::{Action, Input, Op, Step};
 
 pub fn plan(input: &Input, init: &Host) -> Vec<Action> {

@@ -2,10 +2,10 @@
 //! at a time) with the uploaded certificates. A joining control plane reaches the API through a
 //! serving one; once its own API server runs, its endpoint name points at itself.
 
+use crate::paths;
 use super::{StepError, join_actions, join_secrets};
 use crate::desired;
 use crate::model::{Host, Role};
-use crate::paths;
 use crate::plan::{Action, Input, Op, Step};
 
 pub fn plan(input: &Input, init: &Host) -> Vec<Action> {

@@ -16,10 +16,10 @@ pub mod runtime;
 pub mod upgrade;
 pub mod wait_ready;
 
+use crate::paths;
 use crate::cluster_state::kubectl;
 use crate::desired::{self, Followup, ManagedFile};
 use crate::model::Cluster;
-use crate::paths;
 use crate::plan::{Action, Op, Step};
 use crate::release::{Artifact, ReleaseManifest};
 use crate::ssh::session::{Exec, Upload};
