@@ -476,11 +476,11 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
         return Err(e);
     }
     // the rename itself reaches the disk
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-            // the key is recorded; only its durability across a crash is in doubt
-            tracing::warn!("cannot sync {}: {e}", dir.display());
-        }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+    {
+        // the key is recorded; only its durability across a crash is in doubt
+        tracing::warn!("cannot sync {}: {e}", dir.display());
     }
     drop(lock);
     Ok(Appended::Recorded)

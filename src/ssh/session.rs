@@ -643,19 +643,18 @@ impl Session {
                 ));
             }
         };
-        let suffix = || {
-            random_suffix().ok_or_else(|| {
-                file_err(
-                    "upload",
-                    "no random source on this machine for a temporary name".into(),
-                )
-            })
+        // two names nobody can guess: the temporary file and, for sudo users, the staged copy
+        let (Some(tmp_suffix), Some(staged_suffix)) = (random_suffix(), random_suffix()) else {
+            return Err(file_err(
+                "upload",
+                "no random source on this machine for a temporary name".into(),
+            ));
         };
         let sftp = self.sftp().await?;
         let tmp = if self.needs_sudo() {
-            format!("/tmp/.kubeforge-{}", suffix()?)
+            format!("/tmp/.kubeforge-{tmp_suffix}")
         } else {
-            format!("{dir}/.{base}.kubeforge-{}", suffix()?)
+            format!("{dir}/.{base}.kubeforge-{tmp_suffix}")
         };
         let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE | OpenFlags::EXCLUDE;
         // created 0600, so a secret (a kubeadm config with a join token) is never readable by
@@ -698,7 +697,7 @@ impl Session {
         let (q_tmp, q_dest, q_dir) = (shell_quote(&tmp), shell_quote(dest), shell_quote(dir));
         let owner = shell_quote(owner);
         let script = if self.needs_sudo() {
-            let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{}", suffix()?));
+            let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{staged_suffix}"));
             format!(
                 "mkdir -p {q_dir} && (umask 077 && cp {q_tmp} {staged}) && chmod {mode:o} {staged} && chown {owner} {staged} && mv -f {staged} {q_dest}; rc=$?; rm -f {q_tmp} {staged}; exit $rc"
             )
