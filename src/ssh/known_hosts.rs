@@ -119,6 +119,8 @@ fn hmac_sha1(salt: &[u8], msg: &str) -> Vec<u8> {
     ring::hmac::sign(&key, msg.as_bytes()).as_ref().to_vec()
 }
 
+/// `None` for text that is not base64: the caller skips that known_hosts line and lists it in
+/// `skipped` (logged when the file is loaded), as OpenSSH ignores lines it cannot read.
 fn b64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
