@@ -116,7 +116,7 @@ pub async fn renew(s: &Session, address: &str) -> Result<(), crate::ssh::SshErro
     // control plane answers, and the next one would be restarted before this one is back
     crate::steps::control_plane_ready::wait(s, address, Duration::from_secs(300))
         .await
-        .map_err(|m| crate::ssh::SshError::Config {
+        .map_err(|m| crate::ssh::SshError::NotReady {
             host: s.name().to_string(),
             message: format!("the control plane did not come back after the renewal: {m}"),
         })

@@ -115,8 +115,9 @@ pub async fn observe(session: &Session) -> Result<ClusterState, SshError> {
     let out = session
         .run(&kubectl("get nodes -o json --request-timeout=20s"))
         .await?;
-    let nodes = parse_nodes(&out).map_err(|message| SshError::Config {
+    let nodes = parse_nodes(&out).map_err(|message| SshError::Parse {
         host: session.name().to_string(),
+        what: "kubectl get nodes",
         message,
     })?;
     // without it, the planner refuses to change the cluster: the reason is logged

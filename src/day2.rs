@@ -76,8 +76,10 @@ pub async fn open(
 ) -> Result<Session2, Day2Error> {
     let c = &loaded.cluster;
     let (connector, resolver) = connect_setup(loaded, connect.clone())?;
-    let (fleet, _, _) =
-        connect_all(loaded, connect, "connect", bars, |_, _, _| async { Ok(()) }).await?;
+    let (fleet, _, _) = connect_all(loaded, connect, "connect", bars, |_, _, _| async {
+        Ok::<(), crate::ssh::SshError>(())
+    })
+    .await?;
     for (h, e) in &fleet.unreachable {
         tracing::warn!("{h} is unreachable: {e}");
     }

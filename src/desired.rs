@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub use crate::paths::API_PORT;
-use crate::paths::{CNI_MANIFEST, MARKER};
+use crate::paths::{self, CNI_MANIFEST, MARKER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
@@ -401,21 +401,21 @@ pub fn for_host(
             "os-prep",
         ),
         file(
-            "/etc/sysctl.d/99-kubernetes.conf",
+            paths::SYSCTL_CONF,
             render("sysctl.conf", serde_json::json!({}))?,
             0o644,
             &[Followup::Sysctl],
             "os-prep",
         ),
         file(
-            "/etc/modules-load.d/kubernetes.conf",
+            paths::MODULES_CONF,
             render("modules-load.conf", serde_json::json!({}))?,
             0o644,
             &[Followup::Modules],
             "os-prep",
         ),
         file(
-            "/etc/containerd/config.toml",
+            paths::CONTAINERD_CONFIG,
             render(
                 "containerd-config.toml",
                 serde_json::json!({"containerd_major": major(&containerd.version), "pause_image": pause}),
@@ -426,7 +426,7 @@ pub fn for_host(
         )
         .restarting(),
         file(
-            "/etc/systemd/system/containerd.service",
+            paths::CONTAINERD_UNIT,
             render("containerd.service", serde_json::json!({}))?,
             0o644,
             &[Followup::DaemonReload],
@@ -434,7 +434,7 @@ pub fn for_host(
         )
         .restarting(),
         file(
-            "/etc/crictl.yaml",
+            paths::CRICTL_CONFIG,
             render("crictl.yaml", serde_json::json!({}))?,
             0o644,
             &[],
@@ -476,7 +476,7 @@ pub fn for_host(
         .unwrap_or_default();
         files.push(
             file(
-                &format!("/etc/containerd/certs.d/{registry}/hosts.toml"),
+                &format!("{}/{registry}/hosts.toml", paths::CONTAINERD_CERTS_DIR),
                 render("containerd-hosts.toml", ctx)?,
                 0o644,
                 &[],
@@ -486,14 +486,14 @@ pub fn for_host(
         );
     }
     files.push(file(
-        "/etc/systemd/system/kubelet.service",
+        paths::KUBELET_UNIT,
         render("kubelet.service", serde_json::json!({}))?,
         0o644,
         &[Followup::DaemonReload],
         "kube-binaries",
     ));
     files.push(file(
-        "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        paths::KUBELET_DROPIN,
         render("kubelet-kubeadm.conf", serde_json::json!({}))?,
         0o644,
         &[Followup::DaemonReload],
@@ -516,7 +516,7 @@ pub fn for_host(
                 })
                 .collect();
             files.push(file(
-                "/etc/haproxy/haproxy.cfg",
+                paths::HAPROXY_CONFIG,
                 render(
                     "haproxy.cfg",
                     serde_json::json!({"endpoint": ep.host, "port": ep.port, "control_planes": backends}),
@@ -567,14 +567,15 @@ pub fn managed_paths(c: &Cluster, m: &ReleaseManifest) -> Vec<String> {
 /// `set -e`, with the uploaded file at `$F`. Files are put in place by rename, so a running
 /// binary is replaced, never written over.
 pub fn install_script(a: &Artifact) -> String {
-    let (glob, dest) = match a.component.as_str() {
-        "containerd" => ("bin/*", "/usr/local/bin".to_string()),
-        "cni-plugins" => ("*", "/opt/cni/bin".to_string()),
-        "crictl" => ("crictl", "/usr/local/bin".to_string()),
-        "runc" => return "install -m 0755 \"$F\" /usr/local/sbin/.runc.kubeforge && mv -f /usr/local/sbin/.runc.kubeforge /usr/local/sbin/runc".to_string(),
+    let dest = paths::install_dir(&a.component);
+    let glob = match a.component.as_str() {
+        "containerd" => "bin/*",
+        "cni-plugins" => "*",
+        "crictl" => "crictl",
         c => {
+            // a single binary
             return format!(
-                "install -m 0755 \"$F\" /usr/local/bin/.{c}.kubeforge && mv -f /usr/local/bin/.{c}.kubeforge /usr/local/bin/{c}"
+                "install -m 0755 \"$F\" {dest}/.{c}.kubeforge && mv -f {dest}/.{c}.kubeforge {dest}/{c}"
             );
         }
     };

@@ -3,25 +3,41 @@
 //! member (also one whose host is dead), health, snapshots. No tool is needed on the hosts; the
 //! certificate and key are read over SSH and held in memory only.
 
+use crate::error::ErrorKind;
 use crate::ssh::{Session, SshError};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PKI: &str = "/etc/kubernetes/pki";
+use crate::paths::PKI_DIR as PKI;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     #[error(transparent)]
     Ssh(#[from] Box<SshError>),
+    /// etcd's API failed (`kind` RemoteFailed), answered what cannot be parsed (Parse), or the
+    /// TLS client cannot be set up here (Local).
     #[error("{host}: etcd: {message}")]
-    Api { host: String, message: String },
+    Api {
+        host: String,
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl From<SshError> for EtcdError {
     fn from(e: SshError) -> Self {
         EtcdError::Ssh(Box::new(e))
+    }
+}
+
+impl EtcdError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EtcdError::Ssh(e) => e.kind(),
+            EtcdError::Api { kind, .. } => *kind,
+        }
     }
 }
 
@@ -49,9 +65,20 @@ pub struct Etcd<'a> {
     tls: tokio_rustls::TlsConnector,
 }
 
+/// etcd's API failed or did not answer.
 fn api_err(host: &str, message: impl Into<String>) -> EtcdError {
     EtcdError::Api {
         host: host.to_string(),
+        kind: ErrorKind::RemoteFailed,
+        message: message.into(),
+    }
+}
+
+/// What the host holds or etcd answered cannot be parsed.
+fn parse_err(host: &str, message: impl Into<String>) -> EtcdError {
+    EtcdError::Api {
+        host: host.to_string(),
+        kind: ErrorKind::Parse,
         message: message.into(),
     }
 }
@@ -69,23 +96,27 @@ impl<'a> Etcd<'a> {
             .await?;
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&ca) {
-            let c = c.map_err(|e| api_err(&host, format!("etcd CA: {e}")))?;
+            let c = c.map_err(|e| parse_err(&host, format!("etcd CA: {e}")))?;
             roots
                 .add(c)
-                .map_err(|e| api_err(&host, format!("etcd CA: {e}")))?;
+                .map_err(|e| parse_err(&host, format!("etcd CA: {e}")))?;
         }
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
             .collect::<Result<_, _>>()
-            .map_err(|e| api_err(&host, format!("etcd client certificate: {e}")))?;
+            .map_err(|e| parse_err(&host, format!("etcd client certificate: {e}")))?;
         let key = PrivateKeyDer::from_pem_slice(&key)
-            .map_err(|e| api_err(&host, format!("etcd client key: {e}")))?;
+            .map_err(|e| parse_err(&host, format!("etcd client key: {e}")))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| api_err(&host, e.to_string()))?
+            .map_err(|e| EtcdError::Api {
+                host: host.clone(),
+                kind: ErrorKind::Local,
+                message: e.to_string(),
+            })?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
-            .map_err(|e| api_err(&host, format!("etcd client certificate: {e}")))?;
+            .map_err(|e| parse_err(&host, format!("etcd client certificate: {e}")))?;
         Ok(Etcd {
             session,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
@@ -162,7 +193,7 @@ impl<'a> Etcd<'a> {
         let host = self.session.name();
         let (status, body) = self.call("POST", "/v3/cluster/member/list", "{}").await?;
         let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| api_err(host, format!("member list: {e}")))?;
+            .map_err(|e| parse_err(host, format!("member list: {e}")))?;
         if status != 200 {
             return Err(api_err(
                 host,
@@ -203,6 +234,7 @@ impl<'a> Etcd<'a> {
             .call("POST", "/v3/cluster/member/remove", &body)
             .await?;
         if status != 200 {
+            // the error's text only: a body that is not JSON still fails with the status
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             return Err(api_err(
                 self.session.name(),
@@ -215,13 +247,26 @@ impl<'a> Etcd<'a> {
         Ok(())
     }
 
-    /// Whether this member answers /health with true.
+    /// Whether this member answers /health with true. Any failure is "not healthy" (callers
+    /// wait for health); it is logged at debug.
     pub async fn healthy(&self) -> bool {
+        let host = self.session.name();
         match self.call("GET", "/health", "").await {
-            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
-                .map(|v| v["health"] == "true")
-                .unwrap_or(false),
-            _ => false,
+            Ok((200, body)) => match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(v) => v["health"] == "true",
+                Err(e) => {
+                    tracing::debug!("{host}: etcd /health: not JSON: {e}");
+                    false
+                }
+            },
+            Ok((status, _)) => {
+                tracing::debug!("{host}: etcd /health: HTTP {status}");
+                false
+            }
+            Err(e) => {
+                tracing::debug!("{host}: etcd /health: {e}");
+                false
+            }
         }
     }
 
@@ -253,6 +298,7 @@ impl<'a> Etcd<'a> {
         }
         let mut body = resp.into_body();
         if status != 200 {
+            // the error's text only: the status alone fails the snapshot
             let text = http_body_util::Limited::new(body, MAX_ANSWER)
                 .collect()
                 .await
@@ -349,7 +395,9 @@ impl SnapshotStream {
                             return Err(format!("the server failed: {e}"));
                         }
                         if let Some(r) = msg["result"]["remaining_bytes"].as_str() {
-                            self.remaining = r.parse().unwrap_or(0);
+                            self.remaining = r
+                                .parse()
+                                .map_err(|e| format!("bad remaining_bytes {r:?}: {e}"))?;
                         } else if let Some(r) = msg["result"]["remaining_bytes"].as_u64() {
                             self.remaining = r;
                         }

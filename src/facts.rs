@@ -9,8 +9,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// The probe script. POSIX sh; reads only.
-pub const SCRIPT: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
+/// The probe script, with `@NAME@` for the paths of [`crate::paths`]. POSIX sh; reads only.
+const TEMPLATE: &str = r##"s() { printf '\n@@kf:%s\n' "$1"; }
 r() { [ -r "$1" ] || return 0; while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"; }
 s time; date +%s.%N
 s os-release; r /etc/os-release
@@ -37,7 +37,7 @@ for mod in overlay br_netfilter; do
 done
 s versions
 for b in containerd runc kubelet kubeadm kubectl crictl; do
-  p=; for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /opt/bin; do [ -x $d/$b ] && { p=$d/$b; break; }; done
+  p=; for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin /opt/bin; do [ -x $d/$b ] && { p=$d/$b; break; }; done
   [ -n "$p" ] || continue
   case $b in
     kubeadm) v=$($p version -o short 2>/dev/null) ;;
@@ -47,22 +47,22 @@ for b in containerd runc kubelet kubeadm kubectl crictl; do
   echo "$b=$p|$v"
 done
 s membership
-for f in admin.conf super-admin.conf kubelet.conf bootstrap-kubelet.conf controller-manager.conf scheduler.conf; do [ -f /etc/kubernetes/$f ] && echo "conf=$f"; done
-for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f /etc/kubernetes/manifests/$p.yaml ] && echo "manifest=$p"; done
-[ -f /etc/kubernetes/pki/ca.crt ] && echo "ca-sha256=$(sha256sum < /etc/kubernetes/pki/ca.crt | cut -d' ' -f1)"
-[ -f /etc/kubernetes/pki/ca.crt ] && command -v openssl >/dev/null && k=$(openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt 2>/dev/null) && [ -n "$k" ] && echo "ca-spki-sha256=$(printf '%s\n' "$k" | openssl pkey -pubin -outform der 2>/dev/null | sha256sum | cut -d' ' -f1)"
-[ -f /etc/kubernetes/kubelet.conf ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < /etc/kubernetes/kubelet.conf
-[ -f /etc/kubeforge/cluster ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < /etc/kubeforge/cluster
-[ -f /etc/kubeforge/initialized ] && echo "initialized=yes"
+for f in @KUBECONFIG_NAMES@; do [ -f @KUBERNETES_DIR@/$f ] && echo "conf=$f"; done
+for p in kube-apiserver etcd kube-controller-manager kube-scheduler; do [ -f @MANIFESTS_DIR@/$p.yaml ] && echo "manifest=$p"; done
+[ -f @CA_CERT@ ] && echo "ca-sha256=$(sha256sum < @CA_CERT@ | cut -d' ' -f1)"
+[ -f @CA_CERT@ ] && command -v openssl >/dev/null && k=$(openssl x509 -pubkey -noout -in @CA_CERT@ 2>/dev/null) && [ -n "$k" ] && echo "ca-spki-sha256=$(printf '%s\n' "$k" | openssl pkey -pubin -outform der 2>/dev/null | sha256sum | cut -d' ' -f1)"
+[ -f @KUBELET_KUBECONFIG@ ] && while read -r k v; do [ "$k" = server: ] && echo "server=$v" && break; done < @KUBELET_KUBECONFIG@
+[ -f @MARKER@ ] && while IFS='=' read -r k v; do [ -n "$k" ] && echo "marker-$k=$v"; done < @MARKER@
+[ -f @INITIALIZED@ ] && echo "initialized=yes"
 set -- inactive inactive inactive disabled
-for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+for d in @SYSTEMD_DIR@ /lib/systemd/system /usr/lib/systemd/system; do
   [ -e $d/kubelet.service ] || [ -e $d/containerd.service ] || [ -e $d/haproxy.service ] && { set -- $(systemctl is-active kubelet containerd haproxy 2>/dev/null) $(systemctl is-enabled kubelet 2>/dev/null); break; }
 done
 echo "active-kubelet=${1:-unknown}"; echo "active-containerd=${2:-unknown}"; echo "active-haproxy=${3:-unknown}"; echo "enabled-kubelet=${4:-unknown}"
 s installed
-for f in /etc/kubeforge/installed/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
+for f in @INSTALLED_DIR@/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
 s tools
-for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
+for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
 s fstab-swap
 [ -r /etc/fstab ] && while read -r dev mnt type rest; do case $dev in \#*|'') ;; *) [ "$type" = swap ] && echo "$dev";; esac; done < /etc/fstab
 s node-ip
@@ -74,7 +74,7 @@ done
 set -- $c; echo "ssh-local=${3:-}"
 ip -o addr show scope global 2>/dev/null | while read -r _ dev fam a _; do echo "addr=$dev $fam ${a%/*}"; done
 s hosts-block
-b=; while IFS= read -r l; do case $l in "# BEGIN kubeforge"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "# END kubeforge"*) b=;; esac; done < /etc/hosts
+b=; while IFS= read -r l; do case $l in "@HOSTS_BLOCK_BEGIN@"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "@HOSTS_BLOCK_END@"*) b=;; esac; done < @HOSTS_FILE@
 "##;
 
 /// sha256 of no bytes.
@@ -82,7 +82,7 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 
 /// The probe script, hashing `paths` (managed files) too.
 pub fn script(paths: &[String]) -> String {
-    let mut s = String::from(SCRIPT);
+    let mut s = crate::paths::fill(TEMPLATE);
     if !paths.is_empty() {
         s.push_str("s files\nsha256sum -- ");
         for p in paths {
@@ -299,6 +299,43 @@ impl Facts {
 #[error("cannot read the facts output: {0}")]
 pub struct ParseError(pub String);
 
+/// Why the facts of a host could not be gathered: the SSH command failed (of that error's
+/// kind), or the probe ran and its output could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Ssh(Box<crate::ssh::SshError>),
+    #[error("{host}: {error} (stderr: {stderr})")]
+    Parse {
+        host: String,
+        error: ParseError,
+        /// What the probe wrote to stderr (trimmed).
+        stderr: String,
+    },
+}
+
+impl From<crate::ssh::SshError> for FactsError {
+    fn from(e: crate::ssh::SshError) -> Self {
+        FactsError::Ssh(Box::new(e))
+    }
+}
+
+impl FactsError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            FactsError::Ssh(e) => e.kind(),
+            FactsError::Parse { .. } => crate::error::ErrorKind::Parse,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        match self {
+            FactsError::Ssh(e) => e.host(),
+            FactsError::Parse { host, .. } => host,
+        }
+    }
+}
+
 fn sections(text: &str) -> BTreeMap<&str, Vec<&str>> {
     let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut cur: Option<&str> = None;
@@ -392,18 +429,28 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
     let cpus = one("nproc")
         .parse()
         .map_err(|_| ParseError(format!("nproc said {:?}", one("nproc"))))?;
-    let mut memory_mib = 0;
+    let mut memory_mib = None;
     for l in get("meminfo") {
         let mut w = l.split_whitespace();
         if w.next() == Some("MemTotal:") {
-            memory_mib = w.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) / 1024;
+            let kib = w
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ParseError(format!("/proc/meminfo said {l:?}")))?;
+            memory_mib = Some(kib / 1024);
         }
     }
+    let memory_mib = memory_mib.ok_or_else(|| ParseError("no MemTotal in /proc/meminfo".into()))?;
     // /proc/swaps: Filename Type Size(KiB) Used Priority
     let swap_mib = get("swaps")
         .iter()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .sum::<u64>()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ParseError(format!("/proc/swaps said {l:?}")))
+        })
+        .sum::<Result<u64, ParseError>>()?
         / 1024;
     let remote: f64 = one("time")
         .parse()
@@ -411,9 +458,12 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
     let clock_offset_ms = ((remote - (sent + received) / 2.0) * 1000.0).round() as i64;
     let listening_ports = get("tcp-listen")
         .iter()
-        .filter_map(|a| a.rsplit_once(':'))
-        .filter_map(|(_, p)| u16::from_str_radix(p.trim(), 16).ok())
-        .collect();
+        .map(|a| {
+            a.rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p.trim(), 16).ok())
+                .ok_or_else(|| ParseError(format!("/proc/net/tcp has local address {a:?}")))
+        })
+        .collect::<Result<_, _>>()?;
     let k = kv(&get("kernel"));
     let feature = |name: &str| match k.get(name).copied() {
         Some("loaded") => Feature::Loaded,
@@ -456,14 +506,19 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         })
         .collect();
     let node_ip = get("node-ip");
-    let ssh_local_address = kv(&node_ip)
-        .get("ssh-local")
-        .and_then(|v| v.trim().parse().ok());
+    let ssh_local_address = match kv(&node_ip).get("ssh-local").map(|v| v.trim()) {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| ParseError(format!("SSH_CONNECTION names {v:?}, not an address")))?,
+        ),
+    };
     let addresses = node_ip
         .iter()
         .filter_map(|l| {
             let mut w = l.strip_prefix("addr=")?.split_whitespace();
             let (dev, _family, ip) = (w.next()?, w.next()?, w.next()?);
+            // `ip -o addr` lines kubeforge cannot read name no address a node could use
             Some((dev.to_string(), ip.parse().ok()?))
         })
         .collect();
@@ -558,10 +613,30 @@ pub async fn ssh_local_address(session: &crate::ssh::Session) -> Option<IpAddr> 
                 ..Default::default()
             },
         )
-        .await
-        .ok()?;
-    let ip: IpAddr = out.stdout().trim().parse().ok()?;
-    usable_node_ip(&ip).then_some(ip)
+        .await;
+    // a fallback for the node IP: without it the caller keeps what the facts found
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("cannot read $SSH_CONNECTION: {e}");
+            return None;
+        }
+    };
+    let said = out.stdout();
+    let said = said.trim();
+    if said.is_empty() {
+        return None;
+    }
+    match said.parse::<IpAddr>() {
+        Ok(ip) => usable_node_ip(&ip).then_some(ip),
+        Err(_) => {
+            tracing::warn!(
+                "{}: $SSH_CONNECTION names {said:?}, not an address",
+                session.name()
+            );
+            None
+        }
+    }
 }
 
 /// An IPv4 address a node can register with: not loopback, unspecified, link-local,
@@ -571,7 +646,7 @@ pub fn usable_node_ip(ip: &IpAddr) -> bool {
 }
 
 /// Gathers the facts of one host over its session.
-pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::SshError> {
+pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, FactsError> {
     gather_with(session, &[]).await
 }
 
@@ -579,7 +654,9 @@ pub async fn gather(session: &crate::ssh::Session) -> Result<Facts, crate::ssh::
 pub async fn gather_with(
     session: &crate::ssh::Session,
     paths: &[String],
-) -> Result<Facts, crate::ssh::SshError> {
+) -> Result<Facts, FactsError> {
+    // a clock before 1970 gives no offset worth reporting; the clock-skew check then sees a
+    // large offset and says so
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -599,14 +676,15 @@ pub async fn gather_with(
         )
         .await?;
     let received = now();
-    parse(&out.stdout(), sent, received).map_err(|e| crate::ssh::SshError::Config {
+    parse(&out.stdout(), sent, received).map_err(|error| FactsError::Parse {
         host: session.name().to_string(),
-        message: format!("{e} (stderr: {})", out.stderr().trim()),
+        error,
+        stderr: out.stderr().trim().to_string(),
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -637,6 +715,92 @@ mod tests {
     }
 
     #[test]
+    fn a_parse_failure_is_of_kind_parse_and_names_the_host_and_what() {
+        use crate::error::ErrorKind;
+        let e = FactsError::Parse {
+            host: "node2".into(),
+            error: parse("@@kf:time\n1.0\n", 0.0, 0.0).unwrap_err(),
+            stderr: "sh: 1: oops".into(),
+        };
+        assert_eq!(e.kind(), ErrorKind::Parse);
+        assert!(!e.kind().is_unreachable());
+        assert_eq!(e.host(), "node2");
+        assert_eq!(
+            e.to_string(),
+            "node2: cannot read the facts output: the output is incomplete (no end marker) (stderr: sh: 1: oops)"
+        );
+        let e = FactsError::from(crate::ssh::SshError::ConnectTimeout {
+            host: "node3".into(),
+            addr: "10.0.0.3:22".into(),
+            timeout: std::time::Duration::from_secs(3),
+        });
+        assert_eq!(e.kind(), ErrorKind::Unreachable);
+        assert_eq!(
+            e.to_string(),
+            "node3: no SSH answer from 10.0.0.3:22 within 3s"
+        );
+    }
+
+    /// `sh -n`: the script parses as shell.
+    pub(crate) fn assert_parses_as_shell(script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_probe_reads_the_paths_of_paths_rs_and_types_none_itself() {
+        use crate::paths;
+        assert_eq!(
+            paths::literals_in(TEMPLATE),
+            Vec::<&str>::new(),
+            "paths typed in the probe instead of @NAME@"
+        );
+        let used = paths::placeholders(TEMPLATE);
+        for must in [
+            "MARKER",
+            "INITIALIZED",
+            "INSTALLED_DIR",
+            "KUBERNETES_DIR",
+            "KUBECONFIG_NAMES",
+            "KUBELET_KUBECONFIG",
+            "MANIFESTS_DIR",
+            "CA_CERT",
+            "SYSTEMD_DIR",
+            "BIN_DIR",
+            "SBIN_DIR",
+            "HOSTS_FILE",
+            "HOSTS_BLOCK_BEGIN",
+            "HOSTS_BLOCK_END",
+        ] {
+            assert!(used.contains(&must), "the probe does not read {must}");
+        }
+        let s = script(&["/etc/containerd/config.toml".into()]);
+        assert_eq!(paths::placeholders(&s), Vec::<&str>::new(), "unfilled");
+        for v in [
+            paths::MARKER,
+            paths::INITIALIZED,
+            paths::CA_CERT,
+            paths::KUBELET_KUBECONFIG,
+            paths::HOSTS_FILE,
+            paths::BIN_DIR,
+        ] {
+            assert!(s.contains(v), "{v}");
+        }
+        assert!(s.contains("for f in admin.conf super-admin.conf kubelet.conf"));
+        assert!(
+            s.ends_with("s files\nsha256sum -- /etc/containerd/config.toml 2>/dev/null\ns end\n")
+        );
+        assert_parses_as_shell(&s);
+    }
+
+    #[test]
     fn incomplete_output_is_an_error() {
         assert!(parse("@@kf:time\n1.0\n", 0.0, 0.0).is_err());
     }
@@ -645,11 +809,12 @@ mod tests {
     /// which starts the script without `$SSH_CONNECTION` (the login's environment still has it).
     #[test]
     fn the_probe_finds_the_ssh_connection_under_sudo_too() {
-        let start = SCRIPT.find("s node-ip\n").unwrap();
-        let end = SCRIPT.find("s hosts-block\n").unwrap();
+        let script = script(&[]);
+        let start = script.find("s node-ip\n").unwrap();
+        let end = script.find("s hosts-block\n").unwrap();
         let probe = format!(
             "s() {{ printf '\\n@@kf:%s\\n' \"$1\"; }}\n{}",
-            &SCRIPT[start..end]
+            &script[start..end]
         );
         for wrapper in [
             "sh -c \"$0\"",
@@ -692,13 +857,47 @@ mod tests {
 pub(crate) mod fixture_tests {
     use super::*;
 
-    /// Output of SCRIPT on a bare harness host (Debian 12 in systemd-nspawn), captured with
+    /// Output of the probe script on a bare harness host (Debian 12 in systemd-nspawn), captured with
     /// `ssh node1 sh -s < script` (the node-ip section added from a later capture, as root).
     const BARE: &str = include_str!("../tests/fixtures/facts/harness-bare.txt");
 
     /// The host's clock in the capture.
     pub fn captured_at() -> f64 {
         BARE.lines().nth(2).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn unreadable_numbers_in_the_probe_output_are_errors_not_zeros() {
+        let t = captured_at();
+        for (from, to, said) in [
+            (
+                "MemTotal: 24684092 kB",
+                "MemTotal: lots kB",
+                "/proc/meminfo said",
+            ),
+            ("MemTotal: 24684092 kB", "MemFree: 1 kB", "no MemTotal"),
+        ] {
+            assert!(BARE.contains(from), "{from}");
+            let e = parse(&BARE.replace(from, to), t, t).unwrap_err();
+            assert!(e.0.contains(said), "{e}");
+        }
+        let with_port = BARE.replace("@@kf:tcp-listen\n", "@@kf:tcp-listen\n0100007F:zz\n");
+        assert!(
+            parse(&with_port, t, t)
+                .unwrap_err()
+                .0
+                .contains("/proc/net/tcp"),
+            "a port that is not hex"
+        );
+        let with_swap = BARE.replace("@@kf:swaps\n", "@@kf:swaps\n/swapfile file big 0 -2\n");
+        assert!(
+            parse(&with_swap, t, t)
+                .unwrap_err()
+                .0
+                .contains("/proc/swaps said")
+        );
+        let ok = BARE.replace("@@kf:swaps\n", "@@kf:swaps\n/swapfile file 2097148 0 -2\n");
+        assert_eq!(parse(&ok, t, t).unwrap().swap_mib, 2047);
     }
 
     #[test]

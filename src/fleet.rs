@@ -68,7 +68,7 @@ impl Fleet {
             connector,
             resolver,
             progress,
-            |_, _| async { Ok(()) },
+            |_, _| async { Ok::<(), SshError>(()) },
         )
         .await;
         fleet
@@ -77,18 +77,21 @@ impl Fleet {
     /// Connects to each host and runs `work` on it as soon as its own connection is up (no
     /// barrier between the hosts' connections and their work). Returns the connections and,
     /// per connected host, the work's result, in inventory order.
-    pub async fn connect_and<T, F, Fut>(
+    /// The work's error type is its own (facts keep their parse failures apart from SSH
+    /// ones); a failure to connect is in [`Fleet::unreachable`].
+    pub async fn connect_and<T, E, F, Fut>(
         cluster: &Cluster,
         hosts: &[&Host],
         connector: Arc<Connector>,
         resolver: &Resolver,
         progress: &Arc<Progress>,
         work: F,
-    ) -> (Fleet, Vec<(String, Result<T, SshError>)>)
+    ) -> (Fleet, Vec<(String, Result<T, E>)>)
     where
         T: Send + 'static,
+        E: Send + 'static,
         F: Fn(String, Arc<Session>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, SshError>> + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let targets: Vec<(String, crate::ssh::Target)> = hosts
             .iter()

@@ -11,6 +11,7 @@ pub mod cluster_state;
 pub mod day2;
 pub mod desired;
 pub mod engine;
+pub mod error;
 pub mod etcd;
 pub mod facts;
 pub mod fleet;

@@ -81,17 +81,18 @@ pub fn connect_setup(
 /// inventory, a progress display titled `title`, every host at once (bounded by
 /// `options.concurrency`), and `work` run on each host as soon as its own connection is up.
 /// Returns the connections and, per connected host, the work's result, in inventory order.
-pub async fn connect_all<T, F, Fut>(
+pub async fn connect_all<T, E, F, Fut>(
     loaded: &Loaded,
     options: ConnectOptions,
     title: &str,
     bars: bool,
     work: F,
-) -> anyhow::Result<Connected<T>>
+) -> anyhow::Result<Connected<T, E>>
 where
     T: Send + 'static,
+    E: Send + 'static,
     F: Fn(String, Arc<crate::ssh::Session>, Arc<Progress>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<T, crate::ssh::SshError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     let c = &loaded.cluster;
     let (connector, resolver) = connect_setup(loaded, options)?;
@@ -112,11 +113,7 @@ where
 }
 
 /// The connections, each connected host's work result, and the progress display.
-pub type Connected<T> = (
-    Fleet,
-    Vec<(String, Result<T, crate::ssh::SshError>)>,
-    Arc<Progress>,
-);
+pub type Connected<T, E> = (Fleet, Vec<(String, Result<T, E>)>, Arc<Progress>);
 
 /// Connects to every host, gathers facts and runs preflight.
 pub async fn gather(
@@ -146,7 +143,7 @@ pub async fn gather(
             } else {
                 None
             };
-            Ok((f, days))
+            Ok::<_, facts::FactsError>((f, days))
         }
     })
     .await?;

@@ -33,10 +33,21 @@ impl Credentials {
         }
     }
 
+    /// The `.pub` beside a key file, when there is a readable one: it only lets agent keys be
+    /// matched to key files, and a key without one is still offered from its private file.
     fn public_key_of(path: &Path) -> Option<PublicKey> {
         let mut p = path.as_os_str().to_owned();
         p.push(".pub");
-        russh::keys::load_public_key(PathBuf::from(p)).ok()
+        let p = PathBuf::from(p);
+        match russh::keys::load_public_key(&p) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                if p.exists() {
+                    tracing::debug!("{}: not used: {e}", p.display());
+                }
+                None
+            }
+        }
     }
 
     async fn load(&self, target: &Target, path: &Path) -> Result<Loaded, SshError> {

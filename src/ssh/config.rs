@@ -218,6 +218,17 @@ impl SshConfig {
                     if w.is_empty() {
                         return Err(err(i + 1, format!("`{key}` has no value")));
                     }
+                    // as OpenSSH does ("Bad number"): a value that would be ignored is an error
+                    let bad = match key.as_str() {
+                        "port" => w[0].parse::<u16>().is_err().then_some("a port number"),
+                        "connecttimeout" => seconds(&w[0])
+                            .is_none()
+                            .then_some("a time (seconds, or as 1m30s)"),
+                        _ => None,
+                    };
+                    if let Some(want) = bad {
+                        return Err(err(i + 1, format!("`{key}` is {:?}, not {want}", w[0])));
+                    }
                     if let Some(b) = self.blocks.last_mut() {
                         b.options.push((key, w));
                     }
@@ -265,6 +276,7 @@ impl SshConfig {
                     _ if !first => {}
                     "hostname" => o.hostname = Some(v.replace("%h", host).replace("%%", "%")),
                     "user" => o.user = Some(v.to_string()),
+                    // checked when parsed
                     "port" => o.port = v.parse().ok(),
                     "identitiesonly" => o.identities_only = v.eq_ignore_ascii_case("yes"),
                     "proxyjump" => {
@@ -280,7 +292,7 @@ impl SshConfig {
                     "stricthostkeychecking" => {
                         o.strict_host_key_checking = Some(v.to_ascii_lowercase())
                     }
-                    "connecttimeout" => o.connect_timeout = v.parse().ok(),
+                    "connecttimeout" => o.connect_timeout = seconds(v),
                     _ => {}
                 }
                 if first {
@@ -290,6 +302,35 @@ impl SshConfig {
         }
         o
     }
+}
+
+/// An OpenSSH time value in seconds: `30`, `30s`, `1m30s`, `2h` (units s, m, h, d, w).
+fn seconds(v: &str) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut n = String::new();
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            n.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let x: u64 = std::mem::take(&mut n).parse().ok()?;
+        total = total.checked_add(x.checked_mul(unit)?)?;
+    }
+    if !n.is_empty() {
+        total = total.checked_add(n.parse().ok()?)?;
+    }
+    Some(total)
 }
 
 /// Files matching a path whose last component may hold `*` or `?`, sorted.
@@ -302,14 +343,30 @@ fn glob_files(p: &Path) -> Vec<PathBuf> {
         return vec![p.to_path_buf()];
     }
     let dir = p.parent().unwrap_or(Path::new("."));
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
+    // as OpenSSH does, an Include whose directory cannot be listed includes nothing
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| match e {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!("{}: cannot read an entry: {e}", dir.display());
+                    None
+                }
+            })
+            .filter(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .collect(),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "Include {}: cannot list {}: {e}",
+                    p.display(),
+                    dir.display()
+                );
+            }
+            Vec::new()
+        }
+    };
     out.sort();
     out
 }
@@ -334,17 +391,24 @@ pub fn parse_proxy_jump(spec: &str) -> Vec<Hop> {
             };
             let (host, port) = if let Some(r) = rest.strip_prefix('[') {
                 match r.split_once(']') {
-                    Some((h, p)) => (
-                        h.to_string(),
-                        p.strip_prefix(':').and_then(|p| p.parse().ok()),
-                    ),
+                    Some((h, p)) => (h.to_string(), p.strip_prefix(':')),
                     None => (rest.to_string(), None),
                 }
             } else {
                 match rest.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().ok()),
+                    Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
                     _ => (rest.to_string(), None),
                 }
+            };
+            let port = match port {
+                Some(p) => match p.parse() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        tracing::warn!("ProxyJump {s}: port {p:?} is not a port number; using 22");
+                        None
+                    }
+                },
+                None => None,
             };
             Hop { user, host, port }
         })
@@ -441,6 +505,40 @@ Host *
                 .user
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_port_or_timeout_that_is_not_a_number_is_an_error_not_ignored() {
+        let parse = |text: &str| {
+            let mut c = SshConfig::default();
+            c.parse(Path::new("/cfg"), text, None, 0).map(|()| c)
+        };
+        let e = parse("Host a\n  Port 22x\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/cfg:2: `port` is \"22x\", not a port number"
+        );
+        let e = parse("Host a\n  Port 70000\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("ConnectTimeout soon\n").unwrap_err();
+        assert!(
+            e.to_string().contains("`connecttimeout` is \"soon\""),
+            "{e}"
+        );
+        // OpenSSH's time formats are values, not errors
+        for (v, secs) in [
+            ("7", 7),
+            ("7s", 7),
+            ("1m30s", 90),
+            ("2h", 7200),
+            ("1w", 604_800),
+        ] {
+            let c = parse(&format!("ConnectTimeout {v}\n")).unwrap();
+            assert_eq!(c.lookup("x").connect_timeout, Some(secs), "{v}");
+        }
+        assert_eq!(seconds(""), None);
+        assert_eq!(seconds("m"), None);
+        assert_eq!(seconds("1x"), None);
     }
 
     #[test]

@@ -119,6 +119,8 @@ fn hmac_sha1(salt: &[u8], msg: &str) -> Vec<u8> {
     ring::hmac::sign(&key, msg.as_bytes()).as_ref().to_vec()
 }
 
+/// `None` for text that is not base64: the caller skips that known_hosts line and lists it in
+/// `skipped` (logged when the file is loaded), as OpenSSH ignores lines it cannot read.
 fn b64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
@@ -470,12 +472,17 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
         std::fs::rename(&tmp, &file)
     })();
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
+        if let Err(r) = std::fs::remove_file(&tmp) {
+            tracing::warn!("cannot remove {}: {r}", tmp.display());
+        }
         return Err(e);
     }
     // the rename itself reaches the disk
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+    {
+        // the key is recorded; only its durability across a crash is in doubt
+        tracing::warn!("cannot sync {}: {e}", dir.display());
     }
     drop(lock);
     Ok(Appended::Recorded)

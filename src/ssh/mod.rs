@@ -11,6 +11,8 @@ pub mod session;
 pub use resolve::{Resolver, Target};
 pub use session::{Connector, ExecOutput, Session};
 
+pub use crate::error::ErrorKind;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -136,8 +138,24 @@ pub enum SshError {
     },
     #[error("{host}: SSH protocol error: {message}")]
     Protocol { host: String, message: String },
+    #[error(
+        "{host}: SSH protocol error: {addr} presented a host certificate; kubeforge verifies plain host keys"
+    )]
+    HostCertificate { host: String, addr: String },
+    /// This machine's known_hosts files cannot be read, or there is none to record a new key
+    /// in.
     #[error("{host}: {message}")]
-    Config { host: String, message: String },
+    KnownHosts { host: String, message: String },
+    /// What a command printed could not be understood (`what` names the output).
+    #[error("{host}: {message}")]
+    Parse {
+        host: String,
+        what: &'static str,
+        message: String,
+    },
+    /// The host did not reach a state kubeforge waited for (a service that did not come back).
+    #[error("{host}: {message}")]
+    NotReady { host: String, message: String },
 }
 
 fn stderr_tail(stderr: &str) -> String {
@@ -170,12 +188,41 @@ impl SshError {
             | CommandFailed { host, .. }
             | File { host, .. }
             | Protocol { host, .. }
-            | Config { host, .. } => host,
+            | HostCertificate { host, .. }
+            | KnownHosts { host, .. }
+            | Parse { host, .. }
+            | NotReady { host, .. } => host,
         }
     }
 
-    /// Whether the host could not be reached or trusted at all (as opposed to a command that
-    /// ran and failed).
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        use SshError::*;
+        match self {
+            Connect { .. } | ConnectTimeout { .. } | Disconnected { .. } | Protocol { .. } => {
+                ErrorKind::Unreachable
+            }
+            UnknownHostKey { .. }
+            | HostKeyChanged { .. }
+            | HostKeyRevoked { .. }
+            | Auth { .. }
+            | Key { .. }
+            | Sudo { .. } => ErrorKind::Auth,
+            Sha1HostKeySignature { .. } | HostCertificate { .. } => ErrorKind::Policy,
+            RecordHostKey { .. } | KnownHosts { .. } => ErrorKind::Local,
+            CommandTimeout { .. }
+            | OutputTooLarge { .. }
+            | NoExitStatus { .. }
+            | CommandFailed { .. }
+            | File { .. }
+            | NotReady { .. } => ErrorKind::RemoteFailed,
+            Parse { .. } => ErrorKind::Parse,
+        }
+    }
+
+    /// Whether no working connection to the host could be opened at all (as opposed to a
+    /// command that ran and failed, or output that could not be parsed): every failure of
+    /// [`Connector::connect`] except those of the commands it runs.
     pub fn is_unreachable(&self) -> bool {
         use SshError::*;
         matches!(
@@ -191,7 +238,8 @@ impl SshError {
                 | Key { .. }
                 | Sudo { .. }
                 | Disconnected { .. }
-                | Config { .. }
+                | HostCertificate { .. }
+                | KnownHosts { .. }
         )
     }
 }

@@ -43,11 +43,9 @@ impl client::Handler for ClientHandler {
     ) -> Result<bool, Self::Error> {
         let addr = known_hosts::host_name(&self.host, self.port);
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return self.refuse(SshError::Protocol {
+            return self.refuse(SshError::HostCertificate {
                 host: self.name.clone(),
-                message: format!(
-                    "{addr} presented a host certificate; kubeforge verifies plain host keys"
-                ),
+                addr,
             });
         };
         let algorithm = key.algorithm().to_string();
@@ -55,7 +53,7 @@ impl client::Handler for ClientHandler {
         let verdict = match self.known.check(&self.host, self.port, key) {
             Verdict::Unknown if self.accept_new => {
                 let Some(file) = self.record_to.clone() else {
-                    return self.refuse(SshError::Config {
+                    return self.refuse(SshError::KnownHosts {
                         host: self.name.clone(),
                         message: "no known_hosts file to record new host keys in".into(),
                     });
@@ -215,10 +213,12 @@ fn short(script: &str) -> String {
     s
 }
 
-fn random_suffix() -> String {
+/// A name part nobody can guess (temporary files in /tmp are created with O_EXCL, so a guess
+/// would only make the upload fail); `None` when the system has no random source.
+fn random_suffix() -> Option<String> {
     let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    hex::encode(b)
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).ok()?;
+    Some(hex::encode(b))
 }
 
 /// `ssh-rsa`: an RSA signature over SHA-1.
@@ -315,7 +315,7 @@ impl Connector {
     async fn open(&self, target: &Target, as_root: bool) -> Result<Session, SshError> {
         let name = target.name.clone();
         let addr = format!("{}:{}", target.host, target.port);
-        let known = KnownHosts::load(&target.known_hosts).map_err(|e| SshError::Config {
+        let known = KnownHosts::load(&target.known_hosts).map_err(|e| SshError::KnownHosts {
             host: name.clone(),
             message: e.to_string(),
         })?;
@@ -373,6 +373,7 @@ impl Connector {
                     let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
                         .await
                         .map_err(|e| connect_err(e.to_string()))?;
+                    // latency only: a socket without TCP_NODELAY still works
                     let _ = tcp.set_nodelay(true);
                     client::connect_stream(config, tcp, handler)
                         .await
@@ -493,6 +494,7 @@ impl Session {
                 };
                 if (kept.len() + data.len()) as u64 > max_output {
                     // a host that prints without end must not exhaust this machine: stop here
+                    // the call fails with OutputTooLarge either way; closing only stops it
                     let _ = ch.close().await;
                     return Err(SshError::OutputTooLarge {
                         host: host.clone(),
@@ -641,11 +643,18 @@ impl Session {
                 ));
             }
         };
+        // two names nobody can guess: the temporary file and, for sudo users, the staged copy
+        let (Some(tmp_suffix), Some(staged_suffix)) = (random_suffix(), random_suffix()) else {
+            return Err(file_err(
+                "upload",
+                "no random source on this machine for a temporary name".into(),
+            ));
+        };
         let sftp = self.sftp().await?;
         let tmp = if self.needs_sudo() {
-            format!("/tmp/.kubeforge-{}", random_suffix())
+            format!("/tmp/.kubeforge-{tmp_suffix}")
         } else {
-            format!("{dir}/.{base}.kubeforge-{}", random_suffix())
+            format!("{dir}/.{base}.kubeforge-{tmp_suffix}")
         };
         let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE | OpenFlags::EXCLUDE;
         // created 0600, so a secret (a kubeadm config with a join token) is never readable by
@@ -680,13 +689,15 @@ impl Session {
         }
         .await;
         if let Err(e) = written {
-            let _ = sftp.remove_file(tmp.clone()).await;
+            if let Err(r) = sftp.remove_file(tmp.clone()).await {
+                tracing::warn!("{host}: cannot remove the partial upload {tmp}: {r}");
+            }
             return Err(file_err("write", e.to_string()));
         }
         let (q_tmp, q_dest, q_dir) = (shell_quote(&tmp), shell_quote(dest), shell_quote(dir));
         let owner = shell_quote(owner);
         let script = if self.needs_sudo() {
-            let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{}", random_suffix()));
+            let staged = shell_quote(&format!("{dir}/.{base}.kubeforge-{staged_suffix}"));
             format!(
                 "mkdir -p {q_dir} && (umask 077 && cp {q_tmp} {staged}) && chmod {mode:o} {staged} && chown {owner} {staged} && mv -f {staged} {q_dest}; rc=$?; rm -f {q_tmp} {staged}; exit $rc"
             )
@@ -780,6 +791,7 @@ impl Session {
     }
 
     pub async fn close(&self) {
+        // the work is done: a connection already gone cannot be disconnected, and need not be
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "kubeforge done", "en")
@@ -840,6 +852,149 @@ mod tests {
         // any other failure stays a connection error
         let e = handshake_error("node1", "10.0.0.1:22", russh::Error::KexInit);
         assert!(matches!(e, SshError::Connect { .. }), "{e}");
+    }
+
+    #[test]
+    fn every_failure_has_its_kind() {
+        use crate::error::ErrorKind;
+        let h = || "node1".to_string();
+        let sha1 = handshake_error(
+            "node1",
+            "10.0.0.1:22",
+            russh::Error::NoCommonAlgo {
+                kind: russh::AlgorithmKind::Key,
+                ours: vec![],
+                theirs: vec!["ssh-rsa".into()],
+            },
+        );
+        let cases = [
+            (
+                handshake_error("node1", "10.0.0.1:22", russh::Error::KexInit),
+                ErrorKind::Unreachable,
+            ),
+            (
+                SshError::ConnectTimeout {
+                    host: h(),
+                    addr: "a".into(),
+                    timeout: Duration::from_secs(3),
+                },
+                ErrorKind::Unreachable,
+            ),
+            (
+                SshError::Disconnected {
+                    host: h(),
+                    command: None,
+                },
+                ErrorKind::Unreachable,
+            ),
+            (
+                SshError::HostKeyChanged {
+                    host: h(),
+                    addr: "a".into(),
+                    algorithm: "ssh-ed25519".into(),
+                    fingerprint: "SHA256:x".into(),
+                    line: "kh:1".into(),
+                    known: "ssh-ed25519".into(),
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                SshError::Auth {
+                    host: h(),
+                    user: "root".into(),
+                    addr: "a".into(),
+                    tried: "x".into(),
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                SshError::Sudo {
+                    host: h(),
+                    user: "u".into(),
+                    message: "m".into(),
+                },
+                ErrorKind::Auth,
+            ),
+            (sha1, ErrorKind::Policy),
+            (
+                SshError::HostCertificate {
+                    host: h(),
+                    addr: "a".into(),
+                },
+                ErrorKind::Policy,
+            ),
+            (
+                SshError::KnownHosts {
+                    host: h(),
+                    message: "m".into(),
+                },
+                ErrorKind::Local,
+            ),
+            (
+                SshError::CommandFailed {
+                    host: h(),
+                    command: "false".into(),
+                    status: 1,
+                    stderr: String::new(),
+                },
+                ErrorKind::RemoteFailed,
+            ),
+            (
+                SshError::CommandTimeout {
+                    host: h(),
+                    command: "sleep".into(),
+                    timeout: Duration::from_secs(1),
+                },
+                ErrorKind::RemoteFailed,
+            ),
+            (
+                SshError::NotReady {
+                    host: h(),
+                    message: "m".into(),
+                },
+                ErrorKind::RemoteFailed,
+            ),
+            (
+                SshError::Parse {
+                    host: h(),
+                    what: "kubectl get nodes",
+                    message: "m".into(),
+                },
+                ErrorKind::Parse,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.host(), "node1");
+            assert_eq!(
+                e.is_unreachable(),
+                kind.is_unreachable()
+                    || matches!(
+                        e,
+                        SshError::HostCertificate { .. }
+                            | SshError::KnownHosts { .. }
+                            | SshError::Sha1HostKeySignature { .. }
+                    ),
+                "{e}"
+            );
+        }
+        // the texts users see stay as they were
+        assert_eq!(
+            SshError::HostCertificate {
+                host: h(),
+                addr: "10.0.0.1:22".into()
+            }
+            .to_string(),
+            "node1: SSH protocol error: 10.0.0.1:22 presented a host certificate; kubeforge verifies plain host keys"
+        );
+        assert_eq!(
+            SshError::KnownHosts {
+                host: h(),
+                message: "no known_hosts file to record new host keys in".into()
+            }
+            .to_string(),
+            "node1: no known_hosts file to record new host keys in"
+        );
     }
 
     #[test]

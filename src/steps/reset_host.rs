@@ -6,7 +6,7 @@
 use crate::engine::{Action, PlanCx, PlanError, Run, RunFuture, Schedule, Step};
 use crate::model::Cluster;
 use crate::ownership::{CaHash, Refusal, reset_decision};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct ResetHost {
     /// Reset hosts the cluster cannot vouch for, too.
@@ -14,6 +14,8 @@ pub struct ResetHost {
     pub remove_binaries: bool,
     /// The hosts that answered (those without facts among them: the probe failed).
     pub reached: BTreeSet<String>,
+    /// Why the facts probe failed on a host that answered.
+    pub probe_failed: BTreeMap<String, String>,
 }
 
 impl ResetHost {
@@ -32,7 +34,12 @@ impl ResetHost {
             .map(|h| {
                 let d = match cx.facts.get(&h.name) {
                     Some(f) => reset_decision(&f.membership, &c.name, ca.as_ref()),
-                    None => Err(Refusal::NoFacts("the facts probe failed".into())),
+                    None => Err(Refusal::NoFacts(
+                        self.probe_failed
+                            .get(&h.name)
+                            .cloned()
+                            .unwrap_or_else(|| "the facts probe failed".into()),
+                    )),
                 };
                 (h.name.clone(), d)
             })

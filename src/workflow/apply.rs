@@ -31,6 +31,8 @@ pub enum ApplyError {
     NoManifest(String),
     #[error("cannot reach {} host{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|(_, e)| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Unreachable(Vec<(String, String)>),
+    #[error("cannot read the facts of {} host{} (they answered, but not as expected):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|(_, e)| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Facts(Vec<(String, String)>),
     #[error("preflight failed on {}:\n{}\n(skip a check with --ignore-preflight NAME)", hosts_of(.0), .0.iter().map(|f| format!("  - {}: {}: {}", f.host, f.check, f.message)).collect::<Vec<_>>().join("\n"))]
     Preflight(Vec<Finding>),
     #[error(transparent)]
@@ -150,7 +152,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
                         } else {
                             None
                         };
-                    Ok((f, certs))
+                    Ok::<_, facts::FactsError>((f, certs))
                 }
             }
         })
@@ -163,6 +165,8 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         .collect();
     let mut facts_by_host = BTreeMap::new();
     let mut plan_warnings = Vec::new();
+    // reached, but what the host answered could not be read: not an unreachable host
+    let mut unreadable: Vec<(String, String)> = Vec::new();
     for (name, r) in gathered {
         match r {
             Ok((f, certs)) => {
@@ -178,12 +182,17 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
                 }
                 facts_by_host.insert(name, f);
             }
-            Err(e) => unreachable.push((name, e.to_string())),
+            Err(e) if e.kind().is_unreachable() => unreachable.push((name, e.to_string())),
+            Err(e) => unreadable.push((name, e.to_string())),
         }
     }
     if !unreachable.is_empty() {
         fleet.close().await;
         return Err(ApplyError::Unreachable(unreachable));
+    }
+    if !unreadable.is_empty() {
+        fleet.close().await;
+        return Err(ApplyError::Facts(unreadable));
     }
     let findings = preflight::run(
         c,

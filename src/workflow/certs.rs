@@ -37,7 +37,7 @@ pub async fn renew(
     let c = &loaded.cluster;
     let (fleet, _, _) =
         crate::status::connect_all(loaded, connect, "connect", false, |_, _, _| async {
-            Ok(())
+            Ok::<(), crate::ssh::SshError>(())
         })
         .await
         .map_err(|e| CertsError::Failed {

@@ -62,18 +62,22 @@ pub async fn run(
     .await?;
     drop(progress);
     let mut facts: BTreeMap<String, Facts> = BTreeMap::new();
+    let mut probe_failed = BTreeMap::new();
     for (h, r) in gathered {
         match r {
             Ok(f) => {
                 facts.insert(h, f);
             }
-            Err(e) => tracing::warn!("{h}: cannot read what is on the host: {e}"),
+            Err(e) => {
+                probe_failed.insert(h, e.to_string());
+            }
         }
     }
     let step = ResetHost {
         force,
         remove_binaries,
         reached: fleet.sessions.keys().cloned().collect(),
+        probe_failed,
     };
     let manifest = loaded
         .catalog
