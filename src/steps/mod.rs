@@ -22,11 +22,40 @@ pub mod upgrade_worker;
 pub mod wait_ready;
 
 use crate::cluster_state::kubectl;
-use crate::engine::{Action, Ctx, JoinSecrets, PlanCx, Run, RunFuture, Step, StepError};
+use crate::engine::{
+    Action, Ctx, JoinSecrets, PlanCx, PlanError, Run, RunFuture, Schedule, Step, StepError,
+};
 use crate::ssh::Session;
 use crate::ssh::session::{Exec, Upload};
 use crate::util::shell_quote;
 use std::time::Duration;
+
+/// The steps that prepare each host by itself (os-prep, runtime, kube-binaries, api-endpoint)
+/// run as one group: a host goes through all of them without waiting for the others.
+pub const PREPARE: Schedule = Schedule::PerHost { group: "prepare" };
+/// Their phase in the run's timings.
+pub const PREPARE_TIMING: &str = "prepare hosts";
+
+/// Plans `f` for every host of the cluster, with its facts and desired state.
+pub fn each_host(
+    cx: &PlanCx,
+    f: impl Fn(&crate::model::Host, &crate::facts::Facts, &crate::desired::HostDesired) -> Vec<Action>,
+) -> Vec<Action> {
+    cx.cluster
+        .hosts
+        .iter()
+        .flat_map(|h| f(h, cx.facts_of(h), cx.want(h)))
+        .collect()
+}
+
+/// The members being upgraded: their binaries and runtime change during their own upgrade,
+/// after their drain, not while they prepare.
+pub fn upgrading(cx: &PlanCx) -> Result<std::collections::BTreeSet<String>, PlanError> {
+    Ok(upgrade::check(cx)
+        .map_err(PlanError::Upgrade)?
+        .map(|u| u.hosts)
+        .unwrap_or_default())
+}
 
 /// `kubeadm reset` of a host an interrupted run left half-joined (destructive: confirmed).
 #[derive(Debug, Clone, Copy)]

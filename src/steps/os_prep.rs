@@ -17,18 +17,13 @@ impl Step for OsPrep {
         "os-prep"
     }
     fn timing(&self) -> &'static str {
-        "prepare hosts"
+        super::PREPARE_TIMING
     }
     fn schedule(&self, _: &Cluster) -> Schedule {
-        Schedule::PerHost { group: "prepare" }
+        super::PREPARE
     }
     fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
-        Ok(cx
-            .cluster
-            .hosts
-            .iter()
-            .flat_map(|h| plan_host(h, cx.facts_of(h), cx.want(h)))
-            .collect())
+        Ok(super::each_host(cx, plan_host))
     }
 }
 

@@ -17,23 +17,16 @@ impl Step for Runtime {
         "runtime"
     }
     fn timing(&self) -> &'static str {
-        "prepare hosts"
+        super::PREPARE_TIMING
     }
     fn schedule(&self, _: &Cluster) -> Schedule {
-        Schedule::PerHost { group: "prepare" }
+        super::PREPARE
     }
     fn plan(&self, cx: &PlanCx, _: &[Action]) -> Result<Vec<Action>, PlanError> {
-        // members moving to another release get their runtime during their own upgrade
-        let upgrade = super::upgrade::check(cx).map_err(PlanError::Upgrade)?;
-        Ok(cx
-            .cluster
-            .hosts
-            .iter()
-            .flat_map(|h| {
-                let deferred = upgrade.as_ref().is_some_and(|u| u.hosts.contains(&h.name));
-                plan_host(h, cx.facts_of(h), cx.want(h), deferred)
-            })
-            .collect())
+        let upgrading = super::upgrading(cx)?;
+        Ok(super::each_host(cx, |h, f, want| {
+            plan_host(h, f, want, upgrading.contains(&h.name))
+        }))
     }
 }
 

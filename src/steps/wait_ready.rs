@@ -19,12 +19,15 @@ impl Step for WaitReady {
     }
     /// After a join, an init or a new pod network; or when a node is not Ready.
     fn plan(&self, cx: &PlanCx, so_far: &[Action]) -> Result<Vec<Action>, PlanError> {
-        let changes = so_far.iter().any(|a| {
-            matches!(
-                a.step,
-                "init" | "join-control-plane" | "join-worker" | "cni"
-            )
-        });
+        let changing: [&dyn Step; 4] = [
+            &super::init::Init,
+            &super::join_control_plane::JoinControlPlane,
+            &super::join_worker::JoinWorker,
+            &super::cni::Cni,
+        ];
+        let changes = so_far
+            .iter()
+            .any(|a| changing.iter().any(|s| s.name() == a.step));
         Ok(plan(cx, changes))
     }
 }
