@@ -342,6 +342,19 @@ pub fn status(r: &crate::status::StatusReport) -> String {
     crate::util::terminal_safe(&out).into_owned()
 }
 
+/// What a command shows as it goes.
+pub fn shown(s: &crate::workflow::command::Shown) -> String {
+    use crate::workflow::command::Shown;
+    match s {
+        Shown::CloudPlan(a) => cloud_plan(a),
+        Shown::CloudChanges(a) => cloud_changes(a),
+        Shown::Findings(f) => findings(f),
+        Shown::Plan(p, c) => plan(p, c),
+        Shown::Removed(r) => removed(r),
+        Shown::Note(n) => format!("{n}\n"),
+    }
+}
+
 /// The OpenStack resources a run creates, adopts, replaces or deletes.
 pub fn cloud_plan(actions: &[crate::openstack::provider::CloudAction]) -> String {
     let mut out = String::from("OpenStack resources:\n");
@@ -404,38 +417,6 @@ pub fn findings(f: &[crate::preflight::Finding]) -> String {
     f.iter()
         .map(|f| format!("warning: {}: {}: {}\n", f.host, f.check, f.message))
         .collect()
-}
-
-/// The destructive actions of a plan, for a refusal: "remove w1 (drain, delete, reset its
-/// host) and reset cp2 (...)".
-pub fn destructive_summary(p: &Plan) -> String {
-    let of = |step: &str| -> Vec<&str> {
-        p.destructive
-            .iter()
-            .filter(|d| d.step == step)
-            .map(|d| d.host.as_str())
-            .collect()
-    };
-    let (removed, reset) = (of("remove-node"), of("reset"));
-    let mut what = Vec::new();
-    if !removed.is_empty() {
-        what.push(format!(
-            "remove {} (drain, delete, reset {})",
-            removed.join(", "),
-            if removed.len() == 1 {
-                "its host"
-            } else {
-                "their hosts"
-            }
-        ));
-    }
-    if !reset.is_empty() {
-        what.push(format!(
-            "reset {} (kubeadm's files of an interrupted run)",
-            reset.join(", ")
-        ));
-    }
-    what.join(" and ")
 }
 
 /// What removing nodes did, per node.

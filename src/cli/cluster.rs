@@ -145,8 +145,8 @@ impl command::Ui for Terminal {
     fn ask(&self, question: &str) -> std::result::Result<bool, apply::ApplyError> {
         confirm(question).map_err(apply::ApplyError::Other)
     }
-    fn say(&self, text: &str) {
-        eprint!("{}", terminal_safe(text));
+    fn show(&self, what: command::Shown) {
+        eprint!("{}", terminal_safe(&kubeforge::output::shown(&what)));
     }
 }
 

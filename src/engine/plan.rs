@@ -58,6 +58,39 @@ pub fn unlisted_nodes(c: &Cluster, state: Option<&ClusterState>) -> Vec<String> 
 }
 
 impl Plan {
+    /// The destructive actions of a plan, for a refusal: "remove w1 (drain, delete, reset its
+    /// host) and reset cp2 (...)".
+    pub fn destructive_summary(&self) -> String {
+        let p = self;
+        let of = |step: &str| -> Vec<&str> {
+            p.destructive
+                .iter()
+                .filter(|d| d.step == step)
+                .map(|d| d.host.as_str())
+                .collect()
+        };
+        let (removed, reset) = (of("remove-node"), of("reset"));
+        let mut what = Vec::new();
+        if !removed.is_empty() {
+            what.push(format!(
+                "remove {} (drain, delete, reset {})",
+                removed.join(", "),
+                if removed.len() == 1 {
+                    "its host"
+                } else {
+                    "their hosts"
+                }
+            ));
+        }
+        if !reset.is_empty() {
+            what.push(format!(
+                "reset {} (kubeadm's files of an interrupted run)",
+                reset.join(", ")
+            ));
+        }
+        what.join(" and ")
+    }
+
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }

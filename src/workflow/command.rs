@@ -5,8 +5,27 @@
 
 use super::apply::{self, ApplyError, Options, Report};
 use crate::day2;
+use crate::engine::Plan;
 use crate::inventory::Loaded;
-use crate::output;
+use crate::model::Cluster;
+use crate::openstack::provider::CloudAction;
+use crate::preflight::Finding;
+
+/// What the command shows the operator as it goes (rendered by `output`).
+pub enum Shown<'a> {
+    /// The cloud's resources, to create, adopt, replace or delete.
+    CloudPlan(&'a [CloudAction]),
+    /// What provisioning created or replaced.
+    CloudChanges(&'a [CloudAction]),
+    /// Preflight warnings.
+    Findings(&'a [Finding]),
+    /// The plan of the hosts and the cluster.
+    Plan(&'a Plan, &'a Cluster),
+    /// What removing nodes did.
+    Removed(&'a [day2::Removed]),
+    /// A line of progress.
+    Note(String),
+}
 
 /// How a command goes on after showing what it would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +57,8 @@ pub trait Ui: Sync {
     fn decide(&self, changes: bool, destructive: bool) -> Go;
     /// Asks the operator `question`; true: go ahead.
     fn ask(&self, question: &str) -> Result<bool, ApplyError>;
-    /// A message for the operator (the plan, progress, warnings).
-    fn say(&self, text: &str);
+    /// Shows the operator what the command does.
+    fn show(&self, what: Shown);
 }
 
 /// What `apply` was asked for.
@@ -84,7 +103,7 @@ pub async fn apply(
             .await
             .map_err(other)?
             .actions;
-        ui.say(&output::cloud_plan(&cloud_plan));
+        ui.show(Shown::CloudPlan(&cloud_plan));
         let changes = cloud_plan.iter().any(|x| x.is_change());
         let destructive: Vec<String> = cloud_plan
             .iter()
@@ -104,7 +123,7 @@ pub async fn apply(
             crate::openstack::provision(&loaded).await.map_err(other)?;
         loaded = crate::openstack::resolved(&loaded, &resolved);
         opts.cloud_provider = cloud_provider;
-        ui.say(&output::cloud_changes(&p.actions));
+        ui.show(Shown::CloudChanges(&p.actions));
         if req.cloud_only {
             return Ok(Outcome::CloudOnly(p));
         }
@@ -112,7 +131,7 @@ pub async fn apply(
         apply::wait_reachable(&loaded, &opts.connect).await?;
     }
     let mut prepared = apply::prepare(&loaded, &opts).await?;
-    ui.say(&output::findings(&prepared.warnings));
+    ui.show(Shown::Findings(&prepared.warnings));
     // destructive: the nodes to prune, and those beyond a lowered count
     let prune: Vec<String> = if req.prune {
         crate::engine::plan::unlisted_nodes(&loaded.cluster, prepared.state.as_ref())
@@ -131,13 +150,11 @@ pub async fn apply(
             "; then its server is deleted",
         );
     }
-    ui.say(&output::plan(&prepared.plan, &loaded.cluster));
+    ui.show(Shown::Plan(&prepared.plan, &loaded.cluster));
     let go = ui.decide(!prepared.plan.is_empty(), prepared.plan.is_destructive());
     if go == Go::Refuse {
         prepared.fleet.close().await;
-        return Err(ApplyError::Refused(output::destructive_summary(
-            &prepared.plan,
-        )));
+        return Err(ApplyError::Refused(prepared.plan.destructive_summary()));
     }
     // the hosts to reset are this cluster's: refused before anything changes
     let removals: Vec<String> = prune.iter().chain(&surplus_names).cloned().collect();
@@ -153,28 +170,28 @@ pub async fn apply(
     }
     let report = apply::execute(&loaded, prepared, &opts).await?;
     if !prune.is_empty() {
-        ui.say(&format!(
-            "pruning nodes the inventory no longer lists: {}\n",
+        ui.show(Shown::Note(format!(
+            "pruning nodes the inventory no longer lists: {}",
             prune.join(", ")
-        ));
+        )));
         let removed = remove_nodes(&loaded, &opts, &prune, req.force).await?;
-        ui.say(&output::removed(&removed));
+        ui.show(Shown::Removed(&removed));
     }
     if !surplus.is_empty() {
         // lowered counts: the highest-numbered servers leave the cluster safely, then go
-        ui.say(&format!(
-            "scaling down: removing {}\n",
+        ui.show(Shown::Note(format!(
+            "scaling down: removing {}",
             surplus_names.join(", ")
-        ));
+        )));
         let removed = remove_nodes(&loaded, &opts, &surplus_names, req.force).await?;
-        ui.say(&output::removed(&removed));
+        ui.show(Shown::Removed(&removed));
         let cloud = crate::openstack::connect(&loaded).await.map_err(other)?;
         let deleted =
             crate::openstack::provider::delete_servers(&cloud, &loaded.cluster.name, &surplus)
                 .await
                 .map_err(|e| other(e.into()))?;
         for x in deleted {
-            ui.say(&format!("deleted {} {}\n", x.kind, x.name));
+            ui.show(Shown::Note(format!("deleted {} {}", x.kind, x.name)));
         }
     }
     Ok(Outcome::Applied(report))
