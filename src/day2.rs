@@ -11,15 +11,16 @@
 //! of another cluster, or one that nothing shows to be this cluster's (a machine at an address
 //! a node's own kubelet reported), is refused unless the operator passes --force.
 
-use crate::cluster_state::{self, ClusterState, NodeState, kubectl};
-use crate::etcd::{Etcd, Member};
+use crate::cluster_state::{self, ClusterState, NodeState};
+#[cfg(test)]
+use crate::etcd::Member;
 use crate::facts::Facts;
 use crate::fleet::Fleet;
 use crate::inventory::Loaded;
-use crate::model::{Role, SshTarget};
+use crate::model::SshTarget;
 use crate::ssh::{ConnectOptions, Session};
 use crate::status::{connect_all, connect_setup};
-use crate::steps::{self, reset::Scope};
+use crate::steps;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,15 +30,11 @@ pub enum Day2Error {
     Refused(String),
     #[error("{host}: {message}")]
     Failed { host: String, message: String },
+    /// A step stopped: its message names the host.
+    #[error("{0}")]
+    Stopped(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
-}
-
-fn failed(host: &str, e: impl std::fmt::Display) -> Day2Error {
-    Day2Error::Failed {
-        host: host.to_string(),
-        message: crate::secrets::redact(&e.to_string()),
-    }
 }
 
 pub struct RemoveOptions {
@@ -47,17 +44,6 @@ pub struct RemoveOptions {
     pub force_unvouched: bool,
     pub remove_binaries: bool,
     pub bars: bool,
-}
-
-/// What happened to one removed node.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Removed {
-    pub name: String,
-    pub drained: bool,
-    pub etcd_member_removed: bool,
-    /// False when the host could not be reached: its cleanup was skipped.
-    pub host_reset: bool,
-    pub warnings: Vec<String>,
 }
 
 /// The connections and the cluster's view needed for removals.
@@ -111,128 +97,8 @@ pub async fn open(
     })
 }
 
-impl Session2 {
-    /// A reachable control plane not in `except` (the host being removed, and those removed
-    /// earlier in this run), whose kubectl answers.
-    fn api(&self, c: &crate::model::Cluster, except: &[String]) -> Option<&Arc<Session>> {
-        let first = self
-            .fleet
-            .session(&self.state.api_host)
-            .filter(|_| !except.contains(&self.state.api_host));
-        first.or_else(|| {
-            c.control_planes()
-                .filter(|h| !except.contains(&h.name))
-                .find_map(|h| self.fleet.session(&h.name))
-        })
-    }
-}
-
-/// Health of every etcd member: the member list from a serving control plane, and each
-/// member's own /health through its host. The host being removed (`target`) may be gone from
-/// the inventory (apply --prune, a lowered OpenStack count): its session is passed in.
-async fn etcd_view(
-    loaded: &Loaded,
-    s2: &Session2,
-    except: &[String],
-    target: (&str, Option<&Arc<Session>>),
-) -> Result<(Vec<Member>, BTreeMap<String, bool>), Day2Error> {
-    let c = &loaded.cluster;
-    let api = s2.api(c, except).ok_or_else(|| {
-        Day2Error::Refused("no other control plane is reachable to change etcd through".into())
-    })?;
-    let etcd = Etcd::connect(api)
-        .await
-        .map_err(|e| failed(api.name(), e))?;
-    let members = etcd.members().await.map_err(|e| failed(api.name(), e))?;
-    let mut healthy = BTreeMap::new();
-    for m in &members {
-        let host = c
-            .control_planes()
-            .find(|h| m.is_on(h.internal_address(), &h.name))
-            .map(|h| h.name.clone())
-            .or_else(|| {
-                s2.state
-                    .nodes
-                    .iter()
-                    .find(|n| {
-                        n.internal_ip
-                            .as_deref()
-                            .is_some_and(|ip| m.is_on(ip, &n.name))
-                    })
-                    .map(|n| n.name.clone())
-            });
-        let session = host.as_deref().and_then(|h| {
-            if h == target.0 {
-                target.1.or_else(|| s2.fleet.session(h))
-            } else {
-                s2.fleet.session(h)
-            }
-        });
-        let ok = match session {
-            Some(s) => match Etcd::connect(s).await {
-                Ok(e) => e.healthy().await,
-                Err(_) => false,
-            },
-            None => false,
-        };
-        healthy.insert(m.id.clone(), ok);
-    }
-    Ok((members, healthy))
-}
-
-/// Decides whether removing `name`'s etcd member is safe. Returns the member to remove.
-pub fn quorum_check(
-    name: &str,
-    member: Option<&Member>,
-    members: &[Member],
-    healthy: &BTreeMap<String, bool>,
-    force: bool,
-) -> Result<(), String> {
-    let voting: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
-    let Some(me) = member else { return Ok(()) };
-    if voting.len() <= 1 && !me.is_learner {
-        return Err(format!(
-            "{name} is the last etcd member: removing it would destroy the cluster (use reset instead)"
-        ));
-    }
-    let me_healthy = healthy.get(&me.id).copied().unwrap_or(false);
-    if !me_healthy && !force {
-        return Err(format!(
-            "{name}'s etcd member does not answer: removing a dead member must be explicit; run again with --force"
-        ));
-    }
-    if me.is_learner {
-        return Ok(());
-    }
-    let remaining: Vec<&&Member> = voting.iter().filter(|m| m.id != me.id).collect();
-    let alive = remaining
-        .iter()
-        .filter(|m| healthy.get(&m.id).copied().unwrap_or(false))
-        .count();
-    let quorum = remaining.len() / 2 + 1;
-    if alive < quorum {
-        let down: Vec<&str> = remaining
-            .iter()
-            .filter(|m| !healthy.get(&m.id).copied().unwrap_or(false))
-            .map(|m| {
-                if m.name.is_empty() {
-                    m.id.as_str()
-                } else {
-                    m.name.as_str()
-                }
-            })
-            .collect();
-        return Err(format!(
-            "removing {name} would leave etcd with {alive} healthy of {} members, below its quorum of {quorum} ({} down); bring {} back first",
-            remaining.len(),
-            down.join(", "),
-            if down.len() == 1 { "it" } else { "them" }
-        ));
-    }
-    Ok(())
-}
-
 pub use crate::ownership::{CaHash, Refusal, has_kubeadm_state, reset_decision, vouch};
+pub use crate::steps::remove_node::{Removed, api_host, quorum_check};
 
 /// The CA of the cluster: the one of its serving control plane.
 async fn cluster_ca(s2: &Session2) -> Option<CaHash> {
@@ -362,7 +228,8 @@ fn target_for(loaded: &Loaded, node: &NodeState) -> Option<SshTarget> {
     })
 }
 
-/// Removes nodes, one at a time.
+/// Removes nodes, one at a time: the remove-node step on the engine. Every host is reached
+/// and checked, and the plan made, before anything changes.
 pub async fn remove(
     loaded: &Loaded,
     s2: &Session2,
@@ -370,119 +237,53 @@ pub async fn remove(
     opts: &RemoveOptions,
 ) -> Result<Vec<Removed>, Day2Error> {
     let c = &loaded.cluster;
-    let mut out = Vec::new();
     // every host first: refuse before anything changes
-    let sessions = reach_and_check(loaded, s2, names, opts.force_unvouched).await?;
-    // removed earlier in this run: never used as the API host again
-    let mut gone: Vec<String> = Vec::new();
-    for name in names {
-        let mut except = gone.clone();
-        except.push(name.clone());
-        let node = s2.state.node(name).cloned();
-        let inv_host = c.host(name);
-        let is_cp = node.as_ref().is_some_and(|n| n.control_plane)
-            || inv_host.is_some_and(|h| h.role == Role::ControlPlane);
-        if is_cp {
-            let cps = s2
-                .state
-                .nodes
-                .iter()
-                .filter(|n| n.control_plane && !gone.contains(&n.name))
-                .count();
-            if cps <= 1 {
-                return Err(Day2Error::Refused(format!(
-                    "{name} is the last control plane: removing it would destroy the cluster (use kubeforge reset)"
-                )));
-            }
-        }
-        let mut r = Removed {
-            name: name.clone(),
-            drained: false,
-            etcd_member_removed: false,
-            host_reset: false,
-            warnings: Vec::new(),
-        };
-        let session: Option<Arc<Session>> = sessions.get(name).cloned();
-        // etcd first: refuse before anything changes
-        let mut member = None;
-        if is_cp {
-            let (members, healthy) =
-                etcd_view(loaded, s2, &except, (name, session.as_ref())).await?;
-            let address = inv_host
-                .map(|h| h.internal_address().to_string())
-                .or_else(|| node.as_ref().and_then(|n| n.internal_ip.clone()))
-                .unwrap_or_default();
-            member = members.iter().find(|m| m.is_on(&address, name)).cloned();
-            quorum_check(name, member.as_ref(), &members, &healthy, opts.force)
-                .map_err(Day2Error::Refused)?;
-            if member.is_none() {
-                r.warnings.push(format!(
-                    "{name}: no etcd member is on {address}; if one is left over, remove it by hand (etcdctl member list)"
-                ));
-            }
-        }
-        let api = s2.api(c, &except).ok_or_else(|| {
-            Day2Error::Refused("no control plane is reachable to run kubectl on".into())
-        })?;
-        if let Some(n) = &node {
-            let alive = session.is_some() && n.ready;
-            if alive {
-                tracing::info!("{name}: cordon and drain");
-                steps::upgrade::cordon(name, api)
-                    .await
-                    .map_err(|e| failed(name, e))?;
-                if let Err(e) = steps::upgrade::drain(&c.options, name, api).await {
-                    // the node stays in the cluster, uncordoned, as it was
-                    let note = match steps::upgrade::uncordon(name, api).await {
-                        Ok(()) => "nothing was removed".to_string(),
-                        Err(u) => format!(
-                            "nothing was removed, but the node could not be uncordoned ({u}): `kubectl uncordon {name}`"
-                        ),
-                    };
-                    return Err(failed(name, format!("{e}; {note}")));
-                }
-                r.drained = true;
-            } else {
-                r.warnings.push(format!(
-                    "{name} is not Ready or not reachable: its pods were not drained"
-                ));
-            }
-            tracing::info!("{name}: delete the node");
-            api.run(&kubectl(&format!("delete node {name} --wait=false")))
-                .await
-                .map_err(|e| failed(name, e))?;
-        }
-        if let Some(m) = &member {
-            tracing::info!("{name}: remove etcd member {}", m.id);
-            let etcd = Etcd::connect(api)
-                .await
-                .map_err(|e| failed(api.name(), e))?;
-            etcd.remove(&m.id)
-                .await
-                .map_err(|e| failed(api.name(), e))?;
-            r.etcd_member_removed = true;
-        }
-        match &session {
-            Some(s) => {
-                tracing::info!("{name}: reset the host");
-                steps::reset::run(
-                    s,
-                    Scope::Full {
-                        remove_binaries: opts.remove_binaries,
-                    },
-                )
-                .await
-                .map_err(|e| failed(name, e))?;
-                r.host_reset = true;
-            }
-            None => r.warnings.push(format!(
-                "{name} is unreachable: it was removed from the cluster, but its own cleanup (kubeadm reset) was skipped; reset it before reusing it"
-            )),
-        }
-        gone.push(name.clone());
-        out.push(r);
+    let targets = reach_and_check(loaded, s2, names, opts.force_unvouched).await?;
+    let step = steps::remove_node::RemoveNode::new(
+        names.to_vec(),
+        s2.state.clone(),
+        targets,
+        opts.force,
+        opts.remove_binaries,
+    );
+    let manifest = loaded
+        .catalog
+        .get(&c.version)
+        .ok_or_else(|| anyhow::anyhow!("no release manifest for Kubernetes {}", c.version))?;
+    let facts = BTreeMap::new();
+    let input = crate::engine::Input {
+        cluster: c,
+        manifest,
+        facts: &facts,
+        state: Some(&s2.state),
+        cni_manifest: None,
+        cloud_provider: None,
+    };
+    let workflow: [&dyn crate::engine::Step; 1] = [&step];
+    let plan = crate::engine::PlanCx::observed(&input)
+        .and_then(|cx| crate::engine::plan::compute_with(&workflow, cx))
+        .map_err(|e| Day2Error::Refused(e.to_string()))?;
+    let ctx = Arc::new(crate::engine::Ctx::new(
+        c.clone(),
+        s2.fleet.sessions.clone(),
+        BTreeMap::new(),
+        s2.state.api_host.clone(),
+        plan.node_ips.clone(),
+    ));
+    let mut timings = crate::engine::exec::Timings::starting_with(Vec::new());
+    let r =
+        crate::engine::exec::execute(&workflow, &plan.actions, &ctx, opts.bars, &mut timings).await;
+    let removed = step.removed();
+    match r {
+        Ok(()) => Ok(removed),
+        Err(f) => Err(Day2Error::Stopped(
+            f.failures
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
     }
-    Ok(out)
 }
 
 #[cfg(test)]

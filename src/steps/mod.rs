@@ -13,6 +13,7 @@ pub mod join_control_plane;
 pub mod join_worker;
 pub mod kube_binaries;
 pub mod os_prep;
+pub mod remove_node;
 pub mod reset;
 pub mod reset_host;
 pub mod runtime;
