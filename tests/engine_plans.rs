@@ -438,3 +438,58 @@ fn managed_paths_are_every_file_the_desired_state_writes() {
         assert!(probed.contains(p), "{p} is not probed: {paths:?}");
     }
 }
+
+/// Node removal plans one action per node, in order, and refuses the last control plane
+/// before anything changes (not after the removals listed before it).
+#[test]
+fn removals_are_planned_in_order_and_the_last_control_plane_is_refused_first() {
+    use kubeforge::steps::remove_node::RemoveNode;
+    let (c, m) = cluster(1, "1.33.5", 10);
+    let st = state(&c, "1.33.5");
+    let facts = BTreeMap::new();
+    let input = Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&st),
+        cni_manifest: None,
+        cloud_provider: None,
+    };
+    let plan_of = |names: &[&str]| {
+        let step = RemoveNode::new(
+            names.iter().map(|n| n.to_string()).collect(),
+            st.clone(),
+            BTreeMap::new(),
+            false,
+            false,
+        );
+        let workflow: [&dyn Step; 1] = [&step];
+        kubeforge::engine::PlanCx::observed(&input)
+            .and_then(|cx| kubeforge::engine::plan::compute_with(&workflow, cx))
+    };
+    let p = plan_of(&["w1", "cp2"]).unwrap();
+    assert_eq!(
+        summaries(&p),
+        [
+            "w1 remove-node w1: drain, delete the node, reset its host (10.0.1.1)",
+            "cp2 remove-node cp2: drain, delete the node, remove its etcd member, reset its host (10.0.0.12)"
+        ]
+    );
+    assert_eq!(p.destructive.len(), 2, "both are shown as destructive");
+    assert_eq!(
+        kubeforge::steps::remove_node::RemoveNode::new(
+            vec![],
+            st.clone(),
+            BTreeMap::new(),
+            false,
+            false
+        )
+        .schedule(&c),
+        Schedule::OneAtATime
+    );
+    let e = plan_of(&["w1", "cp2", "cp1"]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "cp1 is the last control plane: removing it would destroy the cluster (use kubeforge reset)"
+    );
+}
