@@ -419,6 +419,24 @@ pub fn findings(f: &[crate::preflight::Finding]) -> String {
         .collect()
 }
 
+/// A control plane's certificate renewal: before it starts, and once it is done.
+pub fn renewal(r: &crate::steps::renew_certs::Renewed, done: bool) -> String {
+    let days = |d: Option<u64>| d.map(|d| d.to_string()).unwrap_or("?".into());
+    if done {
+        format!(
+            "{}: renewed; soonest expiry in {} days\n",
+            r.host,
+            days(r.after_days)
+        )
+    } else {
+        format!(
+            "{}: renewing certificates (soonest expiry in {} days)\n",
+            r.host,
+            days(r.before_days)
+        )
+    }
+}
+
 /// What removing nodes did, per node.
 pub fn removed(removed: &[crate::day2::Removed]) -> String {
     let mut out = String::new();

@@ -318,25 +318,12 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
 pub fn certs_renew(a: CertsRenewArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     let (loaded, _) = load_observed(&a.file.file, &rt)?;
-    let days = |d: Option<u64>| d.map(|d| d.to_string()).unwrap_or("?".into());
     let renewed = rt.block_on(kubeforge::workflow::certs::renew(
         &loaded,
         connect_options(&a.connect),
-        &|r, done| {
-            if done {
-                eprintln!(
-                    "{}: renewed; soonest expiry in {} days",
-                    r.host,
-                    days(r.after_days)
-                );
-            } else {
-                eprintln!(
-                    "{}: renewing certificates (soonest expiry in {} days)",
-                    r.host,
-                    days(r.before_days)
-                );
-            }
-        },
+        std::sync::Arc::new(|r: &kubeforge::workflow::certs::Renewed, done: bool| {
+            eprint!("{}", kubeforge::output::renewal(r, done))
+        }),
     ))?;
     println!(
         "certificates renewed on {} control planes; fetch a fresh admin kubeconfig with `kubeforge kubeconfig`",

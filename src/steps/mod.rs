@@ -14,6 +14,7 @@ pub mod join_worker;
 pub mod kube_binaries;
 pub mod os_prep;
 pub mod remove_node;
+pub mod renew_certs;
 pub mod reset;
 pub mod reset_host;
 pub mod runtime;

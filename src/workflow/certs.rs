@@ -1,9 +1,15 @@
-//! `certs renew`: every control plane in turn leaves the load balancers, renews its
-//! certificates with kubeadm, proves its own API server and etcd serve, and goes back.
+//! `certs renew`: one step, renew-certs, over every control plane in turn (it leaves the load
+//! balancers, renews its certificates with kubeadm, proves its own API server and etcd serve,
+//! and goes back), once every control plane answers.
 
+use crate::engine::exec::{Timings, execute};
+use crate::engine::{Ctx, Input, PlanCx, Step};
 use crate::inventory::Loaded;
 use crate::model::Role;
 use crate::ssh::ConnectOptions;
+use crate::steps::renew_certs::RenewCerts;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -15,24 +21,20 @@ pub enum CertsError {
     NotConnected(String),
     #[error("{host}: {message}")]
     Failed { host: String, message: String },
-    #[error(transparent)]
-    Ssh(#[from] crate::ssh::SshError),
+    /// A renewal failed: the message names the host.
+    #[error("{0}")]
+    Stopped(String),
 }
 
-/// What one control plane's renewal found: the soonest expiry before and after, in days.
-#[derive(Debug, Clone)]
-pub struct Renewed {
-    pub host: String,
-    pub before_days: Option<u64>,
-    pub after_days: Option<u64>,
-}
+pub use crate::steps::renew_certs::Renewed;
 
-/// Renews the certificates of every control plane, one at a time; `progress` is told of
-/// each control plane before it starts (with its soonest expiry) and after it is done.
+/// Renews the certificates of every control plane, one at a time (the renew-certs step on
+/// the engine); `progress` is told of each control plane before it starts (with its soonest
+/// expiry) and after it is done.
 pub async fn renew(
     loaded: &Loaded,
     connect: ConnectOptions,
-    progress: &(dyn Fn(&Renewed, bool) + Sync),
+    progress: crate::steps::renew_certs::Progress,
 ) -> Result<Vec<Renewed>, CertsError> {
     let c = &loaded.cluster;
     let (fleet, _, _) =
@@ -56,43 +58,44 @@ pub async fn renew(
         fleet.close().await;
         return Err(e);
     }
-    let mut done = Vec::new();
-    let result: Result<(), CertsError> = async {
-        for h in c.control_planes() {
-            let s = fleet
-                .session(&h.name)
-                .ok_or_else(|| CertsError::NotConnected(h.name.clone()))?;
-            let mut r = Renewed {
-                host: h.name.clone(),
-                before_days: crate::certs::soonest_days(&crate::certs::check(s).await?),
-                after_days: None,
-            };
-            progress(&r, false);
-            // its own API server is asked, at the address it advertises (an IP); read before it
-            // leaves the load balancers, so an error here leaves the rotation as it was
-            let address = match h.internal_address().parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => ip.to_string(),
-                Err(_) => crate::steps::control_plane_ready::advertised_address(s)
-                    .await
-                    .map_err(|message| CertsError::Failed {
-                        host: h.name.clone(),
-                        message,
-                    })?,
-            };
-            crate::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, false).await;
-            let renewed = crate::certs::renew(s, &address).await;
-            crate::steps::api_endpoint::lb_rotation(c, &fleet.sessions, &h.name, true).await;
-            renewed.map_err(|e| CertsError::Failed {
-                host: h.name.clone(),
-                message: e.to_string(),
-            })?;
-            r.after_days = crate::certs::soonest_days(&crate::certs::check(s).await?);
-            progress(&r, true);
-            done.push(r);
-        }
-        Ok(())
-    }
-    .await;
+    let step = RenewCerts::new(progress);
+    let manifest = loaded.catalog.get(&c.version).ok_or_else(|| {
+        CertsError::NotConnected(format!("no release manifest for {}", c.version))
+    })?;
+    let facts = BTreeMap::new();
+    let input = Input {
+        cluster: c,
+        manifest,
+        facts: &facts,
+        state: None,
+        cni_manifest: None,
+        cloud_provider: None,
+    };
+    let workflow: [&dyn Step; 1] = [&step];
+    let plan = PlanCx::observed(&input)
+        .and_then(|cx| crate::engine::plan::compute_with(&workflow, cx))
+        .map_err(|e| CertsError::Failed {
+            host: c.name.clone(),
+            message: e.to_string(),
+        })?;
+    let ctx = Arc::new(Ctx::new(
+        c.clone(),
+        fleet.sessions.clone(),
+        BTreeMap::new(),
+        plan.init_host.clone(),
+        plan.node_ips.clone(),
+    ));
+    let mut timings = Timings::starting_with(Vec::new());
+    let r = execute(&workflow, &plan.actions, &ctx, false, &mut timings).await;
     fleet.close().await;
-    result.map(|()| done)
+    match r {
+        Ok(()) => Ok(step.done()),
+        Err(f) => Err(CertsError::Stopped(
+            f.failures
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
+    }
 }
