@@ -251,28 +251,13 @@ pub async fn remove(
         .get(&c.version)
         .ok_or_else(|| anyhow::anyhow!("no release manifest for Kubernetes {}", c.version))?;
     let facts = BTreeMap::new();
-    let input = crate::engine::Input {
-        cluster: c,
-        manifest,
-        facts: &facts,
-        state: Some(&s2.state),
-        cni_manifest: None,
-        cloud_provider: None,
-    };
+    let input = crate::engine::Input::day2(c, manifest, &facts, Some(&s2.state));
     let workflow: [&dyn crate::engine::Step; 1] = [&step];
-    let plan = crate::engine::PlanCx::observed(&input)
-        .and_then(|cx| crate::engine::plan::compute_with(&workflow, cx))
+    let mut plan = crate::engine::plan::compute_observed(&workflow, &input)
         .map_err(|e| Day2Error::Refused(e.to_string()))?;
-    let ctx = Arc::new(crate::engine::Ctx::new(
-        c.clone(),
-        s2.fleet.sessions.clone(),
-        BTreeMap::new(),
-        s2.state.api_host.clone(),
-        plan.node_ips.clone(),
-    ));
-    let mut timings = crate::engine::exec::Timings::starting_with(Vec::new());
-    let r =
-        crate::engine::exec::execute(&workflow, &plan.actions, &ctx, opts.bars, &mut timings).await;
+    // kubectl runs where the cluster's API answered
+    plan.init_host = s2.state.api_host.clone();
+    let r = crate::engine::exec::run_day2(&workflow, &plan, c, &s2.fleet.sessions, opts.bars).await;
     let removed = step.removed();
     match r {
         Ok(()) => Ok(removed),

@@ -122,6 +122,26 @@ pub async fn execute(
     Ok(())
 }
 
+/// Runs a day-2 plan over `sessions`: no artifacts to install, the plan's API host for
+/// kubectl, the phase timings not kept.
+pub async fn run_day2(
+    workflow: Workflow<'_>,
+    plan: &super::Plan,
+    cluster: &crate::model::Cluster,
+    sessions: &std::collections::BTreeMap<String, Arc<crate::ssh::Session>>,
+    bars: bool,
+) -> Result<(), Failed> {
+    let ctx = Arc::new(Ctx::new(
+        cluster.clone(),
+        sessions.clone(),
+        Default::default(),
+        plan.init_host.clone(),
+        plan.node_ips.clone(),
+    ));
+    let mut timings = Timings::starting_with(Vec::new());
+    execute(workflow, &plan.actions, &ctx, bars, &mut timings).await
+}
+
 /// Runs the actions of several hosts in parallel, each host's in order; returns the failures.
 async fn run_per_host(
     ctx: &Arc<Ctx>,

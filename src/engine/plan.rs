@@ -181,7 +181,24 @@ impl std::fmt::Debug for CloudProvider {
     }
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    /// The input of a day-2 workflow: what was observed, nothing to apply (no CNI manifest,
+    /// no cloud provider).
+    pub fn day2(
+        cluster: &'a Cluster,
+        manifest: &'a ReleaseManifest,
+        facts: &'a BTreeMap<String, Facts>,
+        state: Option<&'a ClusterState>,
+    ) -> Self {
+        Input {
+            cluster,
+            manifest,
+            facts,
+            state,
+            cni_manifest: None,
+            cloud_provider: None,
+        }
+    }
     /// A host already in this cluster (by its own files, written by kubeforge).
     pub fn is_member(&self, h: &Host) -> bool {
         self.facts.get(&h.name).is_some_and(|f| {
@@ -362,6 +379,11 @@ impl<'a> PlanCx<'a> {
 /// anything changes. The actions of the steps of one `PerHost` group are listed host by host.
 pub fn compute(workflow: Workflow<'_>, input: &Input) -> Result<Plan, PlanError> {
     compute_with(workflow, PlanCx::new(input)?)
+}
+
+/// Plans a day-2 workflow over the hosts that answered (see [`PlanCx::observed`]).
+pub fn compute_observed(workflow: Workflow<'_>, input: &Input) -> Result<Plan, PlanError> {
+    compute_with(workflow, PlanCx::observed(input)?)
 }
 
 /// [`compute`] in a given context.

@@ -2,14 +2,14 @@
 //! balancers, renews its certificates with kubeadm, proves its own API server and etcd serve,
 //! and goes back), once every control plane answers.
 
-use crate::engine::exec::{Timings, execute};
-use crate::engine::{Ctx, Input, PlanCx, Step};
+use crate::engine::exec::run_day2;
+use crate::engine::plan::compute_observed;
+use crate::engine::{Input, Step};
 use crate::inventory::Loaded;
 use crate::model::Role;
 use crate::ssh::ConnectOptions;
 use crate::steps::renew_certs::RenewCerts;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -63,30 +63,15 @@ pub async fn renew(
         CertsError::NotConnected(format!("no release manifest for {}", c.version))
     })?;
     let facts = BTreeMap::new();
-    let input = Input {
-        cluster: c,
-        manifest,
-        facts: &facts,
-        state: None,
-        cni_manifest: None,
-        cloud_provider: None,
-    };
     let workflow: [&dyn Step; 1] = [&step];
-    let plan = PlanCx::observed(&input)
-        .and_then(|cx| crate::engine::plan::compute_with(&workflow, cx))
-        .map_err(|e| CertsError::Failed {
-            host: c.name.clone(),
-            message: e.to_string(),
+    let plan =
+        compute_observed(&workflow, &Input::day2(c, manifest, &facts, None)).map_err(|e| {
+            CertsError::Failed {
+                host: c.name.clone(),
+                message: e.to_string(),
+            }
         })?;
-    let ctx = Arc::new(Ctx::new(
-        c.clone(),
-        fleet.sessions.clone(),
-        BTreeMap::new(),
-        plan.init_host.clone(),
-        plan.node_ips.clone(),
-    ));
-    let mut timings = Timings::starting_with(Vec::new());
-    let r = execute(&workflow, &plan.actions, &ctx, false, &mut timings).await;
+    let r = run_day2(&workflow, &plan, c, &fleet.sessions, false).await;
     fleet.close().await;
     match r {
         Ok(()) => Ok(step.done()),

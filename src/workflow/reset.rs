@@ -1,14 +1,13 @@
 //! `reset`: one step, reset-host, over every host that answers. Every host is read and the
 //! plan computed before any host changes; hosts that are not this cluster's refuse it.
 
-use crate::engine::exec::{self, Timings};
-use crate::engine::{Ctx, Input, PlanCx, Step};
+use crate::engine::exec;
+use crate::engine::{Input, PlanCx, Step};
 use crate::facts::Facts;
 use crate::inventory::Loaded;
 use crate::ssh::ConnectOptions;
 use crate::steps::reset_host::ResetHost;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// What `reset` did.
 #[derive(Debug, Default)]
@@ -83,14 +82,7 @@ pub async fn run(
         .catalog
         .get(&c.version)
         .ok_or_else(|| anyhow::anyhow!("no release manifest for Kubernetes {}", c.version))?;
-    let input = Input {
-        cluster: c,
-        manifest,
-        facts: &facts,
-        state: None,
-        cni_manifest: None,
-        cloud_provider: None,
-    };
+    let input = Input::day2(c, manifest, &facts, None);
     let planned = PlanCx::observed(&input).and_then(|cx| {
         let skipped: Vec<(String, String)> = step
             .decisions(&cx)
@@ -116,16 +108,8 @@ pub async fn run(
             });
         }
     };
-    let ctx = Arc::new(Ctx::new(
-        c.clone(),
-        fleet.sessions.clone(),
-        BTreeMap::new(),
-        plan.init_host.clone(),
-        plan.node_ips.clone(),
-    ));
     let workflow: [&dyn Step; 1] = [&step];
-    let mut timings = Timings::starting_with(Vec::new());
-    let r = exec::execute(&workflow, &plan.actions, &ctx, bars, &mut timings).await;
+    let r = exec::run_day2(&workflow, &plan, c, &fleet.sessions, bars).await;
     fleet.close().await;
     if let Err(f) = r {
         return Err(ResetError::Failed(f.failures));
