@@ -229,9 +229,12 @@ async fn remove_one(ctx: &Ctx, op: &RemoveOne) -> Result<Removed, StepError> {
             ));
         }
         tracing::info!("{name}: delete the node");
-        api.run(&kubectl(&format!("delete node {name} --wait=false")))
-            .await
-            .map_err(|e| failed(&e))?;
+        api.run(&kubectl(&format!(
+            "delete node {} --wait=false",
+            crate::util::shell_quote(name)
+        )))
+        .await
+        .map_err(|e| failed(&e))?;
     }
     if let Some(m) = &member {
         tracing::info!("{name}: remove etcd member {}", m.id);

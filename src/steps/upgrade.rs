@@ -251,6 +251,8 @@ pub fn blocked_pods(output: &str) -> Vec<String> {
 }
 
 pub async fn cordon(host: &str, kubectl_on: &crate::ssh::Session) -> Result<(), StepError> {
+    // a node's name comes from the cluster's API too (a node the inventory no longer lists)
+    let host = &crate::util::shell_quote(host);
     kubectl_on
         .run(&format!(
             "{} && {}",
@@ -264,6 +266,7 @@ pub async fn cordon(host: &str, kubectl_on: &crate::ssh::Session) -> Result<(), 
 }
 
 pub async fn uncordon(host: &str, kubectl_on: &crate::ssh::Session) -> Result<(), StepError> {
+    let host = &crate::util::shell_quote(host);
     kubectl_on
         .run(&format!(
             "{} && {}",
@@ -282,7 +285,8 @@ pub async fn drain(
     kubectl_on: &crate::ssh::Session,
 ) -> Result<(), StepError> {
     let cmd = kubectl(&format!(
-        "drain {host} --ignore-daemonsets --delete-emptydir-data --grace-period={} --timeout={}s",
+        "drain {} --ignore-daemonsets --delete-emptydir-data --grace-period={} --timeout={}s",
+        crate::util::shell_quote(host),
         o.drain_grace_period.as_secs(),
         o.drain_timeout.as_secs()
     ));
