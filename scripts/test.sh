@@ -64,6 +64,17 @@ cleanup() {
 trap cleanup EXIT
 bash "$NODES" up 3
 
+say "tests (all but the OpenStack lab's)"
+# unit and integration tests; the harness tests are #[ignore]d in a plain `cargo test`. They run
+# before the OpenStack lab starts: its services would compete with the harness hosts for this
+# machine's 2 cores, and the etcd doubles' one-second peer probes lose quorum under that load
+mapfile -t targets < <(find tests -maxdepth 1 -name '*.rs' -printf '%f\n' | sed 's/\.rs$//' | grep -vx openstack_lab | sort)
+test_args=()
+for t in "${targets[@]}"; do test_args+=(--test "$t"); done
+failed=0
+cargo test --locked --no-fail-fast --lib --bins "${test_args[@]}" -- --include-ignored || failed=1
+cargo test --locked --doc || failed=1
+
 say "OpenStack lab up"
 # installs its Debian packages the first time (about 340), then starts and seeds the services.
 # A lab left running is stopped first: up.sh does that too, but checks its ports before the old
@@ -80,7 +91,8 @@ done
 bash "$OSLAB/up.sh"
 export OS_CLIENT_CONFIG_FILE=$LAB/clouds.yaml
 
-say "tests"
-# unit and integration tests; the harness tests are #[ignore]d in a plain `cargo test`
-cargo test --locked --no-fail-fast -- --include-ignored
+
+say "tests against the OpenStack lab"
+cargo test --locked --no-fail-fast --test openstack_lab -- --include-ignored || failed=1
+((failed == 0)) || { say "tests failed"; exit 1; }
 say "all tests passed"

@@ -194,8 +194,9 @@ fn upgrades_across_a_minor_version_in_order_with_the_api_answering() {
     let failures: Vec<&(f64, String, String)> = samples.iter().filter(|s| s.1 != "ok").collect();
     if !failures.is_empty() {
         for f in &failures {
-            eprintln!("API gap at {:.1}: {}", f.0, f.1);
+            eprintln!("API gap at {:.1}: {} (nodes: {})", f.0, f.1, f.2.trim());
         }
+        eprintln!("kubeforge's output:\n{}", text(&out.stderr));
     }
     assert!(
         failures.is_empty(),
