@@ -63,6 +63,21 @@ s installed
 for f in @INSTALLED_DIR@/*; do [ -f "$f" ] && read -r v < "$f" && echo "${f##*/}=$v"; done
 s tools
 for b in conntrack socat iptables haproxy apt-get dnf yum zypper; do for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$b ] && { echo $b; break; }; done; done
+s packages
+pm=none; for m in apt-get dnf yum zypper; do command -v $m >/dev/null 2>&1 && { pm=$m; break; }; done
+echo "manager=$pm"
+if [ $pm = apt-get ]; then L=/var/lib/apt/lists/; eval "$(apt-config shell L Dir::State::lists/d 2>/dev/null)"; n=0; for f in "$L"*_Packages*; do [ -e "$f" ] && n=$((n + 1)); done; echo "apt-lists=$n"; fi
+for t in iptables haproxy; do
+  for d in @SBIN_DIR@ @BIN_DIR@ /usr/sbin /usr/bin /sbin /bin; do [ -x $d/$t ] && continue 2; done
+  echo "ask=$t"
+  case $pm in
+    apt-get) o=$(LC_ALL=C apt-get install -s -q --no-install-recommends "$t" 2>&1) ;;
+    dnf|yum) o=$(LC_ALL=C $pm -q --cacheonly repoquery --whatprovides "$t" 2>&1) ;;
+    zypper) o=$(LC_ALL=C zypper --non-interactive --no-refresh search --match-exact --provides "$t" 2>&1) ;;
+    *) o=; false ;;
+  esac
+  rc=$?; printf '%s\n' "$o" | sed 's/^/| /'; echo "rc=$rc"
+done
 s fstab-swap
 [ -r /etc/fstab ] && while read -r dev mnt type rest; do case $dev in \#*|'') ;; *) [ "$type" = swap ] && echo "$dev";; esac; done < /etc/fstab
 s node-ip
@@ -213,6 +228,25 @@ pub struct Facts {
     pub ssh_local_address: Option<IpAddr>,
     /// The host's global-scope addresses (`ip -o addr show scope global`): (interface, address).
     pub addresses: Vec<(String, IpAddr)>,
+    /// The package manager os-prep installs OS packages with: the first of apt-get, dnf, yum,
+    /// zypper the host has (None when it has none).
+    pub package_manager: Option<String>,
+    /// For each tool kubeforge installs as an OS package ([`crate::steps::os_prep::PACKAGE_TOOLS`])
+    /// that the host lacks: whether its package manager can install it, asked without changing
+    /// anything and without a network (`apt-get install -s`, `dnf --cacheonly repoquery`,
+    /// `zypper --no-refresh search`).
+    pub package_checks: BTreeMap<String, Installable>,
+}
+
+/// What a package manager said when asked whether it can install a package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "verdict", content = "reason")]
+pub enum Installable {
+    Yes,
+    /// It cannot: its own words (`E: Unable to locate package haproxy`).
+    No(String),
+    /// It cannot tell without a network: no package lists or metadata cache yet.
+    Unknown(String),
 }
 
 /// The node IP a host reports, and how it was chosen.
@@ -522,6 +556,7 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
             Some((dev.to_string(), ip.parse().ok()?))
         })
         .collect();
+    let (package_manager, package_checks) = package_section(&get("packages"))?;
     let mut membership = Membership::default();
     let mut haproxy_active = false;
     let mut kubelet_enabled = false;
@@ -599,7 +634,136 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         haproxy_active,
         ssh_local_address,
         addresses,
+        package_manager,
+        package_checks,
     })
+}
+
+/// The `packages` section: `manager=`, `apt-lists=` (apt only), then for each tool asked about
+/// `ask=TOOL`, the package manager's output with `| ` before each line, and `rc=` its exit code.
+fn package_section(
+    lines: &[&str],
+) -> Result<(Option<String>, BTreeMap<String, Installable>), ParseError> {
+    let mut manager: Option<String> = None;
+    let mut apt_lists: Option<u32> = None;
+    let mut checks = BTreeMap::new();
+    let mut asking: Option<(&str, Vec<&str>)> = None;
+    for l in lines {
+        if let Some(m) = l.strip_prefix("manager=") {
+            manager = Some(m.trim())
+                .filter(|m| !m.is_empty() && *m != "none")
+                .map(String::from);
+        } else if let Some(n) = l.strip_prefix("apt-lists=") {
+            apt_lists = Some(
+                n.trim()
+                    .parse()
+                    .map_err(|_| ParseError(format!("the apt package lists counted {n:?}")))?,
+            );
+        } else if let Some(t) = l.strip_prefix("ask=") {
+            asking = Some((t.trim(), Vec::new()));
+        } else if let Some(said) = l.strip_prefix('|') {
+            if let Some((_, out)) = asking.as_mut() {
+                out.push(said.strip_prefix(' ').unwrap_or(said));
+            }
+        } else if let Some(rc) = l.strip_prefix("rc=") {
+            let rc: i32 = rc
+                .trim()
+                .parse()
+                .map_err(|_| ParseError(format!("the package manager's exit code reads {rc:?}")))?;
+            if let Some((tool, said)) = asking.take() {
+                checks.insert(
+                    tool.to_string(),
+                    installable(manager.as_deref(), apt_lists, rc, &said),
+                );
+            }
+        }
+    }
+    Ok((manager, checks))
+}
+
+/// At most 200 characters of what a package manager said.
+fn clip(line: &str) -> String {
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+/// The verdict on one package from what `manager` printed and its exit code.
+fn installable(
+    manager: Option<&str>,
+    apt_lists: Option<u32>,
+    rc: i32,
+    said: &[&str],
+) -> Installable {
+    let said: Vec<&str> = said
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let first = || {
+        said.first()
+            .map(|l| clip(l))
+            .unwrap_or_else(|| format!("exit code {rc}"))
+    };
+    match manager {
+        None => {
+            Installable::No("the host has no package manager (apt-get, dnf, yum, zypper)".into())
+        }
+        Some("apt-get") => {
+            if rc == 0 {
+                Installable::Yes
+            } else if apt_lists == Some(0) {
+                // "Unable to locate package" says nothing before the lists exist
+                Installable::Unknown(
+                    "apt has no package lists yet (apt-get update has not run)".into(),
+                )
+            } else {
+                let errors: Vec<String> = said
+                    .iter()
+                    .filter(|l| l.starts_with("E:"))
+                    .map(|l| clip(l))
+                    .collect();
+                Installable::No(if errors.is_empty() {
+                    said.last()
+                        .map(|l| clip(l))
+                        .unwrap_or_else(|| format!("apt-get exit code {rc}"))
+                } else {
+                    errors.join("; ")
+                })
+            }
+        }
+        Some(m @ ("dnf" | "yum")) => {
+            if rc == 0 && !said.is_empty() {
+                Installable::Yes
+            } else if rc == 0 {
+                Installable::No(format!("no repository in {m}'s cache provides it"))
+            } else if said
+                .iter()
+                .any(|l| l.to_ascii_lowercase().contains("cache"))
+            {
+                Installable::Unknown(first())
+            } else {
+                Installable::No(first())
+            }
+        }
+        Some("zypper") => {
+            // 104: nothing matched; 7: another process holds the zypp lock
+            let refresh = said.iter().find(|l| l.contains("zypper refresh"));
+            if rc == 0 {
+                Installable::Yes
+            } else if let Some(l) = refresh {
+                Installable::Unknown(clip(l))
+            } else if rc == 7 {
+                Installable::Unknown(first())
+            } else if rc == 104 {
+                Installable::No("no repository zypper knows provides it".into())
+            } else {
+                Installable::No(first())
+            }
+        }
+        Some(other) => Installable::Unknown(format!("kubeforge cannot ask {other}")),
+    }
 }
 
 /// The host's end of the session's SSH connection (`$SSH_CONNECTION`, read without sudo, which
@@ -977,6 +1141,216 @@ pub(crate) mod fixture_tests {
         );
         let f = parse(&text, 0.0, 0.0).unwrap();
         assert_eq!(f.observed_node_ip(), None, "two host interfaces: no guess");
+    }
+
+    /// The `packages` section as the probe printed it on Debian 12 (this machine, apt lists in
+    /// place): `apt-get install -s -q --no-install-recommends` for a package the lists have,
+    /// one they do not, and one they only name (captured for `python`, which Debian 12 names
+    /// but no longer ships; the tool's name put in).
+    const APT_SECTION: &str = "@@kf:packages
+manager=apt-get
+apt-lists=3
+ask=iptables
+| Reading package lists...
+| Building dependency tree...
+| Reading state information...
+| Package iptables is not available, but is referred to by another package.
+| This may mean that the package is missing, has been obsoleted, or
+| is only available from another source
+| However the following packages replace it:
+|   python-is-python3 2to3
+| 
+| E: Package 'iptables' has no installation candidate
+rc=100
+ask=haproxy
+| Reading package lists...
+| Building dependency tree...
+| Reading state information...
+| E: Unable to locate package haproxy
+rc=100
+";
+
+    const APT_INSTALLABLE: &str = "@@kf:packages
+manager=apt-get
+apt-lists=3
+ask=haproxy
+| Reading package lists...
+| Building dependency tree...
+| Reading state information...
+| The following additional packages will be installed:
+|   liblua5.3-0 libopentracing-c-wrapper0 libopentracing1
+| Suggested packages:
+|   vim-haproxy haproxy-doc
+| The following NEW packages will be installed:
+|   haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1
+| 0 upgraded, 4 newly installed, 0 to remove and 125 not upgraded.
+| Inst liblua5.3-0 (5.3.6-2 Debian:12.15/oldstable [amd64])
+| Inst libopentracing1 (1.6.0-4 Debian:12.15/oldstable [amd64])
+| Inst libopentracing-c-wrapper0 (1.1.3-3+b1 Debian:12.15/oldstable [amd64])
+| Inst haproxy (2.6.12-1+deb12u4 Debian-Security:12/oldstable-security [amd64])
+| Conf liblua5.3-0 (5.3.6-2 Debian:12.15/oldstable [amd64])
+| Conf libopentracing1 (1.6.0-4 Debian:12.15/oldstable [amd64])
+| Conf libopentracing-c-wrapper0 (1.1.3-3+b1 Debian:12.15/oldstable [amd64])
+| Conf haproxy (2.6.12-1+deb12u4 Debian-Security:12/oldstable-security [amd64])
+rc=0
+";
+
+    fn with_section(section: &str) -> Facts {
+        let text = BARE.replace(
+            "@@kf:fstab-swap\n",
+            &format!("{section}\n@@kf:fstab-swap\n"),
+        );
+        parse(&text, 0.0, 0.0).unwrap()
+    }
+
+    #[test]
+    fn what_apt_says_it_can_and_cannot_install() {
+        let f = with_section(APT_SECTION);
+        assert_eq!(f.package_manager.as_deref(), Some("apt-get"));
+        assert_eq!(
+            f.package_checks,
+            BTreeMap::from([
+                (
+                    "haproxy".to_string(),
+                    Installable::No("E: Unable to locate package haproxy".into())
+                ),
+                (
+                    "iptables".to_string(),
+                    Installable::No("E: Package 'iptables' has no installation candidate".into())
+                ),
+            ])
+        );
+        let f = with_section(APT_INSTALLABLE);
+        assert_eq!(
+            f.package_checks,
+            BTreeMap::from([("haproxy".to_string(), Installable::Yes)])
+        );
+        // before the first apt-get update, "Unable to locate" says nothing (captured with
+        // -o Dir::State::Lists= an empty directory)
+        let f = with_section(&APT_SECTION.replace("apt-lists=3", "apt-lists=0"));
+        assert!(
+            matches!(&f.package_checks["haproxy"], Installable::Unknown(why) if why.contains("apt-get update")),
+            "{:?}",
+            f.package_checks
+        );
+        // ... but an answer that it can is an answer
+        let f = with_section(&APT_INSTALLABLE.replace("apt-lists=3", "apt-lists=0"));
+        assert_eq!(f.package_checks["haproxy"], Installable::Yes);
+        // the bare capture predates the section: nothing asked, nothing known
+        let f = parse(BARE, 0.0, 0.0).unwrap();
+        assert_eq!((f.package_manager, f.package_checks.len()), (None, 0));
+        // an exit code that is not a number is an error, not a verdict
+        let broken = APT_INSTALLABLE.replace("rc=0", "rc=zero");
+        let e = parse(
+            &BARE.replace("@@kf:fstab-swap\n", &format!("{broken}\n@@kf:fstab-swap\n")),
+            0.0,
+            0.0,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("exit code"), "{e}");
+    }
+
+    /// dnf, zypper and no package manager at all, from their documented messages and exit
+    /// codes (not captured here: this machine has neither).
+    #[test]
+    fn what_dnf_and_zypper_say_and_a_host_without_a_package_manager() {
+        let f = with_section(
+            "@@kf:packages\nmanager=dnf\nask=haproxy\n| haproxy-0:2.4.22-3.el9_5.1.x86_64\nrc=0\nask=iptables\n| \nrc=0\n",
+        );
+        assert_eq!(f.package_checks["haproxy"], Installable::Yes);
+        assert!(
+            matches!(&f.package_checks["iptables"], Installable::No(w) if w.contains("dnf's cache"))
+        );
+        let f = with_section(
+            "@@kf:packages\nmanager=dnf\nask=haproxy\n| Error: Cache-only enabled but no cache for 'baseos'\nrc=1\n",
+        );
+        assert_eq!(
+            f.package_checks["haproxy"],
+            Installable::Unknown("Error: Cache-only enabled but no cache for 'baseos'".into())
+        );
+        let f = with_section(
+            "@@kf:packages\nmanager=zypper\nask=haproxy\n| Loading repository data...\n| Reading installed packages...\n| No matching items found.\nrc=104\n",
+        );
+        assert!(
+            matches!(&f.package_checks["haproxy"], Installable::No(w) if w.contains("no repository"))
+        );
+        let f = with_section(
+            "@@kf:packages\nmanager=zypper\nask=haproxy\n| Repository 'SLES15-SP5-Pool' is out-of-date. You can run 'zypper refresh' as root to update it.\n| No matching items found.\nrc=104\n",
+        );
+        assert!(matches!(
+            &f.package_checks["haproxy"],
+            Installable::Unknown(_)
+        ));
+        let f = with_section("@@kf:packages\nmanager=none\nask=haproxy\n| \nrc=1\n");
+        assert_eq!(f.package_manager, None);
+        assert!(
+            matches!(&f.package_checks["haproxy"], Installable::No(w) if w.contains("no package manager"))
+        );
+    }
+
+    /// The probe's packages section, run here: it names the first package manager on the
+    /// PATH, asks it about every tool of os-prep's list this machine lacks and nothing else,
+    /// and its answer parses.
+    #[test]
+    fn the_probe_asks_the_package_manager_here() {
+        let script = script(&[]);
+        let start = script.find("s packages\n").unwrap();
+        let end = script.find("s fstab-swap\n").unwrap();
+        let probe = format!(
+            "s() {{ printf '\\n@@kf:%s\\n' \"$1\"; }}\n{}s end\n",
+            &script[start..end]
+        );
+        let t = std::time::Instant::now();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&probe)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let s = sections(&text);
+        let (manager, checks) = package_section(&s["packages"]).unwrap();
+        let on_path = |b: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        let expected = ["apt-get", "dnf", "yum", "zypper"]
+            .into_iter()
+            .find(|m| on_path(m));
+        assert_eq!(manager.as_deref(), expected, "{text}");
+        let lacking: Vec<&str> = crate::steps::os_prep::PACKAGE_TOOLS
+            .iter()
+            .copied()
+            .filter(|t| {
+                ![
+                    "/usr/local/sbin",
+                    "/usr/local/bin",
+                    "/usr/sbin",
+                    "/usr/bin",
+                    "/sbin",
+                    "/bin",
+                ]
+                .iter()
+                .any(|d| std::path::Path::new(&format!("{d}/{t}")).exists())
+            })
+            .collect();
+        assert_eq!(
+            checks.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut l = lacking.clone();
+                l.sort();
+                l
+            },
+            "{text}"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

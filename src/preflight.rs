@@ -2,8 +2,9 @@
 //! alone. Errors block `apply`; warnings are shown. `--ignore-preflight NAME[,NAME]` (or `all`)
 //! skips checks by name.
 
-use crate::facts::{Facts, Feature, MemberRole};
+use crate::facts::{Facts, Feature, Installable, MemberRole};
 use crate::model::{Cluster, Role};
+use crate::steps::os_prep;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -72,6 +73,10 @@ pub const CHECKS: &[(&str, &str)] = &[
     (
         "ForeignCluster",
         "the host is not already part of another cluster",
+    ),
+    (
+        "Packages",
+        "the OS packages a host needs (iptables; haproxy on workers behind the local load balancer) are installed, or its package manager can install them",
     ),
 ];
 
@@ -336,6 +341,7 @@ fn per_host(
             );
         }
     }
+    packages(out, cluster, h, f);
     if let Some(other) = f.membership.cluster().filter(|c| *c != cluster.name) {
         out.add(
             "ForeignCluster",
@@ -354,6 +360,72 @@ fn per_host(
                     Some(MemberRole::ControlPlane) => "control plane",
                     _ => "node",
                 }
+            ),
+        );
+    }
+}
+
+/// The OS packages `h` needs that it lacks, as its package manager would install them: an
+/// error naming each one its package manager said it cannot install (apply would fail in
+/// os-prep, after other changes), a warning for those it cannot tell about without a network.
+fn packages(out: &mut Out, cluster: &Cluster, h: &crate::model::Host, f: &Facts) {
+    let manager = f.package_manager.as_deref();
+    let family = os_prep::package_family(manager.unwrap_or_default());
+    let mut cannot: Vec<(&str, &str)> = Vec::new();
+    let mut unsure: Vec<(&str, &str)> = Vec::new();
+    for tool in os_prep::needed_packages(cluster, h) {
+        if f.has_tool(tool) {
+            continue;
+        }
+        let package = os_prep::package_name(tool, family);
+        match f.package_checks.get(tool) {
+            Some(Installable::No(why)) => cannot.push((package, why)),
+            Some(Installable::Unknown(why)) => unsure.push((package, why)),
+            // installable, or not asked about (a probe that predates the question)
+            Some(Installable::Yes) | None => {}
+        }
+    }
+    let names = |v: &[(&str, &str)]| v.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(" ");
+    let said = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(p, why)| format!("{p} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plural = |v: &[(&str, &str)]| if v.len() == 1 { "" } else { "s" };
+    let them = |v: &[(&str, &str)]| if v.len() == 1 { "it" } else { "them" };
+    if !cannot.is_empty() {
+        let message = match manager {
+            Some(m) => format!(
+                "missing OS package{} that {m} cannot install: {}; make {} installable from the site's repository or mirror that {m} uses (`{m} install {}`), or preinstall {} in the host's image",
+                plural(&cannot),
+                said(&cannot),
+                them(&cannot),
+                names(&cannot),
+                them(&cannot),
+            ),
+            None => format!(
+                "missing OS package{} {}, and the host has no package manager (apt-get, dnf, yum, zypper) to install {}; preinstall {} in the host's image",
+                plural(&cannot),
+                names(&cannot),
+                them(&cannot),
+                them(&cannot),
+            ),
+        };
+        out.add("Packages", &h.name, Severity::Error, message);
+    }
+    if !unsure.is_empty() {
+        let m = manager.unwrap_or("the package manager");
+        out.add(
+            "Packages",
+            &h.name,
+            Severity::Warning,
+            format!(
+                "missing OS package{} that {m} cannot vouch for without a network: {}; apply installs {} with {m}, which needs a reachable repository or mirror (on a site without one, preinstall {})",
+                plural(&unsure),
+                said(&unsure),
+                them(&unsure),
+                names(&unsure),
             ),
         );
     }
@@ -609,6 +681,129 @@ mod tests {
             version_at_least("22.04", "20.04")
                 && !version_at_least("11", "12")
                 && version_at_least("12", "11")
+        );
+    }
+
+    fn packages_of(v: &[Finding], host: &str) -> Vec<(Severity, String)> {
+        v.iter()
+            .filter(|f| f.check == "Packages" && f.host == host)
+            .map(|f| (f.severity, f.message.clone()))
+            .collect()
+    }
+
+    fn run_packages(cp: Facts, w: Facts, ignore: &[&str]) -> Vec<Finding> {
+        let c = cluster("");
+        let facts = BTreeMap::from([("cp1".to_string(), cp), ("w1".to_string(), w)]);
+        let ignore: Vec<String> = ignore.iter().map(|s| s.to_string()).collect();
+        run(&c, &facts, &ignore, &["amd64".to_string()])
+    }
+
+    /// A host as the probe sees it when `tools` are missing and apt answered `checks`.
+    fn lacking(tools: &[&str], checks: &[(&str, Installable)]) -> Facts {
+        facts_with(|f| {
+            for t in tools {
+                f.tools.remove(*t);
+            }
+            f.package_manager = Some("apt-get".into());
+            f.package_checks = checks
+                .iter()
+                .map(|(t, i)| (t.to_string(), i.clone()))
+                .collect();
+        })
+    }
+
+    #[test]
+    fn packages_the_package_manager_cannot_install_block_apply_each_named() {
+        let no = |why: &str| Installable::No(why.into());
+        let w = lacking(
+            &["iptables"],
+            &[
+                ("haproxy", no("E: Unable to locate package haproxy")),
+                (
+                    "iptables",
+                    no("E: Package 'iptables' has no installation candidate"),
+                ),
+            ],
+        );
+        let cp = lacking(
+            &["iptables"],
+            &[
+                ("haproxy", no("E: Unable to locate package haproxy")),
+                (
+                    "iptables",
+                    no("E: Package 'iptables' has no installation candidate"),
+                ),
+            ],
+        );
+        let v = run_packages(cp, w, &[]);
+        assert_eq!(
+            packages_of(&v, "w1"),
+            vec![(
+                Severity::Error,
+                "missing OS packages that apt-get cannot install: iptables (E: Package 'iptables' has no installation candidate), haproxy (E: Unable to locate package haproxy); make them installable from the site's repository or mirror that apt-get uses (`apt-get install iptables haproxy`), or preinstall them in the host's image".to_string()
+            )]
+        );
+        // a control plane needs no haproxy (the local load balancer runs on workers)
+        let cp = packages_of(&v, "cp1");
+        assert_eq!(cp.len(), 1, "{cp:?}");
+        assert!(
+            cp[0].1.starts_with("missing OS package that apt-get cannot install: iptables (E: Package 'iptables' has no installation candidate); make it installable")
+                && !cp[0].1.contains("haproxy"),
+            "{cp:?}"
+        );
+        // ignorable by name, like every check
+        let again = lacking(&["iptables"], &[("iptables", no("E: x"))]);
+        assert!(packages_of(&run_packages(again.clone(), again, &["packages"]), "cp1").is_empty());
+        // a host without a package manager
+        let mut bare = lacking(&[], &[("haproxy", no("the host has no package manager"))]);
+        bare.package_manager = None;
+        let v = run_packages(facts_with(|_| {}), bare, &[]);
+        assert_eq!(
+            packages_of(&v, "w1"),
+            vec![(
+                Severity::Error,
+                "missing OS package haproxy, and the host has no package manager (apt-get, dnf, yum, zypper) to install it; preinstall it in the host's image".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn packages_are_silent_when_present_or_installable_and_warn_when_unknown() {
+        // present: iptables in the capture, haproxy added
+        let all = facts_with(|f| {
+            f.tools.insert("haproxy".into());
+            f.package_manager = Some("apt-get".into());
+        });
+        let v = run_packages(all.clone(), all, &[]);
+        assert!(v.iter().all(|f| f.check != "Packages"), "{v:?}");
+        // missing, and apt can install them
+        let yes = lacking(
+            &["iptables"],
+            &[
+                ("haproxy", Installable::Yes),
+                ("iptables", Installable::Yes),
+            ],
+        );
+        let v = run_packages(yes.clone(), yes, &[]);
+        assert!(v.iter().all(|f| f.check != "Packages"), "{v:?}");
+        // missing, and apt cannot tell before its first update: a warning, not a block
+        let unsure = lacking(
+            &[],
+            &[(
+                "haproxy",
+                Installable::Unknown(
+                    "apt has no package lists yet (apt-get update has not run)".into(),
+                ),
+            )],
+        );
+        let v = run_packages(facts_with(|_| {}), unsure, &[]);
+        let w = packages_of(&v, "w1");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, Severity::Warning);
+        assert!(
+            w[0].1.contains("haproxy (apt has no package lists yet")
+                && w[0].1.contains("preinstall haproxy"),
+            "{w:?}"
         );
     }
 
