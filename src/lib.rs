@@ -15,6 +15,7 @@ pub mod error;
 pub mod etcd;
 pub mod facts;
 pub mod fleet;
+pub mod images;
 pub mod inventory;
 pub mod kubeconfig;
 pub mod model;
