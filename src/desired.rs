@@ -499,7 +499,7 @@ pub fn for_host(
         &[Followup::DaemonReload],
         "kube-binaries",
     ));
-    let mut packages = vec!["conntrack", "socat", "iptables"];
+    let mut packages = vec!["iptables"];
     let mut hosts_block = None;
     if ep.local {
         hosts_block = Some(render(

@@ -102,8 +102,7 @@ fn plan_host(h: &Host, f: &Facts, want: &HostDesired) -> Vec<Action> {
             SetHostname(h.name.clone()),
         ));
     }
-    // the desired state may still list tools no supported Kubernetes needs (conntrack, socat):
-    // only those of PACKAGE_TOOLS are installed
+    // what the desired state lists (PACKAGE_TOOLS: a test pins that they agree)
     let missing: Vec<&'static str> = want
         .packages
         .iter()
