@@ -55,6 +55,8 @@ PY
   echo "  artifacts:"
   echo "    mirror: http://10.123.0.1:8080/"
   echo "    manifest: $OUT/manifest-$VERSION.yaml"
+  echo "    # the harness's kubelet double runs no images, and the release's cannot be fetched offline"
+  echo "    images: {mode: pull}"
   echo "  hosts:"
   for i in $(seq 1 $((CPS + WORKERS))); do
     role=worker; ((i <= CPS)) && role=control-plane

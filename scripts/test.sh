@@ -26,7 +26,8 @@ say() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 say "install test prerequisites"
 PKGS=(debootstrap systemd-container btrfs-progs zstd bridge-utils iproute2 openssh-client util-linux
-      python3 python3-yaml curl dpkg iptables shellcheck)
+      python3 python3-yaml curl dpkg iptables shellcheck
+      docker-registry skopeo apache2-utils openssl)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -90,6 +90,9 @@ set -- $c; echo "ssh-local=${3:-}"
 ip -o addr show scope global 2>/dev/null | while read -r _ dev fam a _; do echo "addr=$dev $fam ${a%/*}"; done
 s hosts-block
 b=; while IFS= read -r l; do case $l in "@HOSTS_BLOCK_BEGIN@"*) b=1;; esac; [ -n "$b" ] && printf '%s\n' "$l"; case $l in "@HOSTS_BLOCK_END@"*) b=;; esac; done < @HOSTS_FILE@
+s images
+c=; for d in @BIN_DIR@ /usr/bin /usr/sbin; do [ -x $d/ctr ] && { c=$d/ctr; break; }; done
+[ -n "$c" ] && [ -S @CONTAINERD_SOCKET@ ] && timeout 20 $c --address @CONTAINERD_SOCKET@ -n k8s.io images ls 2>/dev/null
 "##;
 
 /// sha256 of no bytes.
@@ -236,6 +239,9 @@ pub struct Facts {
     /// anything and without a network (`apt-get install -s`, `dnf --cacheonly repoquery`,
     /// `zypper --no-refresh search`).
     pub package_checks: BTreeMap<String, Installable>,
+    /// The images in containerd's `k8s.io` namespace (what the kubelet sees): reference ->
+    /// the digest it points at (`ctr images ls`); empty while containerd does not run.
+    pub images: BTreeMap<String, String>,
 }
 
 /// What a package manager said when asked whether it can install a package.
@@ -636,6 +642,7 @@ pub fn parse(text: &str, sent: f64, received: f64) -> Result<Facts, ParseError> 
         addresses,
         package_manager,
         package_checks,
+        images: parse_images(&get("images")),
     })
 }
 
@@ -766,6 +773,34 @@ fn installable(
     }
 }
 
+/// `ctr images ls` lines (`REF TYPE DIGEST SIZE PLATFORMS LABELS`, header first): reference ->
+/// digest.
+pub fn parse_images(lines: &[&str]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (r, _, d) = (f.next()?, f.next()?, f.next()?);
+            (r != "REF" && d.starts_with("sha256:")).then(|| (r.to_string(), d.to_string()))
+        })
+        .collect()
+}
+
+impl Facts {
+    /// Whether containerd on the host holds `image` at its pinned digest (under its tag or its
+    /// digest reference). An image without a digest is never "present": nothing proves it.
+    pub fn has_image(&self, image: &crate::release::Image) -> bool {
+        holds_image(&self.images, image)
+    }
+}
+
+/// Whether `images` (reference -> digest, as `ctr images ls` lists them) hold `image` at its
+/// pinned digest.
+pub fn holds_image(images: &BTreeMap<String, String>, image: &crate::release::Image) -> bool {
+    let Some(d) = &image.digest else { return false };
+    images.get(&image.tag_ref()) == Some(d) || images.get(&image.digest_ref()) == Some(d)
+}
+
 /// The host's end of the session's SSH connection (`$SSH_CONNECTION`, read without sudo, which
 /// drops it), when it is a usable IPv4 address.
 pub async fn ssh_local_address(session: &crate::ssh::Session) -> Option<IpAddr> {
@@ -850,6 +885,30 @@ pub async fn gather_with(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_read_from_ctr_images_ls() {
+        // containerd 2.1.9's `ctr -n k8s.io images ls` on a harness node, after an import
+        let out = "REF                                                                                                      TYPE                                    DIGEST                                                                  SIZE     PLATFORMS   LABELS\n\
+registry.k8s.io/pause:3.10                                                                                   application/vnd.oci.image.index.v1+json sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a 310.0 KiB linux/amd64 io.cri-containerd.image=managed,io.cri-containerd.pinned=pinned\n\
+registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a application/vnd.oci.image.index.v1+json sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a 310.0 KiB linux/amd64 -\n";
+        let lines: Vec<&str> = out.lines().collect();
+        let images = parse_images(&lines);
+        assert_eq!(images.len(), 2, "{images:?}");
+        let pinned = crate::release::Image::parse("registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a").unwrap();
+        assert!(holds_image(&images, &pinned));
+        let other = crate::release::Image::parse("registry.k8s.io/pause:3.10@sha256:1111111111111111111111111111111111111111111111111111111111111111").unwrap();
+        assert!(
+            !holds_image(&images, &other),
+            "another digest under the same tag"
+        );
+        let unpinned = crate::release::Image::parse("registry.k8s.io/pause:3.10").unwrap();
+        assert!(
+            !holds_image(&images, &unpinned),
+            "nothing proves an unpinned image"
+        );
+        assert!(parse_images(&[]).is_empty());
+    }
 
     #[test]
     fn versions_from_version_lines() {

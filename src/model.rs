@@ -114,6 +114,19 @@ pub struct ArtifactSettings {
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
     /// spec.artifacts.allowHttpRegistryMirrors: plain-http mirror endpoints were opted into.
     pub allow_http_registry_mirrors: bool,
+    /// spec.artifacts.images.mode.
+    pub images: ImageMode,
+}
+
+/// How the nodes get the release's container images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageMode {
+    /// kubeforge fetches each image once on the operator's machine (verified by digest) and
+    /// imports it on every node that lacks it: the nodes need no registry.
+    Push,
+    /// The nodes pull the images themselves (through registryMirrors when given).
+    Pull,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -290,6 +303,10 @@ impl Cluster {
                 cache_dir,
                 registry_mirrors: a.registry_mirrors.clone(),
                 allow_http_registry_mirrors: a.allow_http_registry_mirrors,
+                images: match a.images.as_ref().and_then(|i| i.mode.as_deref()) {
+                    Some("pull") => ImageMode::Pull,
+                    _ => ImageMode::Push,
+                },
             },
             options: Options {
                 concurrency: o.concurrency.max(1) as usize,

@@ -74,7 +74,10 @@ paths! {
     /// Registry mirrors: `<registry>/hosts.toml` below it.
     CONTAINERD_CERTS_DIR = concat!(etc_containerd!(), "/certs.d");
     CONTAINERD_UNIT = concat!(systemd_dir!(), "/containerd.service");
-    CRI_SOCKET = "unix:///run/containerd/containerd.sock";
+    CONTAINERD_SOCKET = "/run/containerd/containerd.sock";
+    CRI_SOCKET = concat!("unix://", "/run/containerd/containerd.sock");
+    /// Where image archives wait for `ctr images import` (removed afterwards).
+    IMAGE_IMPORT_DIR = "/var/lib/kubeforge/images";
     CRICTL_CONFIG = "/etc/crictl.yaml";
 
     // CNI

@@ -112,7 +112,7 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 /// digest of the image index (manifest list), from which containerd resolves the platform's
 /// manifest and checks every blob below it. A manifest an inventory adds may leave the digest out
 /// (`repo:tag`); the built-in manifests pin one for every image (see `images/SOURCES.md`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Image {
     /// Registry and path, e.g. `registry.k8s.io/coredns/coredns`.
     pub repo: String,

@@ -65,6 +65,11 @@ fn converged(c: &Cluster, m: &ReleaseManifest, cni: &str) -> BTreeMap<String, Fa
         for p in &want.packages {
             f.tools.insert(p.to_string());
         }
+        // containerd holds every image the host runs (image mode push, the default)
+        for image in kubeforge::steps::images::wanted(c, m, h.role, false).unwrap() {
+            f.images
+                .insert(image.tag_ref(), image.digest.clone().unwrap());
+        }
         f.hosts_block = want
             .hosts_block
             .iter()
@@ -492,4 +497,107 @@ fn removals_are_planned_in_order_and_the_last_control_plane_is_refused_first() {
         e,
         "cp1 is the last control plane: removing it would destroy the cluster (use kubeforge reset)"
     );
+}
+
+#[test]
+fn push_mode_imports_only_the_images_a_node_lacks() {
+    let (c, m) = cluster(2, "1.33.5", 10);
+    let cni = desired::flannel_manifest(&c, &m).unwrap();
+    let mut facts = converged(&c, &m, &cni);
+    let st = state(&c, "1.33.5");
+    // w2 lost the pause image, cp2 holds etcd at another digest (a tag moved under it)
+    let pause = m.image("pause").unwrap();
+    facts.get_mut("w2").unwrap().images.remove(&pause.tag_ref());
+    let etcd = m.image("etcd").unwrap();
+    facts.get_mut("cp2").unwrap().images.insert(
+        etcd.tag_ref(),
+        "sha256:1111111111111111111111111111111111111111111111111111111111111111".into(),
+    );
+    let input = Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&st),
+        cni_manifest: Some(cni.clone()),
+        cloud_provider: None,
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    assert_eq!(
+        summaries(&plan),
+        vec![
+            format!(
+                "cp2 push-images push 1 image (etcd:{}) and import into containerd",
+                etcd.tag
+            ),
+            "w2 push-images push 1 image (pause:3.10) and import into containerd".to_string(),
+        ]
+    );
+    let images: Vec<String> = plan.images().iter().map(|i| i.image.reference()).collect();
+    assert_eq!(images, vec![etcd.reference(), pause.reference()]);
+
+    // a fresh worker gets what a worker runs, never the control plane's static pods
+    let mut fresh = facts.clone();
+    fresh.get_mut("w1").unwrap().images.clear();
+    let input = Input {
+        facts: &fresh,
+        ..input
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    let w1 = plan
+        .actions
+        .iter()
+        .find(|a| a.host.as_deref() == Some("w1"))
+        .unwrap();
+    let pushed: Vec<String> = w1
+        .op
+        .images()
+        .iter()
+        .map(|i| i.image.repo.clone())
+        .collect();
+    assert_eq!(
+        pushed,
+        vec![
+            "registry.k8s.io/coredns/coredns",
+            "registry.k8s.io/kube-proxy",
+            "registry.k8s.io/pause",
+            "ghcr.io/flannel-io/flannel",
+            "ghcr.io/flannel-io/flannel-cni-plugin",
+        ]
+    );
+}
+
+#[test]
+fn push_mode_refuses_an_image_without_a_digest_and_pull_mode_pushes_nothing() {
+    let (c, mut m) = cluster(1, "1.33.5", 10);
+    let cni = desired::flannel_manifest(&c, &m).unwrap();
+    let facts = converged(&c, &m, &cni);
+    let st = state(&c, "1.33.5");
+    let tag_only = m.image("coredns").unwrap().tag_ref();
+    m.images.insert("coredns".into(), tag_only.clone());
+    let input = Input {
+        cluster: &c,
+        manifest: &m,
+        facts: &facts,
+        state: Some(&st),
+        cni_manifest: Some(cni.clone()),
+        cloud_provider: None,
+    };
+    let e = compute(APPLY, &input).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("image {tag_only} (images.coredns of the release manifest of Kubernetes 1.33.5) is not pinned by digest")),
+        "{e}"
+    );
+    let mut pull = c.clone();
+    pull.artifacts.images = kubeforge::model::ImageMode::Pull;
+    let mut bare = facts.clone();
+    for f in bare.values_mut() {
+        f.images.clear();
+    }
+    let input = Input {
+        cluster: &pull,
+        facts: &bare,
+        ..input
+    };
+    let plan = compute(APPLY, &input).unwrap();
+    assert!(plan.is_empty(), "{:#?}", summaries(&plan));
 }

@@ -1033,7 +1033,7 @@ fn provisions_then_bootstraps_kubernetes_on_the_servers_addresses() {
         std::fs::write(
             &p,
             format!(
-                "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: e2e}}\nspec:\n  kubernetes: {{version: 1.33.5}}\n  ssh: {{keyPath: {key}, knownHosts: {kh}, config: none}}\n  artifacts: {{mirror: 'http://10.123.0.1:8080/', manifest: {m}, cacheDir: {cache}}}\n  openstack:\n    cloud: e2e\n    image: tiny\n    network: {{name: harness-net}}\n    controlPlane: {{count: 1, flavor: m1.small}}\n    workers: {{count: {workers}, flavor: m1.small}}\n    floatingIps: false\n    publicKeyPath: {key}.pub\n",
+                "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {{name: e2e}}\nspec:\n  kubernetes: {{version: 1.33.5}}\n  ssh: {{keyPath: {key}, knownHosts: {kh}, config: none}}\n  artifacts: {{mirror: 'http://10.123.0.1:8080/', manifest: {m}, cacheDir: {cache}, images: {{mode: pull}}}}\n  openstack:\n    cloud: e2e\n    image: tiny\n    network: {{name: harness-net}}\n    controlPlane: {{count: 1, flavor: m1.small}}\n    workers: {{count: {workers}, flavor: m1.small}}\n    floatingIps: false\n    publicKeyPath: {key}.pub\n",
                 key = h.key().display(),
                 kh = h.known_hosts().display(),
                 m = manifest.display(),

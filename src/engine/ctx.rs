@@ -101,6 +101,8 @@ pub struct Ctx {
     pub node_ips: desired::NodeIps,
     pub stats: Stats,
     pub secrets: tokio::sync::Mutex<Option<JoinSecrets>>,
+    /// The verified images to push (push mode), when the plan imports any.
+    pub images: Option<Arc<dyn super::ImageSource>>,
 }
 
 impl Ctx {
@@ -120,6 +122,7 @@ impl Ctx {
             node_ips,
             stats: Stats::default(),
             secrets: tokio::sync::Mutex::new(None),
+            images: None,
         }
     }
 

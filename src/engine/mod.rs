@@ -69,10 +69,33 @@ pub trait Run: Send + Sync + std::fmt::Debug + Any {
     fn installs(&self) -> &[Artifact] {
         &[]
     }
+    /// The container images it imports (with the platform's arch): fetched and verified on the
+    /// operator's machine before any host changes.
+    fn images(&self) -> &[PlatformImage] {
+        &[]
+    }
     /// `Some(label)` when it destroys state on a host: shown apart in the plan and confirmed.
     fn destructive(&self) -> Option<&'static str> {
         None
     }
+}
+
+/// A pinned image for one platform (`linux/<arch>`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlatformImage {
+    pub image: crate::release::Image,
+    pub arch: String,
+}
+
+/// Where the operator's verified copies of the images come from (the image cache): writes an
+/// OCI archive of `images` to `out` and returns its size. Only images fetched before the run
+/// started can be written.
+pub trait ImageSource: Send + Sync {
+    fn write_archive<'a>(
+        &'a self,
+        images: &'a [PlatformImage],
+        out: &'a std::path::Path,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
 }
 
 /// One action of a plan.

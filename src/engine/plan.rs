@@ -136,6 +136,15 @@ impl Plan {
     }
 
     /// The artifacts any action installs, once each.
+    /// Every image the plan imports on a host, once per platform, in order.
+    pub fn images(&self) -> Vec<super::PlatformImage> {
+        let mut out: std::collections::BTreeSet<super::PlatformImage> = Default::default();
+        for a in &self.actions {
+            out.extend(a.op.images().iter().cloned());
+        }
+        out.into_iter().collect()
+    }
+
     pub fn artifacts(&self) -> Vec<Artifact> {
         let mut out: Vec<Artifact> = Vec::new();
         for a in &self.actions {

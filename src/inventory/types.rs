@@ -234,6 +234,18 @@ pub struct Artifacts {
     /// Allow plain-http registry mirror endpoints (default false: https only).
     #[serde(default)]
     pub allow_http_registry_mirrors: bool,
+    /// How the nodes get their container images (default: push).
+    #[serde(default)]
+    pub images: Option<ImagesSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ImagesSpec {
+    /// `push` (kubeforge pulls each image once on the operator's machine and imports it on the
+    /// nodes that lack it) or `pull` (the nodes pull, through registryMirrors if given).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -877,7 +877,26 @@ fn check_openstack(c: &mut Checker, inv: &Inventory) {
     }
 }
 
+/// `spec.artifacts.images.mode` values.
+pub const IMAGE_MODES: &[&str] = &["push", "pull"];
+
 fn check_artifacts(c: &mut Checker, a: &Artifacts) {
+    if let Some(mode) = a.images.as_ref().and_then(|i| i.mode.as_deref()) {
+        if mode == "mirror" {
+            c.error(
+                "spec.artifacts.images.mode",
+                "mode `mirror` (copying the images into the site's own registry) is not built yet",
+                "use `push` (kubeforge imports the images on the nodes) or `pull` with registryMirrors pointing at your registry",
+            );
+        } else {
+            c.one_of(
+                "spec.artifacts.images.mode",
+                "image mode",
+                mode,
+                IMAGE_MODES,
+            );
+        }
+    }
     if let Some(m) = &a.mirror
         && let Some((scheme, _)) = m.split_once("://")
         && scheme != "http"

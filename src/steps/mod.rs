@@ -8,6 +8,7 @@ pub mod api_endpoint;
 pub mod cloud_provider;
 pub mod cni;
 pub mod control_plane_ready;
+pub mod images;
 pub mod init;
 pub mod join_control_plane;
 pub mod join_worker;

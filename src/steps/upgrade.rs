@@ -160,7 +160,8 @@ pub fn plan(cx: &PlanCx, step: &dyn Step, role: Role) -> Result<Vec<Action>, Pla
                 ", new containerd config"
             };
             let new_kubeadm = installs.iter().any(|a| a.component == "kubeadm");
-            let what = sequence(&u.to.to_string(), first, new_kubeadm, runtime);
+            let pull = cx.input.cluster.artifacts.images == crate::model::ImageMode::Pull;
+            let what = sequence(&u.to.to_string(), first, new_kubeadm, runtime, pull);
             out.push(Action::on(
                 h,
                 step,
@@ -406,12 +407,22 @@ pub fn pre_pull_command(version: &str) -> String {
 }
 
 /// What a node's upgrade does, in order (the plan's summary and the run follow it).
-pub fn sequence(version: &str, first: bool, new_kubeadm: bool, runtime: &str) -> Vec<String> {
+/// `pull`: the node pulls the new release's images itself (image mode pull); in push mode they
+/// were imported with the hosts' preparation, before any upgrade.
+pub fn sequence(
+    version: &str,
+    first: bool,
+    new_kubeadm: bool,
+    runtime: &str,
+    pull: bool,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if new_kubeadm {
         out.push("new kubeadm".into());
     }
-    out.push(pre_pull_label(version));
+    if pull {
+        out.push(pre_pull_label(version));
+    }
     out.push("cordon".into());
     out.push("drain".into());
     out.push(
@@ -510,7 +521,11 @@ pub async fn run(
         for a in kubeadm {
             crate::engine::ops::install(ctx, host, a).await?;
         }
-        pre_pull(ctx, host, &version).await?;
+        // push mode: the images are there already (push-images ran with the preparation), and
+        // `kubeadm config images pull` pulls even what containerd holds
+        if ctx.cluster.artifacts.images == crate::model::ImageMode::Pull {
+            pre_pull(ctx, host, &version).await?;
+        }
         cordon(host, kc).await?;
         ctx.waiting(drain(&ctx.cluster.options, host, kc)).await?;
         let cmd = if first {
@@ -642,7 +657,7 @@ mod tests {
             pre_pull_command("1.34.1"),
             "kubeadm config images pull --kubernetes-version v1.34.1 --cri-socket unix:///run/containerd/containerd.sock"
         );
-        let s = sequence("1.34.1", true, true, ", new containerd config");
+        let s = sequence("1.34.1", true, true, ", new containerd config", true);
         let at = |x: &str| {
             s.iter()
                 .position(|y| y == x)
@@ -655,10 +670,16 @@ mod tests {
             "pulled while the node still serves"
         );
         assert_eq!(s[5], "new binaries, new containerd config");
-        let s = sequence("1.34.1", false, false, "");
+        let s = sequence("1.34.1", false, false, "", true);
         assert_eq!(
             s.join(", "),
             "pre-pull images of v1.34.1, cordon, drain, kubeadm upgrade node, new binaries, restart kubelet, uncordon"
+        );
+        // push mode: pushed with the hosts' preparation, nothing to pull
+        let s = sequence("1.34.1", false, false, "", false);
+        assert_eq!(
+            s.join(", "),
+            "cordon, drain, kubeadm upgrade node, new binaries, restart kubelet, uncordon"
         );
     }
 }

@@ -41,6 +41,8 @@ pub enum ApplyError {
     CniManifest(String),
     #[error(transparent)]
     Artifact(#[from] artifacts::ArtifactError),
+    #[error(transparent)]
+    Images(#[from] crate::images::ImageError),
     #[error("apply stopped in step {step}:\n{}\nHosts not listed are in a known state. Fix the cause and run apply again: it continues from where the hosts are.", failures.iter().map(|(h, e)| format!("  - {h}: {e}")).collect::<Vec<_>>().join("\n"))]
     Steps {
         step: String,
@@ -313,13 +315,24 @@ pub async fn execute(
         }
         phases.mark("download");
     }
-    let ctx = Arc::new(Ctx::new(
+    // 2. every image to push (image mode push), fetched and verified the same way
+    let images = plan.images();
+    let image_source = if images.is_empty() {
+        None
+    } else {
+        let source = fetch_images(c, &images).await?;
+        phases.mark("fetch images");
+        Some(Arc::new(source) as Arc<dyn crate::engine::ImageSource>)
+    };
+    let mut ctx = Ctx::new(
         c.clone(),
         fleet.sessions.clone(),
         cached,
         plan.init_host.clone(),
         plan.node_ips.clone(),
-    ));
+    );
+    ctx.images = image_source;
+    let ctx = Arc::new(ctx);
     // 2. every step of the workflow, as it schedules its actions; the bootstrap token made
     // for this run's joins is deleted afterwards, also after a failure
     let outcome = exec::execute(super::APPLY, &plan.actions, &ctx, opts.bars, &mut phases)
@@ -368,6 +381,115 @@ pub async fn execute(
             .map(|u| u.clone())
             .unwrap_or_default(),
     })
+}
+
+/// The operator's verified copies of the images a run pushes.
+struct FetchedImages {
+    store: crate::images::ImageStore,
+    /// By (`repo:tag@digest`, arch).
+    fetched: BTreeMap<ImageKey, crate::images::FetchedImage>,
+}
+
+/// An image's `repo:tag@digest` and arch.
+type ImageKey = (String, String);
+
+impl crate::engine::ImageSource for FetchedImages {
+    fn write_archive<'a>(
+        &'a self,
+        images: &'a [crate::engine::PlatformImage],
+        out: &'a std::path::Path,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut list = Vec::new();
+            for i in images {
+                let f = self
+                    .fetched
+                    .get(&(i.image.reference(), i.arch.clone()))
+                    .ok_or_else(|| format!("{} was not fetched before the run", i.image))?;
+                list.push(f.clone());
+            }
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(out)
+                .await
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let n = self
+                .store
+                .write_archive(&list, &mut file)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::io::AsyncWriteExt::flush(&mut file)
+                .await
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            Ok(n)
+        })
+    }
+}
+
+/// How the operator's machine reaches the registries of `images`: `registryMirrors`' first
+/// endpoint for each registry that has one, else the `_default` entry's, as containerd picks
+/// them (plain http only where the inventory allowed it: validation refuses it otherwise).
+pub fn registry_options(
+    c: &crate::model::Cluster,
+    images: &[crate::engine::PlatformImage],
+) -> crate::images::RegistryOptions {
+    let mut o = crate::images::RegistryOptions::default();
+    let mirrors = &c.artifacts.registry_mirrors;
+    let registries: std::collections::BTreeSet<&str> = images
+        .iter()
+        .filter_map(|i| i.image.repo.split_once('/').map(|(r, _)| r))
+        .collect();
+    for registry in registries {
+        let first = mirrors
+            .get(registry)
+            .or_else(|| mirrors.get("_default"))
+            .and_then(|e| e.first());
+        if let Some(first) = first {
+            let base = first.trim_end_matches('/').to_string();
+            if let Some(host) = base.strip_prefix("http://") {
+                o.plain_http
+                    .insert(host.split('/').next().unwrap_or(host).to_string());
+            }
+            o.mirrors.insert(registry.to_string(), base);
+        }
+    }
+    o
+}
+
+/// Fetches each image once per platform (a few at a time), every blob verified into the cache.
+async fn fetch_images(
+    c: &crate::model::Cluster,
+    images: &[crate::engine::PlatformImage],
+) -> Result<FetchedImages, ApplyError> {
+    use futures_util::StreamExt;
+    let store =
+        crate::images::ImageStore::new(&c.artifacts.cache_dir, registry_options(c, images))?;
+    let results: Vec<Result<(ImageKey, crate::images::FetchedImage), ApplyError>> =
+        futures_util::stream::iter(images.iter().map(|i| {
+            let store = &store;
+            async move {
+                let platform = crate::images::Platform::from_arch(&i.arch).ok_or_else(|| {
+                    ApplyError::Plan(plan::PlanError::Refused(format!(
+                        "no image platform for arch {}",
+                        i.arch
+                    )))
+                })?;
+                tracing::info!("fetch {} (linux/{})", i.image, i.arch);
+                let f = store.fetch(&i.image, platform).await?;
+                Ok(((i.image.reference(), i.arch.clone()), f))
+            }
+        }))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut fetched = BTreeMap::new();
+    for r in results {
+        let (k, f) = r?;
+        fetched.insert(k, f);
+    }
+    Ok(FetchedImages { store, fetched })
 }
 
 /// Waits until every host answers over SSH (new cloud servers are still booting): at most
@@ -681,4 +803,46 @@ async fn write_kubeconfig(
     crate::kubeconfig::write_private(&path, &crate::kubeconfig::to_yaml(&v))
         .map_err(|e| ApplyError::Other(e.into()))?;
     Ok((Some(path), Some(server)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_fetched_through_the_registry_mirrors_containerd_would_use() {
+        let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n  kubernetes: {version: 1.33.5}\n  artifacts:\n    allowHttpRegistryMirrors: true\n    registryMirrors: {registry.k8s.io: ['http://10.0.0.9:5000/', 'https://second'], _default: ['https://all.example']}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n";
+        let l = crate::inventory::load_str(
+            std::path::Path::new("t.yaml"),
+            text,
+            std::path::Path::new("/"),
+            &|_| None,
+        )
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let img = |t: &str| crate::engine::PlatformImage {
+            image: crate::release::Image::parse(t).unwrap(),
+            arch: "amd64".into(),
+        };
+        let o = registry_options(
+            &l.cluster,
+            &[
+                img("registry.k8s.io/pause:3.10"),
+                img("ghcr.io/flannel-io/flannel:v0.27.3"),
+            ],
+        );
+        assert_eq!(
+            o.mirrors.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("ghcr.io".to_string(), "https://all.example".to_string()),
+                (
+                    "registry.k8s.io".to_string(),
+                    "http://10.0.0.9:5000".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            o.plain_http.into_iter().collect::<Vec<_>>(),
+            vec!["10.0.0.9:5000"]
+        );
+    }
 }

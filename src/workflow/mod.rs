@@ -15,6 +15,7 @@ use crate::steps;
 pub static APPLY: Workflow<'static> = &[
     &steps::os_prep::OsPrep,
     &steps::runtime::Runtime,
+    &steps::images::PushImages,
     &steps::kube_binaries::KubeBinaries,
     &steps::api_endpoint::ApiEndpoint,
     &steps::init::Init,
