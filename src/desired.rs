@@ -324,6 +324,9 @@ struct Mirror<'a> {
     registry: &'a str,
     server: String,
     endpoints: &'a [String],
+    /// The site registry's endpoint (mode mirror) and the CA file containerd trusts for it.
+    ca_endpoint: &'a str,
+    ca_path: String,
 }
 
 #[derive(Serialize)]
@@ -441,7 +444,7 @@ pub fn for_host(
             "runtime",
         ),
     ];
-    for (registry, endpoints) in &c.artifacts.registry_mirrors {
+    for (registry, endpoints) in &c.artifacts.node_registry_mirrors() {
         if !is_registry_key(registry) {
             return Err(DesiredError::RegistryKey(registry.clone()));
         }
@@ -468,10 +471,24 @@ pub fn for_host(
             "docker.io" => "https://registry-1.docker.io".to_string(),
             r => format!("https://{r}"),
         };
+        let site = c
+            .artifacts
+            .site_registry
+            .as_ref()
+            .filter(|r| r.ca_pem.is_some() && endpoints.contains(&r.url));
+        let ca_path = format!(
+            "{}/{registry}/site-registry-ca.crt",
+            paths::CONTAINERD_CERTS_DIR
+        );
+        if let Some(pem) = site.and_then(|r| r.ca_pem.as_ref()) {
+            files.push(file(&ca_path, pem.clone(), 0o644, &[], "runtime").restarting());
+        }
         let ctx = serde_json::to_value(Mirror {
             registry,
             server,
             endpoints,
+            ca_endpoint: site.map(|r| r.url.as_str()).unwrap_or_default(),
+            ca_path,
         })
         .unwrap_or_default();
         files.push(

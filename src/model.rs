@@ -116,6 +116,49 @@ pub struct ArtifactSettings {
     pub allow_http_registry_mirrors: bool,
     /// spec.artifacts.images.mode.
     pub images: ImageMode,
+    /// spec.artifacts.images.registry: the site's registry (mode mirror).
+    pub site_registry: Option<SiteRegistry>,
+}
+
+/// The site's own registry kubeforge fills in mode mirror, and the nodes pull from.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteRegistry {
+    /// `https://host[:port]`, no trailing slash.
+    pub url: String,
+    pub username: Option<String>,
+    /// Registered with the redactor at load; never serialized.
+    #[serde(skip)]
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// The CA file's PEM, read at load.
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
+}
+
+impl ArtifactSettings {
+    /// The registry mirrors every node's containerd gets (`/etc/containerd/certs.d`): the
+    /// inventory's, but in mode mirror the site registry for every registry (`_default`) and
+    /// in place of each of the inventory's mirrors, which then only say where kubeforge itself
+    /// fetches from.
+    pub fn node_registry_mirrors(&self) -> BTreeMap<String, Vec<String>> {
+        match (&self.site_registry, self.images) {
+            (Some(site), ImageMode::Mirror) => std::iter::once("_default".to_string())
+                .chain(self.registry_mirrors.keys().cloned())
+                .map(|k| (k, vec![site.url.clone()]))
+                .collect(),
+            _ => self.registry_mirrors.clone(),
+        }
+    }
+}
+
+impl SiteRegistry {
+    /// `host[:port]`, as in an image reference.
+    pub fn host(&self) -> &str {
+        self.url
+            .split_once("://")
+            .map(|(_, h)| h)
+            .unwrap_or(&self.url)
+    }
 }
 
 /// How the nodes get the release's container images.
@@ -127,6 +170,9 @@ pub enum ImageMode {
     Push,
     /// The nodes pull the images themselves (through registryMirrors when given).
     Pull,
+    /// kubeforge copies the images into the site's registry first; every node's containerd
+    /// pulls every registry's images from there (`_default` in certs.d).
+    Mirror,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +299,20 @@ impl Cluster {
                 Mirror::Dir(path(m.strip_prefix("file://").unwrap_or(m)))
             }
         });
+        let site_registry = a
+            .images
+            .as_ref()
+            .and_then(|i| i.registry.as_ref())
+            .filter(|_| a.images.as_ref().and_then(|i| i.mode.as_deref()) == Some("mirror"))
+            .and_then(|r| {
+                Some(SiteRegistry {
+                    url: r.url.as_deref()?.trim_end_matches('/').to_string(),
+                    username: r.username.clone(),
+                    password: r.password.clone().inspect(|p| crate::secrets::register(p)),
+                    ca_file: r.ca_file.as_deref().map(&path),
+                    ca_pem: None,
+                })
+            });
         let cache_dir = match &a.cache_dir {
             Some(d) => path(d),
             None => dirs::cache_dir()
@@ -305,8 +365,10 @@ impl Cluster {
                 allow_http_registry_mirrors: a.allow_http_registry_mirrors,
                 images: match a.images.as_ref().and_then(|i| i.mode.as_deref()) {
                     Some("pull") => ImageMode::Pull,
+                    Some("mirror") => ImageMode::Mirror,
                     _ => ImageMode::Push,
                 },
+                site_registry: site_registry.clone(),
             },
             options: Options {
                 concurrency: o.concurrency.max(1) as usize,

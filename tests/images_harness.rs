@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::registry::{Registry, TestImage};
+use common::registry::{Registry, TestImage, Tls};
 use common::{Harness, cluster_inventory, kubeforge, text};
 use kubeforge::release::{Image, ReleaseManifest};
 use std::collections::BTreeMap;
@@ -78,17 +78,27 @@ fn node_images(h: &Harness, i: usize) -> BTreeMap<String, (String, String)> {
 /// Cuts node `i` off every registry: it may answer SSH and reach the other nodes and the
 /// harness's apt proxy (OS packages stay the package manager's), nothing else.
 fn cut_egress(h: &Harness, i: usize) {
+    cut_egress_but(h, i, None);
+}
+
+/// The same, leaving one port of the harness host open (a site registry there).
+fn cut_egress_but(h: &Harness, i: usize, open: Option<u16>) {
+    let allow = open
+        .map(|p| format!("iptables -A OUTPUT -d 10.123.0.1 -p tcp --dport {p} -j ACCEPT && "))
+        .unwrap_or_default();
     h.sh(
         i,
-        "iptables -F OUTPUT && \
-         iptables -A OUTPUT -o lo -j ACCEPT && \
-         iptables -A OUTPUT -p tcp --sport 22 -j ACCEPT && \
-         iptables -A OUTPUT -d 10.123.0.1 -p tcp --dport 3142 -j ACCEPT && \
-         iptables -A OUTPUT -d 10.123.0.1 -j REJECT && \
-         iptables -A OUTPUT -d 10.123.0.0/24 -j ACCEPT && \
-         iptables -A OUTPUT -j REJECT",
+        &format!(
+            "iptables -F OUTPUT && \
+             iptables -A OUTPUT -o lo -j ACCEPT && \
+             iptables -A OUTPUT -p tcp --sport 22 -j ACCEPT && \
+             iptables -A OUTPUT -d 10.123.0.1 -p tcp --dport 3142 -j ACCEPT && {allow}\
+             iptables -A OUTPUT -d 10.123.0.1 -j REJECT && \
+             iptables -A OUTPUT -d 10.123.0.0/24 -j ACCEPT && \
+             iptables -A OUTPUT -j REJECT"
+        ),
     );
-    // proof: the artifact mirror and the test registry are out of its reach
+    // proof: the artifact mirror is out of its reach
     let probe = h.sh(
         i,
         "for p in 8080 5000; do (exec 3<>/dev/tcp/10.123.0.1/$p) 2>/dev/null && echo reachable-$p; done; echo probed",
@@ -98,6 +108,30 @@ fn cut_egress(h: &Harness, i: usize) {
         "probed",
         "node{i} still reaches the host: {probe}"
     );
+}
+
+/// An inventory for nodes 1 (control plane) and 2 (worker) with `extra` artifacts settings and
+/// the test release manifest in place of the harness's.
+fn inventory_with(h: &Harness, dir: &Path, name: &str, manifest: &Path, extra: &str) -> PathBuf {
+    let inv = cluster_inventory(
+        h,
+        dir,
+        name,
+        "1.33.5",
+        &[(1, "control-plane"), (2, "worker")],
+        extra,
+    );
+    let text_inv = std::fs::read_to_string(&inv).unwrap();
+    let harness_manifest = dir.join("manifest-1.33.5.yaml");
+    std::fs::write(
+        &inv,
+        text_inv.replace(
+            &harness_manifest.display().to_string(),
+            &manifest.display().to_string(),
+        ),
+    )
+    .unwrap();
+    inv
 }
 
 #[test]
@@ -114,25 +148,7 @@ fn push_mode_installs_with_no_registry_in_reach_and_a_second_apply_pushes_nothin
         "    images: {{mode: push}}\n    allowHttpRegistryMirrors: true\n    registryMirrors: {{registry.k8s.io: ['http://{0}'], ghcr.io: ['http://{0}']}}\n",
         r.host()
     );
-    let inv = cluster_inventory(
-        &h,
-        dir.path(),
-        "air",
-        "1.33.5",
-        &[(1, "control-plane"), (2, "worker")],
-        &extra,
-    );
-    // the test's release manifest instead of the harness's
-    let text_inv = std::fs::read_to_string(&inv).unwrap();
-    let harness_manifest = dir.path().join("manifest-1.33.5.yaml");
-    std::fs::write(
-        &inv,
-        text_inv.replace(
-            &harness_manifest.display().to_string(),
-            &manifest.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let inv = inventory_with(&h, dir.path(), "air", &manifest, &extra);
     let apply = |extra: &[&str]| {
         let mut a = vec!["apply", "-f", inv.to_str().unwrap(), "--yes"];
         a.extend_from_slice(extra);
@@ -284,5 +300,103 @@ fn push_mode_installs_with_no_registry_in_reach_and_a_second_apply_pushes_nothin
             .get(&pause.tag_ref())
             .map(|x| x.0.clone()),
         pause.digest.clone()
+    );
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn mirror_mode_fills_the_site_registry_and_the_nodes_pull_only_from_it() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // the images' source (it stands in for registry.k8s.io and ghcr.io), on loopback: the
+    // nodes cannot reach it; the site registry, with its own CA, on the harness bridge
+    let source = rt.block_on(Registry::start(None, false));
+    let tls = Tls::new();
+    let site = rt.block_on(Registry::start_at("10.123.0.1", Some(&tls), false));
+    let (manifest, built) = release_with_test_images(&h, dir.path(), &source, "1.33.5");
+    let extra = format!(
+        "    images: {{mode: mirror, registry: {{url: 'https://{site}', caFile: {ca}}}}}\n    allowHttpRegistryMirrors: true\n    registryMirrors: {{registry.k8s.io: ['http://{src}'], ghcr.io: ['http://{src}']}}\n",
+        site = site.host(),
+        ca = tls.ca().display(),
+        src = source.host()
+    );
+    let inv = inventory_with(&h, dir.path(), "site", &manifest, &extra);
+    cut_egress_but(&h, 1, Some(site.port));
+    cut_egress_but(&h, 2, Some(site.port));
+
+    let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan_text = text(&plan.stdout);
+    assert!(
+        plan_text.contains(&format!(
+            "copy 9 images into the site registry {}",
+            site.host()
+        )),
+        "{plan_text}"
+    );
+    assert!(!plan_text.contains("push-images"), "{plan_text}");
+    let out = kubeforge(&["apply", "-f", inv.to_str().unwrap(), "--yes"], &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // the site registry holds every image at its pinned index digest (skopeo, an independent
+    // client, reads it back)
+    for (key, (img, _)) in &built {
+        let (_, path) = img.repo.split_once('/').unwrap();
+        let raw = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=true"])
+            .arg(format!("--cert-dir={}", tls.cert_dir().display()))
+            .arg(format!("docker://{}/{path}:{}", site.host(), img.tag))
+            .output()
+            .unwrap();
+        assert!(raw.status.success(), "{key}: {}", text(&raw.stderr));
+        assert_eq!(
+            format!("sha256:{}", kubeforge::artifacts::sha256_hex(&raw.stdout)),
+            *img.digest.as_ref().unwrap(),
+            "{key} in the site registry"
+        );
+    }
+    // every node's containerd pulls through the site registry (real containerd, real TLS with
+    // the site CA from certs.d), with every other registry out of reach
+    let pause = &built["images.pause"].0;
+    let flannel = &built["cni.flannel.images.flannel"].0;
+    for i in 1..=2 {
+        for img in [pause, flannel] {
+            // over SSH: inside the node's network namespace, behind its egress rules
+            let out = h.nodes(&[
+                "ssh",
+                &i.to_string(),
+                &format!(
+                    "/usr/local/bin/ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d {} 2>&1",
+                    img.digest_ref()
+                ),
+            ]);
+            assert!(
+                out.status.success(),
+                "node{i} pulls {} through the site registry: {}",
+                img.digest_ref(),
+                text(&out.stdout)
+            );
+        }
+        let held = node_images(&h, i);
+        assert_eq!(
+            held.get(&pause.digest_ref()).map(|x| x.0.clone()),
+            pause.digest.clone(),
+            "node{i}: {held:?}"
+        );
+    }
+    // a second plan copies nothing
+    let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
+    assert!(
+        !text(&plan.stdout).contains("mirror-images"),
+        "{}",
+        text(&plan.stdout)
     );
 }

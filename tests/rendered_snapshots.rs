@@ -169,6 +169,7 @@ fn plan_for_bare_hosts() {
         state: None,
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
+        mirrored: None,
     };
     let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     assert_eq!(plan.init_host, "cp1");
@@ -209,6 +210,7 @@ spec:
         state: None,
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
+        mirrored: None,
     };
     let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     let ips: Vec<(&str, &str)> = plan

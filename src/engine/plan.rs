@@ -168,6 +168,9 @@ pub struct Input<'a> {
     pub cni_manifest: Option<String>,
     /// The OpenStack cloud provider to install: (manifests, cloud.conf with credentials).
     pub cloud_provider: Option<CloudProvider>,
+    /// Mode mirror: the images (`repo:tag@digest`) the site's registry was seen to hold; None
+    /// when it was not asked.
+    pub mirrored: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The OpenStack cloud-controller-manager and Cinder CSI, and their cloud.conf.
@@ -206,6 +209,7 @@ impl<'a> Input<'a> {
             state,
             cni_manifest: None,
             cloud_provider: None,
+            mirrored: None,
         }
     }
     /// A host already in this cluster (by its own files, written by kubeforge).

@@ -437,8 +437,14 @@ impl ImageStore {
                 }
             }
         }
-        let results: Vec<Result<PathBuf, ImageError>> = futures_util::stream::iter(todo.iter())
+        // the futures made first (not by a closure inside the stream): a future that holds a
+        // closure over borrowed items is not Send across the higher-ranked lifetimes a step's
+        // boxed future needs
+        let fetches: Vec<_> = todo
+            .iter()
             .map(|(what, b)| self.blob(&ep, &name, what, b))
+            .collect();
+        let results: Vec<Result<PathBuf, ImageError>> = futures_util::stream::iter(fetches)
             .buffer_unordered(3)
             .collect()
             .await;

@@ -118,6 +118,47 @@ impl ImageStore {
             .map(|i| i.manifests.len()))
     }
 
+    /// Whether the registry `target` (`host[:port]`) holds `image`'s pinned manifest under the
+    /// same repository path (a HEAD by digest): what mirror mode observes before it plans.
+    pub async fn holds(
+        &self,
+        image: &crate::release::Image,
+        target: &str,
+    ) -> Result<bool, ImageError> {
+        let digest = image.digest.clone().ok_or_else(|| ImageError::Unpinned {
+            image: image.reference(),
+        })?;
+        let path =
+            image
+                .repo
+                .split_once('/')
+                .map(|(_, p)| p)
+                .ok_or_else(|| ImageError::Config {
+                    message: format!("{:?}: an image repository names its registry", image.repo),
+                })?;
+        let ep = self.registry.direct_endpoint(target, path)?;
+        let url = ep.url(&format!("manifests/{digest}"));
+        let http = self.registry.http();
+        let action = format!("HEAD manifest {digest} of {target}/{path}");
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+        let resp = self
+            .registry
+            .send(&ep, "pull", &action, &|| {
+                Ok(http.head(url.clone()).header("Accept", accept))
+            })
+            .await?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            status => Err(ImageError::Http {
+                registry: ep.key.clone(),
+                action,
+                status,
+                detail: String::new(),
+            }),
+        }
+    }
+
     async fn blob_exists(
         &self,
         ep: &Endpoint,

@@ -192,6 +192,34 @@ pub fn load_str(
             ),
         }
     }
+    // the site registry's CA (mode mirror): read once, for kubeforge and for the nodes
+    let mut site_ca = None;
+    if let Some(ca) = inv
+        .spec
+        .artifacts
+        .images
+        .as_ref()
+        .and_then(|i| i.registry.as_ref())
+        .and_then(|r| r.ca_file.as_deref())
+    {
+        let p = expand::resolve_path(ca, base, home.as_deref());
+        let at = "spec.artifacts.images.registry.caFile";
+        match std::fs::read_to_string(&p) {
+            Ok(pem) if pem.len() < 1 << 20 && pem.contains("-----BEGIN CERTIFICATE-----") => {
+                site_ca = Some(pem)
+            }
+            Ok(_) => diags.push(
+                Diagnostic::error(at, format!("{} holds no PEM certificate", p.display()))
+                    .hint("the CA that signed the registry's certificate, in PEM (-----BEGIN CERTIFICATE-----)")
+                    .at(ix.value_pos(at)),
+            ),
+            Err(e) => diags.push(
+                Diagnostic::error(at, format!("cannot read {}: {e}", p.display()))
+                    .hint("a PEM file of the registry's CA, relative to the inventory")
+                    .at(ix.value_pos(at)),
+            ),
+        }
+    }
     diags.extend(
         validate::validate(&inv, &ix, &catalog)
             .into_iter()
@@ -201,12 +229,15 @@ pub fn load_str(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(invalid(diags));
     }
-    let cluster = Cluster::from_inventory(&inv, base).map_err(|what| {
+    let mut cluster = Cluster::from_inventory(&inv, base).map_err(|what| {
         invalid(vec![Diagnostic::error(
             "",
             format!("internal error: a validated inventory did not convert ({what})"),
         )])
     })?;
+    if let Some(r) = cluster.artifacts.site_registry.as_mut() {
+        r.ca_pem = site_ca;
+    }
     Ok(Loaded {
         file: file.to_path_buf(),
         source: text.to_string(),

@@ -243,9 +243,31 @@ pub struct Artifacts {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImagesSpec {
     /// `push` (kubeforge pulls each image once on the operator's machine and imports it on the
-    /// nodes that lack it) or `pull` (the nodes pull, through registryMirrors if given).
+    /// nodes that lack it), `pull` (the nodes pull, through registryMirrors if given) or `mirror`
+    /// (kubeforge copies the images into the site's registry, the nodes pull from there).
     #[serde(default)]
     pub mode: Option<String>,
+    /// The site's registry, for mode `mirror`.
+    #[serde(default)]
+    pub registry: Option<SiteRegistrySpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SiteRegistrySpec {
+    /// `https://host[:port]` (plain `http://` only with allowHttpRegistryMirrors).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Who kubeforge pushes as (the nodes pull anonymously).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Use `${ENV}`: never written in the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A PEM file of the CA that signed the registry's certificate, trusted by kubeforge and by
+    /// every node's containerd for this registry.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -878,25 +878,70 @@ fn check_openstack(c: &mut Checker, inv: &Inventory) {
 }
 
 /// `spec.artifacts.images.mode` values.
-pub const IMAGE_MODES: &[&str] = &["push", "pull"];
+pub const IMAGE_MODES: &[&str] = &["push", "pull", "mirror"];
+
+fn check_images(c: &mut Checker, a: &Artifacts) {
+    let Some(i) = &a.images else { return };
+    let mode = i.mode.as_deref().unwrap_or("push");
+    if !c.one_of(
+        "spec.artifacts.images.mode",
+        "image mode",
+        mode,
+        IMAGE_MODES,
+    ) {
+        return;
+    }
+    match (&i.registry, mode) {
+        (None, "mirror") => c.error(
+            "spec.artifacts.images",
+            "mode `mirror` needs the site's registry",
+            "add registry: {url: https://registry.example:5000, username: ..., password: ${REGISTRY_PASSWORD}}",
+        ),
+        (Some(_), m) if m != "mirror" => c.error(
+            "spec.artifacts.images.registry",
+            format!("a registry is only used with mode `mirror` (mode is `{m}`)"),
+            "set mode: mirror, or remove registry",
+        ),
+        (Some(r), _) => {
+            let p = "spec.artifacts.images.registry.url";
+            match r.url.as_deref() {
+                None => c.error(p, "the site registry needs its url", "url: https://registry.example:5000"),
+                Some(u) => {
+                    let host = u
+                        .strip_prefix("https://")
+                        .or_else(|| u.strip_prefix("http://").filter(|_| a.allow_http_registry_mirrors));
+                    match host.map(|h| h.trim_end_matches('/')) {
+                        None if u.starts_with("http://") => c.error(
+                            p,
+                            "a plain-http registry: the nodes would pull over it without TLS",
+                            "use https, or set spec.artifacts.allowHttpRegistryMirrors: true",
+                        ),
+                        Some(h)
+                            if !h.contains('/')
+                                && !h.contains('@')
+                                && crate::release::Image::parse(&format!("{h}/x:1")).is_ok() => {}
+                        _ => c.error(
+                            p,
+                            format!("`{}` is not https://host[:port]", crate::util::redact_url(u)),
+                            "the registry's address without a path or credentials, e.g. https://10.0.0.9:5000",
+                        ),
+                    }
+                }
+            }
+            if r.username.is_some() != r.password.is_some() {
+                c.error(
+                    "spec.artifacts.images.registry",
+                    "give both username and password, or neither (anonymous pushes)",
+                    "password: ${REGISTRY_PASSWORD} keeps the secret out of the file",
+                );
+            }
+        }
+        _ => {}
+    }
+}
 
 fn check_artifacts(c: &mut Checker, a: &Artifacts) {
-    if let Some(mode) = a.images.as_ref().and_then(|i| i.mode.as_deref()) {
-        if mode == "mirror" {
-            c.error(
-                "spec.artifacts.images.mode",
-                "mode `mirror` (copying the images into the site's own registry) is not built yet",
-                "use `push` (kubeforge imports the images on the nodes) or `pull` with registryMirrors pointing at your registry",
-            );
-        } else {
-            c.one_of(
-                "spec.artifacts.images.mode",
-                "image mode",
-                mode,
-                IMAGE_MODES,
-            );
-        }
-    }
+    check_images(c, a);
     if let Some(m) = &a.mirror
         && let Some((scheme, _)) = m.split_once("://")
         && scheme != "http"

@@ -13,6 +13,7 @@ pub mod init;
 pub mod join_control_plane;
 pub mod join_worker;
 pub mod kube_binaries;
+pub mod mirror_images;
 pub mod os_prep;
 pub mod remove_node;
 pub mod renew_certs;

@@ -217,6 +217,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         state: None,
         cni_manifest: None,
         cloud_provider: None,
+        mirrored: None,
     };
     let state = match probe.init_host() {
         Some(h)
@@ -239,6 +240,13 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         _ => None,
     };
     let cni_manifest = load_cni_manifest(loaded, &manifest).await?;
+    let mirrored = match &c.artifacts.site_registry {
+        Some(r) if c.artifacts.images == crate::model::ImageMode::Mirror => {
+            let wanted = steps::mirror_images::wanted(c, &manifest, opts.cloud_provider.is_some())?;
+            Some(steps::mirror_images::observe(c, r, &wanted).await?)
+        }
+        _ => None,
+    };
     let input = plan::Input {
         cluster: c,
         manifest: &manifest,
@@ -246,6 +254,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         state: state.as_ref(),
         cni_manifest,
         cloud_provider: opts.cloud_provider.clone(),
+        mirrored,
     };
     let mut plan = plan::plan::compute(super::APPLY, &input)?;
     plan.warnings.extend(plan_warnings);

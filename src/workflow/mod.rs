@@ -13,6 +13,7 @@ use crate::steps;
 /// `apply`: prepare every host, init, upgrade, join, the pod network, the cloud provider,
 /// Ready. (Removals are added to its plan by `apply --prune` and a lowered OpenStack count.)
 pub static APPLY: Workflow<'static> = &[
+    &steps::mirror_images::MirrorImages,
     &steps::os_prep::OsPrep,
     &steps::runtime::Runtime,
     &steps::images::PushImages,

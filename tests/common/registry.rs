@@ -34,7 +34,8 @@ pub fn host_platform() -> Platform {
     Platform::from_arch(std::env::consts::ARCH).expect("tests run on amd64 or arm64")
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with openssl.
+/// A CA and a server certificate for 127.0.0.1 (and the harness host's 10.123.0.1), made with
+/// openssl.
 pub struct Tls {
     pub dir: tempfile::TempDir,
 }
@@ -72,7 +73,7 @@ impl Tls {
             .args(["-subj", "/CN=127.0.0.1"]));
         std::fs::write(
             d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            "subjectAltName=IP:127.0.0.1,IP:10.123.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap();
         run(Command::new("openssl")
@@ -112,9 +113,10 @@ impl Tls {
     }
 }
 
-/// A distribution registry on 127.0.0.1, killed when dropped.
+/// A distribution registry on 127.0.0.1 (or another address of this host), killed when dropped.
 pub struct Registry {
     pub child: Option<Child>,
+    pub ip: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub tls: bool,
@@ -123,15 +125,20 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(tls: Option<&Tls>, auth: bool) -> Registry {
+        Self::start_at("127.0.0.1", tls, auth).await
+    }
+
+    /// A registry listening on `ip` (the harness host's 10.123.0.1: the nodes reach it).
+    pub async fn start_at(ip: &str, tls: Option<&Tls>, auth: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind(format!("{ip}:0"))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n",
             d.join("storage").display()
         );
         if let Some(t) = tls {
@@ -161,6 +168,7 @@ impl Registry {
             .expect("docker-registry (Debian package docker-registry) runs");
         let mut r = Registry {
             child: Some(child),
+            ip: ip.to_string(),
             port,
             dir,
             tls: tls.is_some(),
@@ -202,7 +210,7 @@ impl Registry {
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn base(&self) -> String {
