@@ -28,6 +28,7 @@ pub fn plan(p: &Plan, cluster: &Cluster) -> String {
     if !observed.is_empty() {
         out.push_str(&format!("  node IPs: {}\n", observed.join(", ")));
     }
+    out.push_str(&format!("  images: {}\n", image_source(cluster)));
     for h in &cluster.hosts {
         let acts: Vec<&Action> = p.for_host(&h.name).collect();
         if acts.is_empty() {
@@ -100,6 +101,36 @@ pub fn plan(p: &Plan, cluster: &Cluster) -> String {
     }
     out
 }
+/// Where every node's images come from, by the image mode (the same for every node).
+pub fn image_source(c: &Cluster) -> String {
+    use crate::model::ImageMode;
+    match (c.artifacts.images, &c.artifacts.site_registry) {
+        (ImageMode::Mirror, Some(r)) => format!(
+            "every node pulls from the site registry {} (filled by mirror-images)",
+            r.host()
+        ),
+        (ImageMode::Pull, _) | (ImageMode::Mirror, None) => {
+            let m = c.artifacts.node_registry_mirrors();
+            if m.is_empty() {
+                "every node pulls from the images' own registries".to_string()
+            } else {
+                let through: Vec<String> = m
+                    .iter()
+                    .map(|(r, e)| {
+                        let e: Vec<String> = e.iter().map(|x| crate::util::redact_url(x)).collect();
+                        let r = if r == "_default" { "any registry" } else { r };
+                        format!("{r} through {}", e.join(", "))
+                    })
+                    .collect();
+                format!("every node pulls: {}", through.join("; "))
+            }
+        }
+        (ImageMode::Push, _) => {
+            "kubeforge sends each node the images it lacks (push-images); no node pulls".to_string()
+        }
+    }
+}
+
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
     let cps = r
