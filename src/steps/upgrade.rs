@@ -160,7 +160,7 @@ pub fn plan(cx: &PlanCx, step: &dyn Step, role: Role) -> Result<Vec<Action>, Pla
                 ", new containerd config"
             };
             let new_kubeadm = installs.iter().any(|a| a.component == "kubeadm");
-            let pull = cx.input.cluster.artifacts.images == crate::model::ImageMode::Pull;
+            let pull = cx.input.cluster.artifacts.images != crate::model::ImageMode::Push;
             let what = sequence(&u.to.to_string(), first, new_kubeadm, runtime, pull);
             out.push(Action::on(
                 h,
@@ -407,7 +407,7 @@ pub fn pre_pull_command(version: &str) -> String {
 }
 
 /// What a node's upgrade does, in order (the plan's summary and the run follow it).
-/// `pull`: the node pulls the new release's images itself (image mode pull); in push mode they
+/// `pull`: the node pulls the new release's images itself (image modes pull and mirror); in push mode they
 /// were imported with the hosts' preparation, before any upgrade.
 pub fn sequence(
     version: &str,
@@ -523,7 +523,7 @@ pub async fn run(
         }
         // push mode: the images are there already (push-images ran with the preparation), and
         // `kubeadm config images pull` pulls even what containerd holds
-        if ctx.cluster.artifacts.images == crate::model::ImageMode::Pull {
+        if ctx.cluster.artifacts.images != crate::model::ImageMode::Push {
             pre_pull(ctx, host, &version).await?;
         }
         cordon(host, kc).await?;
