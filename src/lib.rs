@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod backup;
+pub mod bundle;
 pub mod certs;
 pub mod cluster_state;
 pub mod day2;

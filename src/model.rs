@@ -108,7 +108,10 @@ pub enum Mirror {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ArtifactSettings {
+    /// With a bundle: `Mirror::Dir(<bundle>)` (the binaries are there, in the upstream layout).
     pub mirror: Option<Mirror>,
+    /// spec.artifacts.bundle, resolved: a directory `kubeforge artifacts fetch` wrote.
+    pub bundle: Option<PathBuf>,
     pub manifest: Option<PathBuf>,
     pub cache_dir: PathBuf,
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
@@ -292,13 +295,18 @@ impl Cluster {
         let dur = |s: &str| parse_duration(s).ok_or_else(|| format!("duration {s}"));
         let o = &spec.options;
         let a = &spec.artifacts;
-        let mirror = a.mirror.as_ref().map(|m| {
-            if m.starts_with("http://") || m.starts_with("https://") {
-                Mirror::Url(m.clone())
-            } else {
-                Mirror::Dir(path(m.strip_prefix("file://").unwrap_or(m)))
-            }
-        });
+        let bundle = a.bundle.as_deref().map(path);
+        let mirror = a
+            .mirror
+            .as_ref()
+            .map(|m| {
+                if m.starts_with("http://") || m.starts_with("https://") {
+                    Mirror::Url(m.clone())
+                } else {
+                    Mirror::Dir(path(m.strip_prefix("file://").unwrap_or(m)))
+                }
+            })
+            .or_else(|| bundle.clone().map(Mirror::Dir));
         let site_registry = a
             .images
             .as_ref()
@@ -359,6 +367,7 @@ impl Cluster {
             },
             artifacts: ArtifactSettings {
                 mirror,
+                bundle,
                 manifest: a.manifest.as_deref().map(path),
                 cache_dir,
                 registry_mirrors: a.registry_mirrors.clone(),

@@ -193,6 +193,43 @@ pub fn report(r: &Report) -> String {
     out
 }
 
+/// What `kubeforge artifacts fetch` put together.
+pub fn bundle_summary(s: &crate::bundle::Summary) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = format!(
+        "Bundle {} for cluster {} (Kubernetes {}, {}):\n",
+        s.dir.display(),
+        s.cluster,
+        s.kubernetes,
+        s.arches.join(", ")
+    );
+    out.push_str(&format!(
+        "  {}, {} ({}), the release manifest{}\n",
+        plural(s.binaries, "binary", "binaries"),
+        plural(s.images, "image", "images"),
+        plural(s.blobs, "blob", "blobs"),
+        if s.files > s.binaries + s.blobs + 1 {
+            ", the CNI manifest"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(&format!(
+        "  {}, {} in all, each verified; {} added by this run ({}), {} already there\n",
+        plural(s.files, "file", "files"),
+        human_bytes(s.bytes),
+        plural(s.added_files, "file", "files"),
+        human_bytes(s.added_bytes),
+        s.files.saturating_sub(s.added_files)
+    ));
+    out.push_str(&format!(
+        "  use it with `spec.artifacts.bundle: {}` in the inventory\n",
+        s.dir.display()
+    ));
+    out
+}
+
 pub fn human_bytes(b: u64) -> String {
     if b >= 1 << 20 {
         format!("{:.1} MiB", b as f64 / (1 << 20) as f64)

@@ -93,6 +93,10 @@ pub enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
 
+    /// Binaries, images and manifests: bundles for air-gapped sites
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
+
     /// Delete everything kubeforge created in OpenStack for the cluster (after a typed confirmation)
     ///
     /// Servers, their floating IPs, the load balancer, security groups, server groups, the
@@ -331,6 +335,35 @@ pub struct DestroyArgs {
 pub enum CertsCommand {
     /// Renew the certificates of every control plane, one at a time, and restart its static pods
     Renew(CertsRenewArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Download everything the cluster needs into one directory, verified (a bundle)
+    ///
+    /// Every binary of the release for the arches (at its upstream path, so the directory is
+    /// also a valid spec.artifacts.mirror), every container image it needs (blobs under
+    /// images/sha256/), the CNI manifest from its URL and a copy of the release manifest, and
+    /// index.json listing every file with its sha256 and size. Run it again to add what is
+    /// missing: what is there is verified, not downloaded again. Carry the directory to the
+    /// site and set spec.artifacts.bundle: apply then needs no network on the operator's
+    /// machine.
+    Fetch(ArtifactsFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactsFetchArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+
+    /// The bundle directory: created, or an existing bundle to complete [default:
+    /// spec.artifacts.bundle, else <cluster>-bundle beside the inventory]
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Only these arches [default: every arch the release manifest lists]
+    #[arg(long, value_name = "ARCH[,ARCH]", value_delimiter = ',')]
+    pub arch: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! Data goes to stdout; diagnostics, logs and progress go to stderr.
 
 pub mod args;
+mod artifacts;
 mod cluster;
 mod remote;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(a) => cluster::backup(a),
         Command::Destroy(a) => cluster::destroy(a),
         Command::Certs(args::CertsCommand::Renew(a)) => cluster::certs_renew(a),
+        Command::Artifacts(args::ArtifactsCommand::Fetch(a)) => artifacts::fetch(a),
         Command::Version(a) => version(a),
         Command::Completion(a) => completion(a),
     }

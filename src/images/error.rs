@@ -40,6 +40,17 @@ pub enum ImageError {
     /// A document the registry sent that kubeforge cannot use.
     #[error("{image}: {message}")]
     Invalid { image: String, message: String },
+    /// Offline (bundle) mode: the blob is not in the bundle's blob directory.
+    #[error(
+        "{image}: the {what} {digest} is not in the bundle ({}); run `kubeforge artifacts fetch` again to add it",
+        dir.display()
+    )]
+    NotInBundle {
+        image: String,
+        what: String,
+        digest: String,
+        dir: PathBuf,
+    },
     #[error("authentication to registry {registry} failed: {message}")]
     Auth { registry: String, message: String },
     #[error("{image}: the {what} is not in registry {registry} (HTTP 404)")]
@@ -84,6 +95,7 @@ impl ImageError {
             ImageError::Config { .. }
             | ImageError::Io { .. }
             | ImageError::ArchiveWrite { .. }
+            | ImageError::NotInBundle { .. }
             | ImageError::Cache(_) => ErrorKind::Local,
         }
     }

@@ -133,6 +133,10 @@ pub struct ImageStore {
     seq: AtomicU64,
     /// Blobs and manifests fetched over the network by this store (for progress and tests).
     downloads: AtomicU64,
+    /// Offline mode: a directory of blobs named by their sha256 hex (a bundle's
+    /// `images/sha256`, written by `kubeforge artifacts fetch`) consulted instead of any
+    /// registry; no registry is contacted at all.
+    offline: Option<PathBuf>,
 }
 
 impl ImageStore {
@@ -147,7 +151,27 @@ impl ImageStore {
             verified: Mutex::new(HashSet::new()),
             seq: AtomicU64::new(0),
             downloads: AtomicU64::new(0),
+            offline: None,
         })
+    }
+
+    /// A store that takes every manifest and blob from `blobs` (a directory of files named by
+    /// their sha256 hex, as a bundle's `images/sha256`) instead of a registry: each is verified
+    /// against its digest (and size) while it is copied into the cache at `cache`. A blob the
+    /// directory lacks is an error; no registry is ever contacted.
+    pub fn offline(cache: &Path, blobs: &Path) -> Result<ImageStore, ImageError> {
+        let meta = std::fs::metadata(blobs).map_err(|e| io_err(blobs, e))?;
+        if !meta.is_dir() {
+            return Err(io_err(blobs, "is not a directory of image blobs"));
+        }
+        let mut s = ImageStore::new(cache, RegistryOptions::default())?;
+        s.offline = Some(blobs.to_path_buf());
+        Ok(s)
+    }
+
+    /// The directory of blobs an offline store reads, if it is one.
+    pub fn offline_dir(&self) -> Option<&Path> {
+        self.offline.as_deref()
     }
 
     pub fn registry(&self) -> &RegistryClient {
@@ -526,6 +550,9 @@ impl ImageStore {
                 return Ok((body, mt));
             }
         }
+        if let Some(dir) = &self.offline {
+            return self.bundle_manifest(dir, name, what, digest, size).await;
+        }
         let url = ep.url(&format!("manifests/{digest}"));
         let http = self.registry.http();
         let resp = self
@@ -612,21 +639,22 @@ impl ImageStore {
             Cached::Missing => {}
         }
         let tmp = self.temp_path(&b.digest);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.download_once(ep, name, what, b, &tmp).await {
-                Ok(()) => break,
-                Err(e) if e.is_transient() && attempt < self.registry.attempts => {
-                    tracing::warn!("{e}; retrying ({attempt}/{})", self.registry.attempts);
-                    let _ = std::fs::remove_file(&tmp);
-                    tokio::time::sleep(self.registry.backoff * 2u32.pow(attempt - 1)).await;
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
+        if let Some(dir) = &self.offline {
+            let src = dir.join(hex_of(&b.digest));
+            let (image, what2, blob) = (name.to_string(), what.to_string(), b.clone());
+            let dir2 = dir.clone();
+            let tmp2 = tmp.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                copy_verified(&dir2, &src, &tmp2, &image, &what2, &blob)
+            })
+            .await
+            .map_err(|e| io_err(&tmp, e))?;
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
             }
+        } else {
+            self.download(ep, name, what, b, &tmp).await?;
         }
         let dest = self.blob_path(&b.digest);
         std::fs::rename(&tmp, &dest).map_err(|e| {
@@ -635,6 +663,95 @@ impl ImageStore {
         })?;
         self.mark_verified(&b.digest);
         Ok(dest)
+    }
+
+    /// Downloads a blob into `tmp`, verified, retrying transient failures.
+    async fn download(
+        &self,
+        ep: &Endpoint,
+        name: &str,
+        what: &str,
+        b: &BlobInfo,
+        tmp: &Path,
+    ) -> Result<(), ImageError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.download_once(ep, name, what, b, tmp).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() && attempt < self.registry.attempts => {
+                    tracing::warn!("{e}; retrying ({attempt}/{})", self.registry.attempts);
+                    let _ = std::fs::remove_file(tmp);
+                    tokio::time::sleep(self.registry.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(tmp);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A manifest from the offline blob directory, verified, kept in the cache.
+    async fn bundle_manifest(
+        &self,
+        dir: &Path,
+        name: &str,
+        what: &str,
+        digest: &str,
+        size: Option<u64>,
+    ) -> Result<(Vec<u8>, String), ImageError> {
+        let src = dir.join(hex_of(digest));
+        let body = match open_bundle_file(&src) {
+            Ok(Some(f)) => {
+                use std::io::Read;
+                let mut body = Vec::new();
+                f.take(media::MANIFEST_LIMIT + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| io_err(&src, e))?;
+                body
+            }
+            Ok(None) => return Err(not_in_bundle(dir, name, what, digest)),
+            Err(e) => return Err(e),
+        };
+        if body.len() as u64 > media::MANIFEST_LIMIT {
+            return Err(ImageError::Invalid {
+                image: name.to_string(),
+                message: format!(
+                    "the {what} {digest} in the bundle ({}) is over {} bytes, the limit for a manifest",
+                    src.display(),
+                    media::MANIFEST_LIMIT
+                ),
+            });
+        }
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                image: name.to_string(),
+                what: format!("{what} in the bundle ({})", src.display()),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        if let Some(s) = size
+            && s != body.len() as u64
+        {
+            return Err(ImageError::SizeMismatch {
+                image: name.to_string(),
+                what: format!("{what} in the bundle"),
+                digest: digest.to_string(),
+                expected: s,
+                actual: body.len().to_string(),
+            });
+        }
+        let mt = media::body_media_type(&body, None).ok_or_else(|| ImageError::Invalid {
+            image: name.to_string(),
+            message: format!(
+                "the {what} {digest} in the bundle is not a JSON manifest kubeforge knows"
+            ),
+        })?;
+        self.store_bytes(digest, &body)?;
+        Ok((body, mt))
     }
 
     async fn download_once(
@@ -726,6 +843,98 @@ impl ImageStore {
         }
         Ok(())
     }
+}
+
+/// The error for a blob an offline directory lacks.
+fn not_in_bundle(dir: &Path, image: &str, what: &str, digest: &str) -> ImageError {
+    ImageError::NotInBundle {
+        image: image.to_string(),
+        what: what.to_string(),
+        digest: digest.to_string(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// Opens a file of the offline blob directory: None when it is not there. A FIFO or device
+/// there cannot block or feed the read (opened non-blocking, refused unless a regular file).
+fn open_bundle_file(src: &Path) -> Result<Option<std::fs::File>, ImageError> {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(src)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(src, e)),
+    };
+    let meta = f.metadata().map_err(|e| io_err(src, e))?;
+    if !meta.is_file() {
+        return Err(io_err(src, "is not a regular file"));
+    }
+    Ok(Some(f))
+}
+
+/// Copies the blob `b` from the offline directory into `tmp`, its sha256 and size checked
+/// while it streams; nothing is left at `tmp` on a mismatch.
+fn copy_verified(
+    dir: &Path,
+    src: &Path,
+    tmp: &Path,
+    image: &str,
+    what: &str,
+    b: &BlobInfo,
+) -> Result<(), ImageError> {
+    use std::io::{Read, Write};
+    let mut f = open_bundle_file(src)?.ok_or_else(|| not_in_bundle(dir, image, what, &b.digest))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(NOFOLLOW)
+        .open(tmp)
+        .map_err(|e| io_err(tmp, e))?;
+    let mut hasher = Sha256::new();
+    let mut have: u64 = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err(src, e))?;
+        if n == 0 {
+            break;
+        }
+        have += n as u64;
+        if have > b.size {
+            return Err(ImageError::SizeMismatch {
+                image: image.to_string(),
+                what: format!("{what} in the bundle ({})", src.display()),
+                digest: b.digest.clone(),
+                expected: b.size,
+                actual: format!("at least {have}"),
+            });
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| io_err(tmp, e))?;
+    }
+    out.flush().map_err(|e| io_err(tmp, e))?;
+    if have != b.size {
+        return Err(ImageError::SizeMismatch {
+            image: image.to_string(),
+            what: format!("{what} in the bundle ({})", src.display()),
+            digest: b.digest.clone(),
+            expected: b.size,
+            actual: have.to_string(),
+        });
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != b.digest {
+        return Err(ImageError::DigestMismatch {
+            image: image.to_string(),
+            what: format!("{what} in the bundle ({})", src.display()),
+            expected: b.digest.clone(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// The platforms an index offers, for a message.

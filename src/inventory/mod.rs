@@ -220,6 +220,37 @@ pub fn load_str(
             ),
         }
     }
+    if let Some(b) = &inv.spec.artifacts.bundle
+        && !failed_paths.iter().any(|p| p == "spec.artifacts.bundle")
+    {
+        let dir = expand::resolve_path(b, base, home.as_deref());
+        let at = ix.value_pos("spec.artifacts.bundle");
+        match validate::bundle_dir_problem(&dir) {
+            Some((message, hint)) => diags.push(
+                Diagnostic::error("spec.artifacts.bundle", message)
+                    .hint(hint)
+                    .at(at),
+            ),
+            // the bundle's copy of the release manifest, for a release this kubeforge does
+            // not carry built in
+            None => {
+                let version = crate::release::parse_version(&inv.spec.kubernetes.version);
+                if let Some(v) = version
+                    && catalog.get(&v).is_none()
+                {
+                    match crate::bundle::load_release(&dir) {
+                        Ok(Some((origin, m))) => catalog.add(&origin, m),
+                        Ok(None) => {}
+                        Err(e) => diags.push(
+                            Diagnostic::error("spec.artifacts.bundle", e.to_string())
+                                .hint("run `kubeforge artifacts fetch` again to repair the bundle")
+                                .at(at),
+                        ),
+                    }
+                }
+            }
+        }
+    }
     diags.extend(
         validate::validate(&inv, &ix, &catalog)
             .into_iter()

@@ -222,6 +222,11 @@ pub struct Artifacts {
     /// Base URL (http/https) or local directory laid out like the upstream download sites.
     #[serde(default)]
     pub mirror: Option<String>,
+    /// A directory written by `kubeforge artifacts fetch` (it holds an index.json): every
+    /// binary, image and manifest the cluster needs, so apply needs no network on the
+    /// operator's machine. Not together with `mirror`.
+    #[serde(default)]
+    pub bundle: Option<String>,
     /// An extra release manifest (same format as images/*.yaml), e.g. for air-gapped sites.
     #[serde(default)]
     pub manifest: Option<String>,

@@ -942,6 +942,13 @@ fn check_images(c: &mut Checker, a: &Artifacts) {
 
 fn check_artifacts(c: &mut Checker, a: &Artifacts) {
     check_images(c, a);
+    if a.bundle.is_some() && a.mirror.is_some() {
+        c.error(
+            "spec.artifacts.bundle",
+            "spec.artifacts.bundle and spec.artifacts.mirror are both given",
+            "a bundle already holds every binary: remove spec.artifacts.mirror (or the bundle, to download from the mirror)",
+        );
+    }
     if let Some(m) = &a.mirror
         && let Some((scheme, _)) = m.split_once("://")
         && scheme != "http"
@@ -986,6 +993,42 @@ fn check_artifacts(c: &mut Checker, a: &Artifacts) {
             }
         }
     }
+}
+
+/// What is wrong with the directory spec.artifacts.bundle names (resolved against the
+/// inventory's directory): it must be a directory holding the index.json of a bundle
+/// `kubeforge artifacts fetch` wrote. None when it is one.
+pub fn bundle_dir_problem(dir: &std::path::Path) -> Option<(String, String)> {
+    let fetch = format!(
+        "write it with `kubeforge artifacts fetch -f <inventory> -o {}` on a machine with network access, and carry the directory here",
+        crate::util::shell_quote(&dir.display().to_string())
+    );
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some((
+                format!("the bundle directory {} does not exist", dir.display()),
+                fetch,
+            ));
+        }
+        Err(e) => {
+            return Some((
+                format!("cannot read the bundle directory {}: {e}", dir.display()),
+                "check the path and its permissions".into(),
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Some((
+                format!("{} is not a directory", dir.display()),
+                "spec.artifacts.bundle names the directory `kubeforge artifacts fetch` wrote"
+                    .into(),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if let Err(e) = crate::bundle::read_index(dir) {
+        return Some((e.to_string(), fetch));
+    }
+    None
 }
 
 /// What is wrong with a registryMirrors key (a directory name under /etc/containerd/certs.d):

@@ -100,13 +100,35 @@ async fn load_cni_manifest(
                         .map_err(|e| ApplyError::CniManifest(format!("{}: {e}", p.display())))?
                         .into_bytes()
                 }
-                ManifestSource::Url(u) => artifacts::fetch_bounded(
-                    u,
-                    artifacts::MANIFEST_LIMIT,
-                    artifacts::MANIFEST_TIMEOUT,
-                )
-                .await
-                .map_err(|e| ApplyError::CniManifest(e.to_string()))?,
+                // with a bundle, its copy (stored by sha256): no network
+                ManifestSource::Url(u) => match &c.artifacts.bundle {
+                    Some(b) => {
+                        let p = crate::bundle::cni_manifest_path(b, sha256);
+                        crate::inventory::read_text_file(
+                            &p,
+                            artifacts::MANIFEST_LIMIT,
+                            "a CNI manifest",
+                        )
+                        .map_err(|e| {
+                            ApplyError::CniManifest(if e.kind() == std::io::ErrorKind::NotFound {
+                                format!(
+                                    "the bundle {} holds no CNI manifest with sha256 {sha256}; run `kubeforge artifacts fetch` again to add it",
+                                    b.display()
+                                )
+                            } else {
+                                format!("{}: {e}", p.display())
+                            })
+                        })?
+                        .into_bytes()
+                    }
+                    None => artifacts::fetch_bounded(
+                        u,
+                        artifacts::MANIFEST_LIMIT,
+                        artifacts::MANIFEST_TIMEOUT,
+                    )
+                    .await
+                    .map_err(|e| ApplyError::CniManifest(e.to_string()))?,
+                },
             };
             let actual = artifacts::sha256_hex(&bytes);
             if &actual != sha256 {
@@ -473,8 +495,15 @@ async fn fetch_images(
     images: &[crate::engine::PlatformImage],
 ) -> Result<FetchedImages, ApplyError> {
     use futures_util::StreamExt;
-    let store =
-        crate::images::ImageStore::new(&c.artifacts.cache_dir, registry_options(c, images))?;
+    // with a bundle, every blob comes from it, verified into the cache: no registry at all
+    let store = match &c.artifacts.bundle {
+        Some(b) => {
+            crate::images::ImageStore::offline(&c.artifacts.cache_dir, &crate::bundle::blob_dir(b))?
+        }
+        None => {
+            crate::images::ImageStore::new(&c.artifacts.cache_dir, registry_options(c, images))?
+        }
+    };
     let results: Vec<Result<(ImageKey, crate::images::FetchedImage), ApplyError>> =
         futures_util::stream::iter(images.iter().map(|i| {
             let store = &store;
