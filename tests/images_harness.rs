@@ -400,3 +400,88 @@ fn mirror_mode_fills_the_site_registry_and_the_nodes_pull_only_from_it() {
         text(&plan.stdout)
     );
 }
+
+/// Rejects this machine's own connections to the harness mirror (10.123.0.1:8080) while alive.
+struct NoMirror;
+
+impl NoMirror {
+    fn new() -> NoMirror {
+        let ok = std::process::Command::new("iptables")
+            .args(["-I", "OUTPUT", "-d", "10.123.0.1", "-p", "tcp", "--dport", "8080", "-j", "REJECT"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "iptables on the test machine");
+        NoMirror
+    }
+}
+
+impl Drop for NoMirror {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("iptables")
+            .args(["-D", "OUTPUT", "-d", "10.123.0.1", "-p", "tcp", "--dport", "8080", "-j", "REJECT"])
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "needs harness hosts: run scripts/test.sh"]
+fn a_bundle_from_artifacts_fetch_installs_with_the_operators_network_cut() {
+    let _g = serial();
+    let h = Harness::get();
+    h.fresh(2);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = rt.block_on(Registry::start(None, false));
+    let (manifest, built) = release_with_test_images(&h, dir.path(), &source, "1.33.5");
+    let extra = format!(
+        "    images: {{mode: push}}\n    allowHttpRegistryMirrors: true\n    registryMirrors: {{registry.k8s.io: ['http://{0}'], ghcr.io: ['http://{0}']}}\n",
+        source.host()
+    );
+    // at the desk: everything into one directory
+    let desk = inventory_with(&h, dir.path(), "bunker", &manifest, &extra);
+    let bundle = dir.path().join("bundle");
+    let out = kubeforge(
+        &[
+            "artifacts",
+            "fetch",
+            "-f",
+            desk.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--arch",
+            "amd64",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(bundle.join("index.json").is_file());
+
+    // in the bunker: no registry, the artifact mirror unreachable from this machine, a fresh
+    // cache, and the nodes cut off as well
+    drop(source);
+    let text_inv = std::fs::read_to_string(&desk)
+        .unwrap()
+        .replace(
+            "    mirror: http://10.123.0.1:8080/\n",
+            &format!("    bundle: {}\n", bundle.display()),
+        )
+        .replace(
+            &format!("cacheDir: {}", dir.path().join("cache").display()),
+            &format!("cacheDir: {}", dir.path().join("bunker-cache").display()),
+        );
+    let bunker = dir.path().join("bunker.yaml");
+    std::fs::write(&bunker, text_inv).unwrap();
+    cut_egress(&h, 1);
+    cut_egress(&h, 2);
+    let _cut = NoMirror::new();
+    let out = kubeforge(&["apply", "-f", bunker.to_str().unwrap(), "--yes"], &[]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let held = node_images(&h, 2);
+    let (pause, _) = &built["images.pause"];
+    assert_eq!(
+        held.get(&pause.tag_ref()).map(|x| x.0.clone()),
+        pause.digest.clone(),
+        "{held:?}"
+    );
+}
