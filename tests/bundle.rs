@@ -577,10 +577,7 @@ fn validation_names_the_bundle_field() {
         &|_| None,
     )
     .unwrap_or_else(|e| panic!("{}", e.render(false)));
-    assert_eq!(
-        l.cluster.artifacts.bundle,
-        Some(base.join("empty"))
-    );
+    assert_eq!(l.cluster.artifacts.bundle, Some(base.join("empty")));
     assert!(
         matches!(&l.cluster.artifacts.mirror, Some(Mirror::Dir(d)) if d == &base.join("empty"))
     );

@@ -236,7 +236,7 @@ fn push_mode_installs_with_no_registry_in_reach_and_a_second_apply_pushes_nothin
     // 3. a second apply pushes nothing
     let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
     assert!(
-        !text(&plan.stdout).contains("push-images"),
+        !text(&plan.stdout).contains("+ push-images"),
         "{}",
         text(&plan.stdout)
     );
@@ -337,7 +337,7 @@ fn mirror_mode_fills_the_site_registry_and_the_nodes_pull_only_from_it() {
         )),
         "{plan_text}"
     );
-    assert!(!plan_text.contains("push-images"), "{plan_text}");
+    assert!(!plan_text.contains("+ push-images"), "{plan_text}");
     let out = kubeforge(&["apply", "-f", inv.to_str().unwrap(), "--yes"], &[]);
     assert!(
         out.status.success(),
@@ -395,7 +395,7 @@ fn mirror_mode_fills_the_site_registry_and_the_nodes_pull_only_from_it() {
     // a second plan copies nothing
     let plan = kubeforge(&["plan", "-f", inv.to_str().unwrap()], &[]);
     assert!(
-        !text(&plan.stdout).contains("mirror-images"),
+        !text(&plan.stdout).contains("+ mirror-images"),
         "{}",
         text(&plan.stdout)
     );
@@ -407,7 +407,18 @@ struct NoMirror;
 impl NoMirror {
     fn new() -> NoMirror {
         let ok = std::process::Command::new("iptables")
-            .args(["-I", "OUTPUT", "-d", "10.123.0.1", "-p", "tcp", "--dport", "8080", "-j", "REJECT"])
+            .args([
+                "-I",
+                "OUTPUT",
+                "-d",
+                "10.123.0.1",
+                "-p",
+                "tcp",
+                "--dport",
+                "8080",
+                "-j",
+                "REJECT",
+            ])
             .status()
             .unwrap()
             .success();
@@ -419,7 +430,18 @@ impl NoMirror {
 impl Drop for NoMirror {
     fn drop(&mut self) {
         let _ = std::process::Command::new("iptables")
-            .args(["-D", "OUTPUT", "-d", "10.123.0.1", "-p", "tcp", "--dport", "8080", "-j", "REJECT"])
+            .args([
+                "-D",
+                "OUTPUT",
+                "-d",
+                "10.123.0.1",
+                "-p",
+                "tcp",
+                "--dport",
+                "8080",
+                "-j",
+                "REJECT",
+            ])
             .status();
     }
 }
@@ -454,7 +476,12 @@ fn a_bundle_from_artifacts_fetch_installs_with_the_operators_network_cut() {
         ],
         &[],
     );
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(bundle.join("index.json").is_file());
 
     // in the bunker: no registry, the artifact mirror unreachable from this machine, a fresh
@@ -476,7 +503,12 @@ fn a_bundle_from_artifacts_fetch_installs_with_the_operators_network_cut() {
     cut_egress(&h, 2);
     let _cut = NoMirror::new();
     let out = kubeforge(&["apply", "-f", bunker.to_str().unwrap(), "--yes"], &[]);
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let held = node_images(&h, 2);
     let (pause, _) = &built["images.pause"];
     assert_eq!(

@@ -891,6 +891,13 @@ fn check_images(c: &mut Checker, a: &Artifacts) {
     ) {
         return;
     }
+    if mode == "mirror" && a.bundle.is_some() {
+        c.error(
+            "spec.artifacts.bundle",
+            "mode `mirror` fills the site registry from the images' registries, not from a bundle",
+            "use mode push with the bundle, or mode mirror without it",
+        );
+    }
     match (&i.registry, mode) {
         (None, "mirror") => c.error(
             "spec.artifacts.images",
