@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod backup;
 pub mod certs;
+pub mod charts;
 pub mod cluster_state;
 pub mod day2;
 pub mod desired;

@@ -171,6 +171,8 @@ pub struct Input<'a> {
     /// Mode mirror: the images (`repo:tag@digest`) the site's registry was seen to hold; None
     /// when it was not asked.
     pub mirrored: Option<std::collections::BTreeSet<String>>,
+    /// The inventory's Helm charts and the cluster's releases (apply and plan only).
+    pub charts: Option<crate::charts::Prepared>,
 }
 
 /// The OpenStack cloud-controller-manager and Cinder CSI, and their cloud.conf.
@@ -210,6 +212,7 @@ impl<'a> Input<'a> {
             cni_manifest: None,
             cloud_provider: None,
             mirrored: None,
+            charts: None,
         }
     }
     /// A host already in this cluster (by its own files, written by kubeforge).

@@ -40,6 +40,8 @@ pub enum ApplyError {
     #[error("CNI manifest: {0}")]
     CniManifest(String),
     #[error(transparent)]
+    Chart(#[from] crate::charts::ChartError),
+    #[error(transparent)]
     Artifact(#[from] artifacts::ArtifactError),
     #[error(transparent)]
     Images(#[from] crate::images::ImageError),
@@ -218,6 +220,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         cni_manifest: None,
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let state = match probe.init_host() {
         Some(h)
@@ -247,6 +250,35 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         }
         _ => None,
     };
+    // the charts' values and archive sources, and the releases the cluster holds
+    let charts = if c.charts.is_empty() {
+        None
+    } else {
+        let list = match crate::charts::prepare(&c.charts).await {
+            Ok(l) => l,
+            Err(e) => {
+                fleet.close().await;
+                return Err(e.into());
+            }
+        };
+        let releases = match state.as_ref().and_then(|s| fleet.session(&s.api_host)) {
+            Some(s) => match crate::charts::observe(s).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    plan_warnings.push(format!(
+                        "cannot read the cluster's Helm releases on {}: {e}; every chart is planned as an install",
+                        s.name()
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(crate::charts::Prepared {
+            charts: list,
+            releases,
+        })
+    };
     let input = plan::Input {
         cluster: c,
         manifest: &manifest,
@@ -255,6 +287,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         cni_manifest,
         cloud_provider: opts.cloud_provider.clone(),
         mirrored,
+        charts,
     };
     let mut plan = plan::plan::compute(super::APPLY, &input)?;
     plan.warnings.extend(plan_warnings);
