@@ -266,4 +266,64 @@ fn charts_install_converge_upgrade_and_fail_by_name() {
     );
     assert!(err.contains("broken needs .Values.must"), "{err}");
     assert_eq!(h.sh(1, "ls -A /var/cache/kubeforge/charts").trim(), "");
+
+    // 6. a chart dropped from the inventory: left alone, uninstalled only by apply --prune
+    let inv = write_inventory(&h, d, &good, &good_sha, &repo_url, "two", "");
+    let t = std::fs::read_to_string(&inv).unwrap();
+    let start = t.find("      - name: site\n").unwrap();
+    let end = start + t[start..].find("sha256:").unwrap();
+    let end = end + t[end..].find('\n').unwrap() + 1;
+    std::fs::write(&inv, format!("{}{}", &t[..start], &t[end..])).unwrap();
+    assert!(chart_actions(&plan_json(&inv)).is_empty());
+    let out = kubeforge(
+        &["plan", "-f", inv.to_str().unwrap(), "-o", "json", "--prune"],
+        &[("KF_WEB_PASSWORD", SECRET)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let destructive = plan["destructive"].as_array().unwrap();
+    assert_eq!(destructive.len(), 1, "{plan}");
+    assert_eq!(destructive[0]["step"], "uninstall");
+    assert!(
+        destructive[0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("helm uninstall site in namespace default"),
+        "{plan}"
+    );
+    let out = apply(&inv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        revs("default", "site"),
+        ["1"],
+        "apply without --prune kept it"
+    );
+    // off a terminal, without --yes: refused before anything changes
+    let out = kubeforge(
+        &["apply", "-f", inv.to_str().unwrap(), "--prune"],
+        &[("KF_WEB_PASSWORD", SECRET)],
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("helm uninstall site in namespace default"),
+        "{err}"
+    );
+    assert_eq!(revs("default", "site"), ["1"]);
+    let out = kubeforge(
+        &["apply", "-f", inv.to_str().unwrap(), "--prune", "--yes"],
+        &[("KF_WEB_PASSWORD", SECRET)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(revs("default", "site").is_empty(), "site was uninstalled");
+    assert!(
+        !h.exec(
+            1,
+            &format!("{KUBECTL} -n default get configmap site-config")
+        )
+        .status
+        .success(),
+        "site's objects are gone"
+    );
+    assert_eq!(revs("apps", "web").len(), 2, "web is kept");
 }

@@ -70,6 +70,12 @@ impl Plan {
                 .collect()
         };
         let (removed, reset) = (of("remove-node"), of("reset"));
+        let uninstalled: Vec<&str> = p
+            .destructive
+            .iter()
+            .filter(|d| d.step == "uninstall")
+            .map(|d| d.summary.as_str())
+            .collect();
         let mut what = Vec::new();
         if !removed.is_empty() {
             what.push(format!(
@@ -86,6 +92,16 @@ impl Plan {
             what.push(format!(
                 "reset {} (kubeadm's files of an interrupted run)",
                 reset.join(", ")
+            ));
+        }
+        if !uninstalled.is_empty() {
+            what.push(format!(
+                "run {} (Helm releases the inventory no longer lists)",
+                uninstalled
+                    .iter()
+                    .map(|u| u.split(" (").next().unwrap_or(u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         what.join(" and ")

@@ -45,6 +45,91 @@ impl Run for HelmRelease {
     }
 }
 
+/// `helm uninstall` of a release kubeforge installed that the inventory no longer lists
+/// (`apply --prune` only; destructive: confirmed).
+#[derive(Debug, Clone)]
+pub struct HelmUninstall {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Run for HelmUninstall {
+    fn run<'a>(&'a self, ctx: &'a crate::engine::Ctx, host: &'a str) -> RunFuture<'a> {
+        Box::pin(async move {
+            let s = ctx.session(host)?;
+            let cmd = format!(
+                "helm uninstall {} --namespace {} --wait --timeout 5m --kubeconfig {} </dev/null",
+                shell_quote(&self.name),
+                shell_quote(&self.namespace),
+                paths::ADMIN_KUBECONFIG
+            );
+            let out = ctx.waiting(s.exec_with(&cmd, Exec::default())).await?;
+            if !out.success() {
+                return Err(StepError::failed(
+                    host,
+                    format!(
+                        "release {} (namespace {}): helm uninstall failed (exit status {}):\n    {}",
+                        self.name,
+                        self.namespace,
+                        out.status,
+                        out.stderr()
+                            .trim()
+                            .lines()
+                            .take(12)
+                            .collect::<Vec<_>>()
+                            .join("\n    ")
+                    ),
+                ));
+            }
+            Ok(())
+        })
+    }
+    fn destructive(&self) -> Option<&'static str> {
+        Some("uninstall")
+    }
+}
+
+/// The releases kubeforge installed (its labels are on them) that the inventory no longer lists:
+/// what `apply --prune` uninstalls. Releases of other tools are never touched.
+pub fn unlisted(
+    c: &Cluster,
+    releases: &std::collections::BTreeMap<(String, String), Release>,
+) -> Vec<(String, String)> {
+    releases
+        .iter()
+        .filter(|(_, r)| r.chart_sha.is_some() && r.status != "uninstalled")
+        .filter(|((ns, name), _)| {
+            !c.charts
+                .iter()
+                .any(|ch| ch.namespace == *ns && ch.name == *name)
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Adds the uninstalls of [`unlisted`] releases to a plan, as destructive actions.
+pub fn prune(
+    plan: &mut crate::engine::Plan,
+    c: &Cluster,
+    releases: &std::collections::BTreeMap<(String, String), Release>,
+) {
+    for (namespace, name) in unlisted(c, releases) {
+        let summary = format!(
+            "helm uninstall {name} in namespace {namespace} (a release of kubeforge the inventory no longer lists)"
+        );
+        plan.destructive.push(crate::engine::Destructive {
+            host: plan.init_host.clone(),
+            step: "uninstall",
+            summary: summary.clone(),
+        });
+        plan.actions.push(Action::cluster(
+            &Charts,
+            summary,
+            HelmUninstall { name, namespace },
+        ));
+    }
+}
+
 /// What a chart needs: None when its release matches the archive and the values.
 pub fn needed(input: &ChartInput, have: Option<&Release>) -> Option<(&'static str, String)> {
     let c = &input.chart;

@@ -76,6 +76,8 @@ pub struct Options {
 /// Connections, observations and the plan.
 pub struct Prepared {
     pub plan: Plan,
+    /// The cluster's Helm releases (when the inventory has charts and they could be read).
+    pub releases: Option<BTreeMap<(String, String), crate::charts::Release>>,
     pub manifest: ReleaseManifest,
     pub facts: BTreeMap<String, Facts>,
     pub state: Option<ClusterState>,
@@ -117,6 +119,24 @@ async fn load_cni_manifest(
                 )));
             }
             Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+    }
+}
+
+/// The cluster's Helm releases, for `--prune`: those read for the plan, else read now (an
+/// inventory without charts may have dropped all of kubeforge's).
+pub async fn chart_releases(
+    p: &Prepared,
+) -> Option<BTreeMap<(String, String), crate::charts::Release>> {
+    if p.releases.is_some() {
+        return p.releases.clone();
+    }
+    let s = p.fleet.session(&p.state.as_ref()?.api_host)?;
+    match crate::charts::observe(s).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("cannot read the cluster's Helm releases on {}: {e}", s.name());
+            None
         }
     }
 }
@@ -279,6 +299,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
             releases,
         })
     };
+    let releases = charts.as_ref().and_then(|c| c.releases.clone());
     let input = plan::Input {
         cluster: c,
         manifest: &manifest,
@@ -293,6 +314,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
     plan.warnings.extend(plan_warnings);
     Ok(Prepared {
         plan,
+        releases,
         manifest,
         facts: facts_by_host,
         state,
