@@ -300,6 +300,36 @@ mod tests {
     }
 
     #[test]
+    fn chart_values_from_the_environment_are_redacted_and_parsed_into_the_model() {
+        let text = "apiVersion: kubeforge.io/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n  kubernetes: {version: 1.33.5}\n  hosts:\n    - {name: cp1, address: 10.0.0.11, role: control-plane}\n  addons:\n    charts:\n      - {name: web, namespace: apps, chart: ./web-0.1.0.tgz, version: 0.1.0, sha256: 480e1d84dd628be59c5a8160e0082f3594113dec60e42a45a38b17624ded8a05, valuesFiles: [v.yaml], values: {db: {password: \"${KF_T_PW}\"}, plain: x}}\n      - {name: site, repo: \"https://charts.example/\", chart: web, version: 0.2.0, sha256: fb43e57805a1a65fd36f10e59928bf483963e8c87194da03c29e244ce6be86e0}\n";
+        let env = |n: &str| (n == "KF_T_PW").then(|| "Kq9-secret-from-env".to_string());
+        let base = std::path::Path::new("/inv");
+        let l = crate::inventory::load_str(&base.join("c.yaml"), text, base, &env).unwrap();
+        let c = &l.cluster.charts;
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].source, ChartSource::Local("/inv/web-0.1.0.tgz".into()));
+        assert_eq!(
+            c[0].values_files,
+            vec![std::path::PathBuf::from("/inv/v.yaml")]
+        );
+        assert_eq!(
+            c[0].values.as_ref().unwrap()["db"]["password"],
+            "Kq9-secret-from-env"
+        );
+        assert_eq!(
+            c[1].source,
+            ChartSource::Repo {
+                url: "https://charts.example/".into(),
+                chart: "web".into()
+            }
+        );
+        assert_eq!(c[1].namespace, "default");
+        assert!(!crate::secrets::redact("x Kq9-secret-from-env y").contains("Kq9"));
+        // the model serializes without values
+        assert!(!serde_json::to_string(&l.cluster).unwrap().contains("Kq9"));
+    }
+
+    #[test]
     fn values_digest_depends_on_every_document_and_its_bounds() {
         let d = |docs: &[&str]| {
             values_digest(

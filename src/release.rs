@@ -382,7 +382,8 @@ impl ReleaseManifest {
                     a.component, a.version, a.arch
                 )));
             }
-            if a.path.is_empty() || a.path.starts_with('/') || a.path.split('/').any(|s| s == "..") {
+            if a.path.is_empty() || a.path.starts_with('/') || a.path.split('/').any(|s| s == "..")
+            {
                 return Err(bad(format!(
                     "tools: {} {}: path must be relative, without ..",
                     a.component, a.arch

@@ -552,11 +552,7 @@ fn check_addons(c: &mut Checker, a: &Addons) {
         }
         let source_hint = "a local archive (chart: ./charts/NAME-VERSION.tgz), or a repository and a chart name (repo: https://charts.example/, chart: NAME)";
         match (&ch.chart, &ch.repo) {
-            (None, _) => c.error(
-                &p,
-                format!("chart `{}` needs chart:", ch.name),
-                source_hint,
-            ),
+            (None, _) => c.error(&p, format!("chart `{}` needs chart:", ch.name), source_hint),
             (Some(x), _) if x.starts_with("oci://") => c.error(
                 &format!("{p}.chart"),
                 format!("`{x}`: OCI charts (oci://) are not supported yet"),
@@ -575,7 +571,9 @@ fn check_addons(c: &mut Checker, a: &Addons) {
                 if !is_chart_name(x) {
                     c.error(
                         &format!("{p}.chart"),
-                        format!("with repo:, chart must be a chart name of the repository, not `{x}`"),
+                        format!(
+                            "with repo:, chart must be a chart name of the repository, not `{x}`"
+                        ),
                         format!("give exactly one source: {source_hint}"),
                     );
                 }

@@ -135,7 +135,10 @@ pub async fn chart_releases(
     match crate::charts::observe(s).await {
         Ok(r) => Some(r),
         Err(e) => {
-            tracing::warn!("cannot read the cluster's Helm releases on {}: {e}", s.name());
+            tracing::warn!(
+                "cannot read the cluster's Helm releases on {}: {e}",
+                s.name()
+            );
             None
         }
     }
