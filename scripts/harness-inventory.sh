@@ -33,6 +33,12 @@ for a in json.load(open(idx))["artifacts"]:
     print(f"  - {{component: {c}, version: {v}, arch: amd64, url: 'http://10.123.0.1:8080/{a['path']}', path: '{a['path']}', sha256: {a['sha256']}, size: {a['size']}, source: 'harness mirror index.json'}}")
 if len(found) < 7:
     sys.exit(f"the harness mirror has no doubles of Kubernetes {ver} (set HARNESS_K8S_VERSIONS)")
+# tools (helm, for spec.addons.charts): the mirror's "addons" list, the harness's helm double
+tools = [a for a in json.load(open(idx)).get("addons", []) if a["component"] == "helm" and a["arch"] == "amd64"]
+if tools:
+    print("tools:")
+    for a in tools:
+        print(f"  - {{component: helm, version: {a['version']}, arch: amd64, url: 'http://10.123.0.1:8080/{a['path']}', path: '{a['path']}', sha256: {a['sha256']}, size: {a['size']}, source: 'harness mirror index.json addons (the helm double)'}}")
 builtin = sorted(glob.glob(f"{images}/{minor}.*.yaml"))
 if not builtin:
     sys.exit(f"no built-in manifest of Kubernetes {minor} to take the image names from")

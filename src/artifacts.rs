@@ -61,8 +61,13 @@ pub fn label(a: &Artifact) -> String {
     format!("{} {} ({})", a.component, a.version, a.arch)
 }
 
-/// Where an artifact comes from: the mirror when one is configured, else upstream.
+/// Where an artifact comes from: the mirror when one is configured, else upstream. An artifact
+/// with no mirror path (a chart archive of the inventory) always comes from its own URL, or
+/// from the operator's file when that URL is an absolute path.
 pub fn source_of(a: &Artifact, mirror: Option<&Mirror>) -> String {
+    if a.path.is_empty() {
+        return a.url.clone();
+    }
     match mirror {
         Some(Mirror::Url(base)) => format!("{}/{}", base.trim_end_matches('/'), a.path),
         Some(Mirror::Dir(dir)) => dir.join(&a.path).display().to_string(),
@@ -321,9 +326,14 @@ impl Store {
                 partial.display()
             );
         }
-        match &self.mirror {
-            Some(Mirror::Dir(_)) => self.copy_local(a, Path::new(&source), &partial, pb).await?,
-            _ => {
+        let local = if a.path.is_empty() {
+            a.url.starts_with('/')
+        } else {
+            matches!(self.mirror, Some(Mirror::Dir(_)))
+        };
+        match local {
+            true => self.copy_local(a, Path::new(&source), &partial, pb).await?,
+            false => {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;

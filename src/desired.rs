@@ -589,6 +589,8 @@ pub fn install_script(a: &Artifact) -> String {
         "containerd" => "bin/*",
         "cni-plugins" => "*",
         "crictl" => "crictl",
+        // get.helm.sh's layout: linux-<arch>/helm
+        "helm" => "linux-*/helm",
         c => {
             // a single binary
             return format!(

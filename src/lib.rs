@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod backup;
 pub mod bundle;
 pub mod certs;
+pub mod charts;
 pub mod cluster_state;
 pub mod day2;
 pub mod desired;

@@ -212,6 +212,33 @@ pub struct Cluster {
     pub artifacts: ArtifactSettings,
     pub options: Options,
     pub openstack: Option<types::OpenStack>,
+    /// Helm charts to install on the cluster (spec.addons.charts), in order.
+    pub charts: Vec<Chart>,
+}
+
+/// A Helm chart of the inventory, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chart {
+    pub name: String,
+    pub namespace: String,
+    pub source: ChartSource,
+    pub version: String,
+    /// Of the chart archive.
+    pub sha256: String,
+    /// Inline values (a map; may hold secrets from `${ENV}`: never printed).
+    #[serde(skip)]
+    pub values: Option<serde_json::Value>,
+    /// Values files, resolved, in order (before the inline values).
+    pub values_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChartSource {
+    /// A `.tgz` on the operator's machine.
+    Local(PathBuf),
+    /// A chart of a repository: its `index.yaml` gives the archive's URL for the version.
+    Repo { url: String, chart: String },
 }
 
 impl Cluster {
@@ -388,6 +415,29 @@ impl Cluster {
                 max_clock_skew: dur(&o.max_clock_skew)?,
             },
             openstack: spec.openstack.clone(),
+            charts: spec
+                .addons
+                .charts
+                .iter()
+                .map(|ch| {
+                    let chart = ch.chart.clone().ok_or("spec.addons.charts[].chart")?;
+                    Ok::<_, String>(Chart {
+                        name: ch.name.clone(),
+                        namespace: ch.namespace.clone().unwrap_or_else(|| "default".into()),
+                        source: match &ch.repo {
+                            Some(r) => ChartSource::Repo {
+                                url: r.clone(),
+                                chart,
+                            },
+                            None => ChartSource::Local(path(&chart)),
+                        },
+                        version: ch.version.clone().ok_or("spec.addons.charts[].version")?,
+                        sha256: ch.sha256.clone().ok_or("spec.addons.charts[].sha256")?,
+                        values: ch.values.clone(),
+                        values_files: ch.values_files.iter().map(|f| path(f)).collect(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -66,7 +66,14 @@ pub struct ReleaseManifest {
     /// Images of optional add-ons (`openstack`: the cloud-controller-manager and Cinder CSI).
     #[serde(default)]
     pub addons: BTreeMap<String, AddonRelease>,
+    /// Tools kubeforge installs only where a feature needs them (`helm`, on the control plane
+    /// that applies the inventory's charts), per arch, pinned like the artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Artifact>,
 }
+
+/// The tools a release manifest may pin (`tools:`).
+pub const TOOLS: &[&str] = &["helm"];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -361,6 +368,28 @@ impl ReleaseManifest {
                 )));
             }
         }
+        for a in &self.tools {
+            if !TOOLS.contains(&a.component.as_str()) {
+                return Err(bad(format!(
+                    "tools: unknown tool {:?} (expected one of {})",
+                    a.component,
+                    TOOLS.join(", ")
+                )));
+            }
+            if !is_sha256_hex(&a.sha256) {
+                return Err(bad(format!(
+                    "tools: {} {} {}: sha256 must be 64 lowercase hex digits",
+                    a.component, a.version, a.arch
+                )));
+            }
+            if a.path.is_empty() || a.path.starts_with('/') || a.path.split('/').any(|s| s == "..")
+            {
+                return Err(bad(format!(
+                    "tools: {} {}: path must be relative, without ..",
+                    a.component, a.arch
+                )));
+            }
+        }
         let arches = self.arches();
         if arches.is_empty() {
             return Err(bad("lists no artifacts".into()));
@@ -430,6 +459,13 @@ impl ReleaseManifest {
         a.sort();
         a.dedup();
         a
+    }
+
+    /// A tool (`tools:`) for one arch.
+    pub fn tool(&self, component: &str, arch: &str) -> Option<&Artifact> {
+        self.tools
+            .iter()
+            .find(|a| a.component == component && a.arch == arch)
     }
 
     pub fn artifact(&self, component: &str, arch: &str) -> Option<&Artifact> {

@@ -491,3 +491,50 @@ async fn the_cni_manifest_fetch_is_bounded_in_time() {
         "{e}"
     );
 }
+
+/// A chart archive (no mirror path): always from its own URL, even with a mirror set, or from
+/// the operator's file when its URL is an absolute path; verified the same way.
+#[tokio::test]
+async fn chart_archives_bypass_the_mirror_and_are_verified() {
+    let data = body();
+    let (base, log) = server(data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = artifact(&format!("{base}/repo/ok"), "", &data);
+    a.component = "chart web".into();
+    let s = store(dir.path(), Some(Mirror::Url(format!("{base}/mirror/"))));
+    let p = s.fetch(&a, None).await.unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), data);
+    assert_eq!(log.lock().unwrap().requests[0].0, "/repo/ok");
+
+    let file = dir.path().join("web-0.1.0.tgz");
+    std::fs::write(&file, &data).unwrap();
+    let mut local = artifact(&file.display().to_string(), "", &data);
+    local.component = "chart web".into();
+    let s = store(
+        &dir.path().join("other"),
+        Some(Mirror::Url(format!("{base}/mirror/"))),
+    );
+    let p = s.fetch(&local, None).await.unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), data);
+    assert_eq!(
+        log.lock().unwrap().requests.len(),
+        1,
+        "no request for a local chart"
+    );
+
+    std::fs::write(&file, b"tampered").unwrap();
+    let s = store(&dir.path().join("third"), None);
+    match s.fetch(&local, None).await {
+        Err(ArtifactError::Checksum {
+            name,
+            expected,
+            actual,
+            ..
+        }) => {
+            assert_eq!(name, "chart web 1.7.27 (amd64)");
+            assert_eq!(expected, local.sha256);
+            assert_eq!(actual, kubeforge::artifacts::sha256_hex(b"tampered"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

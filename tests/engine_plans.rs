@@ -149,6 +149,7 @@ fn a_converged_cluster_plans_nothing_and_one_change_plans_only_it() {
         cni_manifest: Some(cni.clone()),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = compute(APPLY, &input).unwrap();
     assert!(plan.is_empty(), "{:#?}", summaries(&plan));
@@ -203,6 +204,7 @@ fn an_upgrade_defers_the_runtime_to_each_nodes_drain_and_batches_workers_by_the_
         cni_manifest: Some(cni),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = compute(APPLY, &input).unwrap();
     // no member gets new binaries or a containerd restart while it still serves
@@ -392,6 +394,7 @@ fn a_joining_control_plane_maps_the_endpoint_to_a_serving_one_before_its_join() 
         cni_manifest: None,
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     let pos = |f: &dyn Fn(&kubeforge::engine::Action) -> bool| plan.actions.iter().position(f);
@@ -463,6 +466,7 @@ fn removals_are_planned_in_order_and_the_last_control_plane_is_refused_first() {
         cni_manifest: None,
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan_of = |names: &[&str]| {
         let step = RemoveNode::new(
@@ -525,6 +529,7 @@ fn push_mode_imports_only_the_images_a_node_lacks() {
         cni_manifest: Some(cni.clone()),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = compute(APPLY, &input).unwrap();
     assert_eq!(
@@ -587,6 +592,7 @@ fn push_mode_refuses_an_image_without_a_digest_and_pull_mode_pushes_nothing() {
         cni_manifest: Some(cni.clone()),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let e = compute(APPLY, &input).unwrap_err().to_string();
     assert!(

@@ -170,6 +170,7 @@ fn plan_for_bare_hosts() {
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     assert_eq!(plan.init_host, "cp1");
@@ -211,6 +212,7 @@ spec:
         cni_manifest: Some(desired::flannel_manifest(&c, &m).unwrap()),
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let plan = kubeforge::engine::plan::compute(kubeforge::workflow::APPLY, &input).unwrap();
     let ips: Vec<(&str, &str)> = plan

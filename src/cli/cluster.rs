@@ -55,6 +55,9 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     {
         let names = kubeforge::engine::plan::unlisted_nodes(&loaded.cluster, Some(&state));
         p.plan.remove_nodes(&loaded.cluster, &state, &names, "");
+        if let Some(releases) = rt.block_on(apply::chart_releases(p)) {
+            kubeforge::steps::charts::prune(&mut p.plan, &loaded.cluster, &releases);
+        }
     }
     if a.output == OutputFormat::Json {
         // the plan's own fields, plus `cloud` (the OpenStack changes) when the inventory has a cloud

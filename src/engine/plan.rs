@@ -70,6 +70,12 @@ impl Plan {
                 .collect()
         };
         let (removed, reset) = (of("remove-node"), of("reset"));
+        let uninstalled: Vec<&str> = p
+            .destructive
+            .iter()
+            .filter(|d| d.step == "uninstall")
+            .map(|d| d.summary.as_str())
+            .collect();
         let mut what = Vec::new();
         if !removed.is_empty() {
             what.push(format!(
@@ -86,6 +92,16 @@ impl Plan {
             what.push(format!(
                 "reset {} (kubeadm's files of an interrupted run)",
                 reset.join(", ")
+            ));
+        }
+        if !uninstalled.is_empty() {
+            what.push(format!(
+                "run {} (Helm releases the inventory no longer lists)",
+                uninstalled
+                    .iter()
+                    .map(|u| u.split(" (").next().unwrap_or(u))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         what.join(" and ")
@@ -171,6 +187,8 @@ pub struct Input<'a> {
     /// Mode mirror: the images (`repo:tag@digest`) the site's registry was seen to hold; None
     /// when it was not asked.
     pub mirrored: Option<std::collections::BTreeSet<String>>,
+    /// The inventory's Helm charts and the cluster's releases (apply and plan only).
+    pub charts: Option<crate::charts::Prepared>,
 }
 
 /// The OpenStack cloud-controller-manager and Cinder CSI, and their cloud.conf.
@@ -210,6 +228,7 @@ impl<'a> Input<'a> {
             cni_manifest: None,
             cloud_provider: None,
             mirrored: None,
+            charts: None,
         }
     }
     /// A host already in this cluster (by its own files, written by kubeforge).

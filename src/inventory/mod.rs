@@ -309,7 +309,17 @@ fn expand_inventory(
                 );
                 failed.push(path);
             }
-            Ok(v) => *s = v,
+            Ok(v) => {
+                // a chart's value taken from the environment may be a secret: redacted from
+                // every message (the values themselves are never printed)
+                if v != *s
+                    && path.starts_with("spec.addons.charts")
+                    && (path.contains(".values.") || path.contains(".values["))
+                {
+                    crate::secrets::register(&v);
+                }
+                *s = v
+            }
             Err(e) => {
                 let hint = match e {
                     expand::ExpandError::Undefined(_) => {

@@ -39,6 +39,43 @@ pub struct Spec {
     pub artifacts: Artifacts,
     #[serde(default)]
     pub options: Options,
+    #[serde(default)]
+    pub addons: Addons,
+}
+
+/// What kubeforge installs on the cluster once it runs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Addons {
+    /// Helm charts, installed (and upgraded) with a pinned helm on the API host.
+    #[serde(default)]
+    pub charts: Vec<Chart>,
+}
+
+/// A Helm chart: a local `.tgz` (`chart: ./charts/x-1.0.0.tgz`), or a chart of a repository
+/// (`repo: https://charts.example/`, `chart: x`), pinned by version and sha256 of the archive.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Chart {
+    /// The release name (a DNS label).
+    pub name: String,
+    /// Default: `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub chart: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Inline values (a map), applied after valuesFiles.
+    #[serde(default)]
+    pub values: Option<serde_json::Value>,
+    /// Values files, relative to the inventory, in order.
+    #[serde(default)]
+    pub values_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -343,6 +343,7 @@ pub fn validate(inv: &Inventory, ix: &LocationIndex, catalog: &Catalog) -> Vec<D
     check_openstack(&mut c, inv);
     check_artifacts(&mut c, &spec.artifacts);
     check_options(&mut c, &spec.options);
+    check_addons(&mut c, &spec.addons);
     let mut diags = c.diags;
     diags.sort_by_key(|d| (d.severity, d.pos.map(|p| (p.line, p.column))));
     diags
@@ -480,6 +481,131 @@ fn check_kubernetes(c: &mut Checker, spec: &Spec, catalog: &Catalog) {
             }
         }
         _ => {}
+    }
+}
+
+/// A chart name in a repository's index: what `helm create` accepts (lowercase letters, digits,
+/// '-', '_', '.'), starting with a letter or digit.
+pub fn is_chart_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 250
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        })
+}
+
+fn check_addons(c: &mut Checker, a: &Addons) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (i, ch) in a.charts.iter().enumerate() {
+        let p = format!("spec.addons.charts[{i}]");
+        // helm's limit for release names is 53 characters
+        if !is_dns_label(&ch.name) || ch.name.len() > 53 {
+            c.error(
+                &format!("{p}.name"),
+                format!("`{}` is not a valid release name", ch.name),
+                "use 1-53 lowercase letters, digits and '-', starting and ending with a letter or digit",
+            );
+        }
+        let ns = ch.namespace.as_deref().unwrap_or("default");
+        if !is_dns_label(ns) {
+            c.error(
+                &format!("{p}.namespace"),
+                format!("`{ns}` is not a valid namespace"),
+                "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+            );
+        }
+        let key = (ns.to_string(), ch.name.clone());
+        if seen.contains(&key) {
+            c.error(
+                &format!("{p}.name"),
+                format!("release `{}` in namespace `{ns}` is listed twice", ch.name),
+                "a release name is unique in its namespace: rename one, or merge their values",
+            );
+        }
+        seen.push(key);
+        match &ch.version {
+            None => c.error(
+                &p,
+                format!("chart `{}` needs its version", ch.name),
+                "kubeforge installs only pinned charts: add version: 1.2.3 (the chart's version in Chart.yaml)",
+            ),
+            Some(v) if semver::Version::parse(v).is_err() => c.error(
+                &format!("{p}.version"),
+                format!("`{v}` is not a chart version (SemVer 2, like 1.2.3)"),
+                "write the chart's version as in its Chart.yaml, without a leading v",
+            ),
+            _ => {}
+        }
+        match &ch.sha256 {
+            None => c.error(
+                &p,
+                format!("chart `{}` needs the sha256 of its archive", ch.name),
+                "kubeforge installs only pinned charts: add sha256: <output of sha256sum on the .tgz>",
+            ),
+            Some(s) if !release::is_sha256_hex(s) => c.error(
+                &format!("{p}.sha256"),
+                "sha256 must be 64 lowercase hex digits",
+                "use the output of sha256sum on the chart's .tgz",
+            ),
+            _ => {}
+        }
+        let source_hint = "a local archive (chart: ./charts/NAME-VERSION.tgz), or a repository and a chart name (repo: https://charts.example/, chart: NAME)";
+        match (&ch.chart, &ch.repo) {
+            (None, _) => c.error(&p, format!("chart `{}` needs chart:", ch.name), source_hint),
+            (Some(x), _) if x.starts_with("oci://") => c.error(
+                &format!("{p}.chart"),
+                format!("`{x}`: OCI charts (oci://) are not supported yet"),
+                source_hint,
+            ),
+            (Some(x), Some(r)) => {
+                if !(r.starts_with("https://") || r.starts_with("http://"))
+                    || reqwest::Url::parse(r).is_err()
+                {
+                    c.error(
+                        &format!("{p}.repo"),
+                        format!("`{r}` is not an http(s) URL of a chart repository"),
+                        "the repository's base URL, the one that serves index.yaml: https://charts.example/",
+                    );
+                }
+                if !is_chart_name(x) {
+                    c.error(
+                        &format!("{p}.chart"),
+                        format!(
+                            "with repo:, chart must be a chart name of the repository, not `{x}`"
+                        ),
+                        format!("give exactly one source: {source_hint}"),
+                    );
+                }
+            }
+            (Some(x), None) => {
+                if !x.ends_with(".tgz") {
+                    c.error(
+                        &format!("{p}.chart"),
+                        format!("`{x}` is not a local chart archive (.tgz)"),
+                        format!("give exactly one source: {source_hint}"),
+                    );
+                }
+            }
+        }
+        if let Some(v) = &ch.values
+            && !v.is_object()
+        {
+            c.error(
+                &format!("{p}.values"),
+                "values must be a map of the chart's values",
+                "e.g. values: {replicaCount: 2, image: {tag: v1}}",
+            );
+        }
+        for (j, f) in ch.values_files.iter().enumerate() {
+            if f.is_empty() || f.starts_with('/') || f.starts_with('~') {
+                c.error(
+                    &format!("{p}.valuesFiles[{j}]"),
+                    format!("`{f}` must be a path relative to the inventory"),
+                    "keep values files beside the inventory: valuesFiles: [values/prod.yaml]",
+                );
+            }
+        }
     }
 }
 

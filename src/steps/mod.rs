@@ -5,6 +5,7 @@
 //! config file, join actions).
 
 pub mod api_endpoint;
+pub mod charts;
 pub mod cloud_provider;
 pub mod cni;
 pub mod control_plane_ready;

@@ -40,6 +40,8 @@ pub enum ApplyError {
     #[error("CNI manifest: {0}")]
     CniManifest(String),
     #[error(transparent)]
+    Chart(#[from] crate::charts::ChartError),
+    #[error(transparent)]
     Artifact(#[from] artifacts::ArtifactError),
     #[error(transparent)]
     Images(#[from] crate::images::ImageError),
@@ -74,6 +76,8 @@ pub struct Options {
 /// Connections, observations and the plan.
 pub struct Prepared {
     pub plan: Plan,
+    /// The cluster's Helm releases (when the inventory has charts and they could be read).
+    pub releases: Option<BTreeMap<(String, String), crate::charts::Release>>,
     pub manifest: ReleaseManifest,
     pub facts: BTreeMap<String, Facts>,
     pub state: Option<ClusterState>,
@@ -137,6 +141,27 @@ async fn load_cni_manifest(
                 )));
             }
             Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+    }
+}
+
+/// The cluster's Helm releases, for `--prune`: those read for the plan, else read now (an
+/// inventory without charts may have dropped all of kubeforge's).
+pub async fn chart_releases(
+    p: &Prepared,
+) -> Option<BTreeMap<(String, String), crate::charts::Release>> {
+    if p.releases.is_some() {
+        return p.releases.clone();
+    }
+    let s = p.fleet.session(&p.state.as_ref()?.api_host)?;
+    match crate::charts::observe(s).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the cluster's Helm releases on {}: {e}",
+                s.name()
+            );
+            None
         }
     }
 }
@@ -240,6 +265,7 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         cni_manifest: None,
         cloud_provider: None,
         mirrored: None,
+        charts: None,
     };
     let state = match probe.init_host() {
         Some(h)
@@ -269,6 +295,36 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         }
         _ => None,
     };
+    // the charts' values and archive sources, and the releases the cluster holds
+    let charts = if c.charts.is_empty() {
+        None
+    } else {
+        let list = match crate::charts::prepare(&c.charts).await {
+            Ok(l) => l,
+            Err(e) => {
+                fleet.close().await;
+                return Err(e.into());
+            }
+        };
+        let releases = match state.as_ref().and_then(|s| fleet.session(&s.api_host)) {
+            Some(s) => match crate::charts::observe(s).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    plan_warnings.push(format!(
+                        "cannot read the cluster's Helm releases on {}: {e}; every chart is planned as an install",
+                        s.name()
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        Some(crate::charts::Prepared {
+            charts: list,
+            releases,
+        })
+    };
+    let releases = charts.as_ref().and_then(|c| c.releases.clone());
     let input = plan::Input {
         cluster: c,
         manifest: &manifest,
@@ -277,11 +333,13 @@ pub async fn prepare(loaded: &Loaded, opts: &Options) -> Result<Prepared, ApplyE
         cni_manifest,
         cloud_provider: opts.cloud_provider.clone(),
         mirrored,
+        charts,
     };
     let mut plan = plan::plan::compute(super::APPLY, &input)?;
     plan.warnings.extend(plan_warnings);
     Ok(Prepared {
         plan,
+        releases,
         manifest,
         facts: facts_by_host,
         state,

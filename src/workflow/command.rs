@@ -150,6 +150,12 @@ pub async fn apply(
             "; then its server is deleted",
         );
     }
+    // destructive: the Helm releases of kubeforge the inventory no longer lists
+    if req.prune
+        && let Some(releases) = apply::chart_releases(&prepared).await
+    {
+        crate::steps::charts::prune(&mut prepared.plan, &loaded.cluster, &releases);
+    }
     ui.show(Shown::Plan(&prepared.plan, &loaded.cluster));
     let go = ui.decide(!prepared.plan.is_empty(), prepared.plan.is_destructive());
     if go == Go::Refuse {

@@ -25,6 +25,7 @@ pub static APPLY: Workflow<'static> = &[
     &steps::join_control_plane::JoinControlPlane,
     &steps::join_worker::JoinWorker,
     &steps::cni::Cni,
+    &steps::charts::Charts,
     &steps::cloud_provider::CloudProviderStep,
     &steps::wait_ready::WaitReady,
 ];
