@@ -301,19 +301,9 @@ pub fn bundle_images(
     cloud_provider: bool,
 ) -> Result<Vec<(String, Image)>, BundleError> {
     let mut out = Vec::new();
-    for (key, image) in m.all_images() {
-        let keep = if key.starts_with("images.") {
-            true
-        } else if key.starts_with("cni.flannel.") {
-            c.cni == Cni::Flannel
-        } else if key.starts_with("addons.openstack.") {
-            cloud_provider
-        } else {
-            false
-        };
-        if !keep {
-            continue;
-        }
+    for (key, image) in
+        crate::steps::images::selection(c, m, crate::model::Role::ControlPlane, cloud_provider)
+    {
         if image.digest.is_none() {
             return Err(BundleError::Refused(format!(
                 "image {} ({key} of the release manifest of Kubernetes {}) is not pinned by digest: \

@@ -137,14 +137,35 @@ impl ImageStore {
                     message: format!("{:?}: an image repository names its registry", image.repo),
                 })?;
         let ep = self.registry.direct_endpoint(target, path)?;
-        let url = ep.url(&format!("manifests/{digest}"));
-        let http = self.registry.http();
-        let action = format!("HEAD manifest {digest} of {target}/{path}");
         let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+        self.exists(
+            &ep,
+            "pull",
+            format!("HEAD manifest {digest} of {target}/{path}"),
+            ep.url(&format!("manifests/{digest}")),
+            Some(accept),
+        )
+        .await
+    }
+
+    /// A HEAD request: 200 is there, 404 is not, anything else an error naming `action`.
+    async fn exists(
+        &self,
+        ep: &Endpoint,
+        scope: &str,
+        action: String,
+        url: Url,
+        accept: Option<&str>,
+    ) -> Result<bool, ImageError> {
+        let http = self.registry.http();
         let resp = self
             .registry
-            .send(&ep, "pull", &action, &|| {
-                Ok(http.head(url.clone()).header("Accept", accept))
+            .send(ep, scope, &action, &|| {
+                let r = http.head(url.clone());
+                Ok(match accept {
+                    Some(a) => r.header("Accept", a),
+                    None => r,
+                })
             })
             .await?;
         match resp.status().as_u16() {
@@ -165,23 +186,14 @@ impl ImageStore {
         name: &str,
         b: &BlobInfo,
     ) -> Result<bool, ImageError> {
-        let url = ep.url(&format!("blobs/{}", b.digest));
-        let http = self.registry.http();
-        let action = format!("HEAD blob {} of {name}", b.digest);
-        let resp = self
-            .registry
-            .send(ep, "pull,push", &action, &|| Ok(http.head(url.clone())))
-            .await?;
-        match resp.status().as_u16() {
-            200 => Ok(true),
-            404 => Ok(false),
-            status => Err(ImageError::Http {
-                registry: ep.key.clone(),
-                action,
-                status,
-                detail: String::new(),
-            }),
-        }
+        self.exists(
+            ep,
+            "pull,push",
+            format!("HEAD blob {} of {name}", b.digest),
+            ep.url(&format!("blobs/{}", b.digest)),
+            None,
+        )
+        .await
     }
 
     async fn upload_blob(

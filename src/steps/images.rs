@@ -90,19 +90,7 @@ pub fn wanted(
     cloud_provider: bool,
 ) -> Result<Vec<Image>, PlanError> {
     let mut out = Vec::new();
-    for (key, image) in m.all_images() {
-        let keep = if key.starts_with("images.") {
-            role == Role::ControlPlane || !CONTROL_PLANE_ONLY.contains(&key.as_str())
-        } else if key.starts_with("cni.flannel.") {
-            c.cni == Cni::Flannel
-        } else if key.starts_with("addons.openstack.") {
-            cloud_provider
-        } else {
-            false
-        };
-        if !keep {
-            continue;
-        }
+    for (key, image) in selection(c, m, role, cloud_provider) {
         if image.digest.is_none() {
             return Err(PlanError::Refused(format!(
                 "image {} ({key} of the release manifest of Kubernetes {}) is not pinned by digest: \
@@ -115,6 +103,30 @@ pub fn wanted(
         out.push(image);
     }
     Ok(out)
+}
+
+/// The images of the release a node of `role` runs, with their keys in the manifest (a control
+/// plane's are every role's), pinned or not.
+pub fn selection(
+    c: &Cluster,
+    m: &ReleaseManifest,
+    role: Role,
+    cloud_provider: bool,
+) -> Vec<(String, Image)> {
+    m.all_images()
+        .into_iter()
+        .filter(|(key, _)| {
+            if key.starts_with("images.") {
+                role == Role::ControlPlane || !CONTROL_PLANE_ONLY.contains(&key.as_str())
+            } else if key.starts_with("cni.flannel.") {
+                c.cni == Cni::Flannel
+            } else if key.starts_with("addons.openstack.") {
+                cloud_provider
+            } else {
+                false
+            }
+        })
+        .collect()
 }
 
 /// Pushes an archive of these images to the host and imports it.
